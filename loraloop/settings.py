@@ -11,13 +11,14 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_COMMON = {"env_prefix": "LORALOOP_", "env_nested_delimiter": "__", "extra": "ignore"}
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_nested_delimiter="__", extra="ignore")
 
 
 class StreamSettings(BaseSettings):
     """The Faust worker: consumer group, batching into ClickHouse, broker timeouts."""
 
-    model_config = SettingsConfigDict(**_COMMON, env_prefix="LORALOOP_STREAM__")  # type: ignore[typeddict-item]
+    model_config = _config("LORALOOP_STREAM__")
 
     app_id: str = Field("loraloop", description="Faust app id, also the consumer group.")
     topic_prefix: str = Field(
@@ -42,12 +43,15 @@ class StreamSettings(BaseSettings):
         0, ge=0, le=65535, description="Worker HTTP port (health, metrics); 0 picks a free one."
     )
     web_host: str = Field("127.0.0.1", description="Worker HTTP bind address.")
+    replay_timeout_s: float = Field(
+        600.0, gt=0, description="`loraloop replay` gives up when not done after this long."
+    )
 
 
 class WarehouseSettings(BaseSettings):
     """ClickHouse: where it is and how raw text is retained."""
 
-    model_config = SettingsConfigDict(**_COMMON, env_prefix="LORALOOP_WAREHOUSE__")  # type: ignore[typeddict-item]
+    model_config = _config("LORALOOP_WAREHOUSE__")
 
     text_ttl_days: int = Field(
         365, ge=1, description="Raw conversation text is dropped after this many days."
@@ -58,7 +62,7 @@ class WarehouseSettings(BaseSettings):
 class Settings(BaseSettings):
     """Top-level settings: data directory, Kafka, ClickHouse, and each component's own."""
 
-    model_config = SettingsConfigDict(**_COMMON)  # type: ignore[typeddict-item]
+    model_config = _config("LORALOOP_")
 
     data_dir: Path = Field(
         Path(".loraloop"),

@@ -1,0 +1,15 @@
+"""Errors of the analytics layer: the warehouse and its migrations."""
+
+from loraloop.exceptions import LoraloopError
+
+
+class WarehouseError(LoraloopError):
+    """ClickHouse could not be reached or refused a statement."""
+
+
+class WarehouseLockedError(WarehouseError):
+    """The embedded chdb store is owned by another process (usually ``loraloop up``)."""
+
+
+class MigrationError(WarehouseError):
+    """A migration failed or an applied migration was edited afterwards."""

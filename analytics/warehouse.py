@@ -1,0 +1,153 @@
+"""The warehouse: one clickhouse-connect client for every query and insert.
+
+The same code talks to the in-process chdb engine (``chdb:///path``, embedded
+mode: one owner process per path) and to a ClickHouse server
+(``http://host:8123``). Blocking calls go through :meth:`Warehouse.run`, a single
+worker thread, so async callers never block their loop and the embedded engine
+sees one caller at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.query import QueryResult
+
+from analytics import schema
+from analytics.exceptions import WarehouseError, WarehouseLockedError
+from loraloop.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+EVENT_TABLES = ("turns", "feedback", "handoffs", "qa_verdicts", "outcomes", "user_profiles")
+"""Raw event tables, one row per event_id."""
+
+LOOP_TABLES = (
+    "dead_letters",
+    "signals",
+    "conversations",
+    "samples",
+    "sample_transitions",
+    "model_versions",
+    "rollouts",
+    "assignments",
+)
+
+
+def _open_client(dsn: str, database: str | None) -> Client:
+    kwargs: dict[str, Any] = {"dsn": dsn}
+    if database:
+        kwargs["database"] = database
+    try:
+        return clickhouse_connect.get_client(**kwargs)
+    except Exception as e:
+        text = str(e)
+        if dsn.startswith("chdb:") and ("lock" in text.lower() or "used by" in text.lower()):
+            msg = (
+                f"the embedded warehouse {dsn} is held by another process "
+                "(a running `loraloop up`?); stop it, or query through its web API"
+            )
+            raise WarehouseLockedError(msg) from e
+        msg = f"cannot open ClickHouse at {dsn}: {e}; check LORALOOP_CLICKHOUSE_DSN"
+        raise WarehouseError(msg) from e
+
+
+class Warehouse:
+    """A connected ClickHouse database with the loraloop schema."""
+
+    def __init__(self, client: Client, *, dsn: str, database: str) -> None:
+        self._client = client
+        self.dsn = dsn
+        self.database = database
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
+
+    @classmethod
+    def connect(cls, *, dsn: str, database: str) -> Warehouse:
+        """Open ``dsn`` and make sure ``database`` exists (no tables are created)."""
+        if dsn.startswith("chdb://"):
+            Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
+        bootstrap = _open_client(dsn, None)
+        try:
+            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        except Exception as e:
+            msg = f"cannot create database {database!r} at {dsn}: {e}"
+            raise WarehouseError(msg) from e
+        client = bootstrap if dsn.startswith("chdb:") else _open_client(dsn, database)
+        if client is bootstrap:
+            client.database = database
+        return cls(client, dsn=dsn, database=database)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Warehouse:
+        """Connect as configured and, by default, apply pending migrations."""
+        warehouse = cls.connect(
+            dsn=settings.effective_clickhouse_dsn, database=settings.warehouse.database
+        )
+        if migrate:
+            warehouse.migrate(text_ttl_days=settings.warehouse.text_ttl_days)
+        return warehouse
+
+    def migrate(self, *, text_ttl_days: int) -> list[str]:
+        """Apply pending migrations; returns the names applied (empty when up to date)."""
+        return schema.apply_all(self, {"TEXT_TTL_DAYS": str(text_ttl_days)})
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        try:
+            return self._client.command(sql, parameters=parameters)
+        except Exception as e:
+            msg = f"ClickHouse refused a statement: {e}"
+            raise WarehouseError(msg) from e
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
+        """Run a parameterized query (``{name:Type}`` placeholders, never string-built)."""
+        try:
+            return self._client.query(sql, parameters=parameters)
+        except Exception as e:
+            msg = f"ClickHouse query failed: {e}"
+            raise WarehouseError(msg) from e
+
+    def insert(
+        self, table: str, rows: Sequence[Sequence[Any]], *, column_names: Sequence[str]
+    ) -> int:
+        """Insert rows (one sequence per row, in ``column_names`` order); returns rows written."""
+        if not rows:
+            return 0
+        try:
+            summary = self._client.insert(table, rows, column_names=list(column_names))
+        except Exception as e:
+            msg = f"insert into {table} failed: {e}"
+            raise WarehouseError(msg) from e
+        return int(summary.written_rows)
+
+    def count(self, table: str, *, final: bool = True) -> int:
+        """Rows in ``table`` as read with its dedupe semantics (FINAL)."""
+        if table not in EVENT_TABLES + LOOP_TABLES:
+            msg = f"unknown table {table!r}"
+            raise WarehouseError(msg)
+        suffix = " FINAL" if final else ""
+        return int(self.query(f"SELECT count() FROM {table}{suffix}").result_rows[0][0])  # noqa: S608
+
+    def table_counts(self) -> dict[str, int]:
+        """Deduplicated row counts of every loraloop table."""
+        return {t: self.count(t) for t in EVENT_TABLES + LOOP_TABLES}
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking warehouse call on the warehouse thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        try:
+            self._client.close()
+        except Exception:  # the chdb backend may already be closed at interpreter exit
+            logger.debug("warehouse client close failed", exc_info=True)

@@ -1,0 +1,160 @@
+"""The Faust app: one ingest agent per source topic, a dead-letter sink, web endpoints.
+
+Each agent reads raw bytes in batches (``noack_take``), validates them, sends
+failures to ``llm.dlq``, writes the rest to ClickHouse through the retrying
+sink, and only then acks: at-least-once in, idempotent (ReplacingMergeTree) out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from analytics.rows import dead_letter_row
+from analytics.warehouse import Warehouse
+from loraloop.events import DLQ_TOPIC, KINDS, DeadLetter, Kind, describe_error
+from loraloop.settings import Settings
+from streams import metrics
+from streams.ingest import dead_letter, decode_batch
+from streams.progress import Progress
+from streams.sink import WarehouseSink
+from streams.topics import base_name, topic_name
+
+logger = logging.getLogger(__name__)
+
+AgentFn = Callable[[Any], Awaitable[None]]
+
+
+def _raw_topic(app: faust.App, settings: Settings, base: str) -> Any:
+    return app.topic(
+        topic_name(settings.stream, base),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.stream.partitions,
+    )
+
+
+def create_app(settings: Settings, *, bootstrap: str, web_port: int) -> faust.App:
+    """A Faust app configured for loraloop (no agents yet)."""
+    stream = settings.stream
+    return faust.App(
+        stream.app_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        autodiscover=False,
+        datadir=str(Path(settings.data_dir) / "faust"),
+        processing_guarantee="at_least_once",
+        broker_session_timeout=stream.session_timeout_s,
+        broker_heartbeat_interval=stream.heartbeat_interval_s,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=stream.partitions,
+        topic_replication_factor=1,
+        web_enabled=True,
+        web_bind=stream.web_host,
+        web_host=stream.web_host,
+        web_port=web_port,
+        producer_acks=-1,
+    )
+
+
+def ingest_agent(kind: Kind, dlq: Any, sink: WarehouseSink, progress: Progress,
+                 settings: Settings) -> AgentFn:
+    """The agent body for one source topic."""
+    stream_settings = settings.stream
+
+    async def ingest(stream: Any) -> None:
+        async for events in stream.noack_take(
+            stream_settings.batch_size, within=stream_settings.batch_within_s
+        ):
+            messages = [event.message for event in events]
+            topic = base_name(stream_settings, messages[0].topic)
+            metrics.EVENTS_IN.labels(topic).inc(len(messages))
+            batch = decode_batch(kind, messages)
+            for letter in batch.letters:
+                fut = await dlq.send(key=letter.source_topic.encode(),
+                                     value=letter.model_dump_json().encode())
+                await fut
+                logger.info("dead-lettered %s[%s]@%s: %s", letter.source_topic,
+                            letter.partition, letter.offset, letter.error)
+            await sink.write(batch.rows, topic=topic)
+            for event in events:
+                await stream.ack(event)
+            for message in messages:
+                progress.mark(message.topic, message.partition, message.offset)
+            metrics.EVENTS_WRITTEN.labels(topic).inc(len(batch.events))
+            metrics.DEAD_LETTERS.labels(topic).inc(len(batch.letters))
+            progress.written[topic] += len(batch.events)
+            progress.dead_lettered[topic] += len(batch.letters)
+
+    ingest.__name__ = f"ingest_{kind.name}"
+    return ingest
+
+
+def dead_letter_agent(sink: WarehouseSink, progress: Progress, settings: Settings) -> AgentFn:
+    """Stores every dead letter in the ``dead_letters`` table."""
+    stream_settings = settings.stream
+
+    async def store_dead_letters(stream: Any) -> None:
+        async for events in stream.noack_take(
+            stream_settings.batch_size, within=stream_settings.batch_within_s
+        ):
+            rows = []
+            for event in events:
+                message = event.message
+                try:
+                    letter = DeadLetter.model_validate_json(message.value or b"")
+                except ValidationError as e:
+                    letter = dead_letter(message, f"malformed dead letter: {describe_error(e)}")
+                rows.append(dead_letter_row(letter))
+            await sink.write({"dead_letters": rows}, topic=DLQ_TOPIC)
+            for event in events:
+                await stream.ack(event)
+                progress.mark(event.message.topic, event.message.partition, event.message.offset)
+            progress.dead_letters_stored += len(rows)
+
+    return store_dead_letters
+
+
+def add_web(app: faust.App, warehouse: Warehouse, progress: Progress) -> None:
+    """``/health``, ``/metrics`` and ``/api/counts`` on the worker's web server."""
+
+    @app.page("/health")
+    async def health(web: View, request: Request) -> Response:
+        status = "degraded" if progress.sink_error else "ok"
+        body = {"status": status, "sink_error": progress.sink_error}
+        return web.json(body, status=200 if status == "ok" else 503)
+
+    @app.page("/metrics")
+    async def prometheus(web: View, request: Request) -> Response:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    @app.page("/api/counts")
+    async def counts(web: View, request: Request) -> Response:
+        tables = await warehouse.run(warehouse.table_counts)
+        return web.bytes(orjson.dumps({"tables": tables}), content_type="application/json")
+
+
+def build_worker_app(
+    settings: Settings, *, bootstrap: str, warehouse: Warehouse, progress: Progress, web_port: int
+) -> faust.App:
+    """The full worker: ingest agents for every source topic plus the dead-letter sink."""
+    app = create_app(settings, bootstrap=bootstrap, web_port=web_port)
+    sink = WarehouseSink(warehouse, settings.stream, progress)
+    dlq = _raw_topic(app, settings, DLQ_TOPIC)
+    for kind in KINDS.values():
+        source = _raw_topic(app, settings, kind.topic)
+        agent = ingest_agent(kind, dlq, sink, progress, settings)
+        app.agent(source, name=f"ingest-{kind.name}", concurrency=1)(agent)
+    app.agent(dlq, name="dead-letters", concurrency=1)(dead_letter_agent(sink, progress, settings))
+    add_web(app, warehouse, progress)
+    return app

@@ -1,0 +1,17 @@
+"""Prometheus metrics of the worker (served on ``/metrics`` by its web server)."""
+
+from prometheus_client import Counter, Histogram
+
+EVENTS_IN = Counter("loraloop_events_in_total", "Events read from a source topic.", ["topic"])
+EVENTS_WRITTEN = Counter(
+    "loraloop_events_written_total", "Valid events written to the warehouse.", ["topic"]
+)
+DEAD_LETTERS = Counter(
+    "loraloop_dead_letters_total", "Payloads sent to the dead-letter topic.", ["topic"]
+)
+SINK_RETRIES = Counter(
+    "loraloop_sink_retries_total", "Warehouse writes retried after a failure.", ["table"]
+)
+SINK_BATCH_SECONDS = Histogram(
+    "loraloop_sink_batch_seconds", "Time to write one batch to the warehouse.", ["topic"]
+)

@@ -1,0 +1,56 @@
+"""The batched ClickHouse writer: retries with back-off until the batch is stored.
+
+Agents call :meth:`WarehouseSink.write` and ack their events only after it
+returns, so an offset is never committed past a row that was not written. A
+failure is reported on the health endpoint (through :class:`Progress`) and
+counted, never raised into the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from analytics.exceptions import WarehouseError
+from analytics.rows import COLUMNS
+from analytics.warehouse import Warehouse
+from loraloop.settings import StreamSettings
+from streams import metrics
+from streams.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+
+class WarehouseSink:
+    """Writes row batches to the warehouse, retrying forever with capped back-off."""
+
+    def __init__(self, warehouse: Warehouse, stream: StreamSettings, progress: Progress) -> None:
+        self._warehouse = warehouse
+        self._stream = stream
+        self._progress = progress
+
+    async def write(self, rows: Mapping[str, Sequence[Sequence[Any]]], *, topic: str) -> None:
+        """Store every table's rows; returns only when all are written."""
+        delay = self._stream.retry_initial_s
+        started = time.perf_counter()
+        pending = {table: list(table_rows) for table, table_rows in rows.items() if table_rows}
+        while pending:
+            table, table_rows = next(iter(pending.items()))
+            try:
+                await self._warehouse.run(self._insert, table, table_rows)
+            except WarehouseError as e:
+                self._progress.sink_error = str(e)
+                metrics.SINK_RETRIES.labels(table).inc()
+                logger.warning("write to %s failed (%s); retrying in %.1fs", table, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._stream.retry_max_s)
+                continue
+            del pending[table]
+        self._progress.sink_error = None
+        metrics.SINK_BATCH_SECONDS.labels(topic).observe(time.perf_counter() - started)
+
+    def _insert(self, table: str, rows: Sequence[Sequence[Any]]) -> int:
+        return self._warehouse.insert(table, rows, column_names=COLUMNS[table])
