@@ -3,16 +3,23 @@
 Masking happens before text enters any training dataset, and in the console for
 users without the PII permission. What is found, and what it becomes:
 
-| kind | what | token |
-|---|---|---|
-| email | ``local@domain.tld`` (ASCII) | ``[EMAIL]`` |
-| id | mainland China resident ID: 18 characters, region code, a real birth date between 1900 and today, valid ISO 7064 check character (digit or X) | ``[ID]`` |
-| card | bank card: 13–19 digits, contiguous or in groups of 4 (Amex 4-6-5) separated by one space or dash, first digit 2–6 (the issuer ranges in use), valid Luhn checksum | ``[CARD]`` |
-| phone | mainland China mobile ``1[3-9]`` + 9 digits, optionally ``+86`` / ``0086`` and space or dash separators; international ``+CC`` numbers with 8–15 digits | ``[PHONE]`` |
+- ``[EMAIL]``: ``local@domain.tld`` (ASCII).
+- ``[ID]``: a mainland China resident ID, 18 characters: region code, a real
+  birth date from 1900 to today, and a valid GB 11643 (ISO 7064) check
+  character, digit or X.
+- ``[CARD]``: a bank card, 13-19 digits, contiguous or in groups of 4 (Amex
+  4-6-5) separated by one space or dash, first digit 2-6 (the issuer ranges in
+  use), valid Luhn checksum.
+- ``[PHONE]``: a mainland China mobile, ``1[3-9]`` and 9 digits, optionally
+  after ``+86`` / ``0086``, with space or dash separators; or an international
+  ``+CC`` number of at least 8 digits in groups separated by spaces, dashes,
+  dots or parentheses.
 
-Numbers are only taken whole (never a run of digits inside a longer one), and
-the checksums keep order numbers, prices (``¥1999``, ``$299``), years, dates and
-quantities unmasked. Where two findings overlap, the earlier wins, then the
+Numbers are only taken whole (never digits inside a longer run of digits or
+letters, so ``SO2024...`` order numbers stay); full-width digits, ``＋``, ``－``,
+``＠`` and the ideographic space (Chinese input methods) read as their ASCII
+forms; the checksums keep order numbers, prices (``¥1999``, ``$299``),
+years, dates and quantities unmasked. Where two findings overlap, the earlier wins, then the
 longer, then the kind listed first above. Not covered: 15-digit first-generation
 IDs (expired since 2013), landlines without ``+CC``, names and street addresses.
 """
@@ -22,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Final
 
@@ -50,25 +57,28 @@ class Match:
     value: str
 
 
-_NOT_DIGIT_BEFORE: Final = r"(?<![\d+])"
-_NOT_DIGIT_AFTER: Final = r"(?!\d)"
+_NUMBER_START: Final = r"(?<![\dA-Za-z_+])"
+"""A number is taken whole: no digit, Latin letter or ``+`` right before it."""
+
+_NUMBER_END: Final = r"(?![\dA-Za-z_])"
 
 EMAIL_RE: Final = re.compile(
     r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-    r"(?![A-Za-z0-9-])"
+    r"(?![A-Za-z0-9-])",
+    re.ASCII,
 )
-ID_RE: Final = re.compile(_NOT_DIGIT_BEFORE + r"[1-9]\d{16}[\dXx]" + r"(?![\dA-Za-z])")
-CARD_RE: Final = re.compile(
-    _NOT_DIGIT_BEFORE
-    + r"(?:\d{4}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,3})?|\d{4}[ -]\d{6}[ -]\d{5}|\d{13,19})"
-    + _NOT_DIGIT_AFTER
+
+
+def _number(pattern: str) -> re.Pattern[str]:
+    return re.compile(_NUMBER_START + pattern + _NUMBER_END, re.ASCII)
+
+
+ID_RE: Final = _number(r"[1-9]\d{16}[\dXx]")
+CARD_RE: Final = _number(
+    r"(?:\d{4}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,3})?|\d{4}[ -]\d{6}[ -]\d{5}|\d{13,19})"
 )
-CN_MOBILE_RE: Final = re.compile(
-    _NOT_DIGIT_BEFORE + r"(?:(?:\+86|0086)[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}" + _NOT_DIGIT_AFTER
-)
-INTL_PHONE_RE: Final = re.compile(
-    r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){1,6}" + _NOT_DIGIT_AFTER
-)
+CN_MOBILE_RE: Final = _number(r"(?:(?:\+86|0086)[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}")
+INTL_PHONE_RE: Final = _number(r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){1,6}")
 
 ID_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 """GB 11643-1999 weights of the first 17 ID digits."""
@@ -85,12 +95,21 @@ CARD_FIRST_DIGITS: Final = frozenset("23456")
 """Visa 4, Mastercard 2/5, Amex and JCB 3, UnionPay and Discover 6."""
 
 LUHN_MODULUS: Final = 10
-INTL_PHONE_DIGITS: Final = range(8, 16)
-"""E.164 allows at most 15 digits; fewer than 8 is more likely a number than a phone."""
+INTL_PHONE_MIN_DIGITS: Final = 8
+"""Fewer digits after a ``+`` is more likely an amount or a count than a phone.
+
+No upper bound: a number that runs into a following one is masked whole rather
+than left in the clear."""
+
+
+_FULL_WIDTH: Final = str.maketrans(
+    {**{chr(0xFF10 + d): str(d) for d in range(10)}, "＋": "+", "－": "-", "＠": "@", "\u3000": " "}
+)
+"""One character for one, so positions in the folded text are positions in the original."""
 
 
 def _digits(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit())
+    return "".join(ch for ch in text if ch.isdecimal())
 
 
 def id_checksum_ok(number: str) -> bool:
@@ -105,7 +124,7 @@ def plausible_birth_date(yyyymmdd: str, *, today: date | None = None) -> bool:
         born = date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
     except ValueError:
         return False
-    latest = today or date.today()  # noqa: DTZ011 - a calendar date, no time of day
+    latest = today or datetime.now(UTC).date()
     return ID_EARLIEST_BIRTH_YEAR <= born.year and born <= latest
 
 
@@ -115,7 +134,7 @@ def luhn_ok(digits: str) -> bool:
     for position, ch in enumerate(reversed(digits)):
         value = int(ch)
         if position % 2:
-            value = value * 2 - 9 if value > 4 else value * 2  # noqa: PLR2004
+            value = sum(divmod(value * 2, LUHN_MODULUS))
         total += value
     return total % LUHN_MODULUS == 0
 
@@ -130,10 +149,10 @@ def _is_card(value: str) -> bool:
 
 
 def _is_intl_phone(value: str) -> bool:
-    return len(_digits(value)) in INTL_PHONE_DIGITS
+    return len(_digits(value)) >= INTL_PHONE_MIN_DIGITS
 
 
-def _always(value: str) -> bool:  # noqa: ARG001 - same shape as the checks
+def _always(_value: str) -> bool:
     return True
 
 
@@ -148,10 +167,11 @@ _PRIORITY: Final = {kind: rank for rank, kind in enumerate(PiiKind)}
 
 
 def _candidates(text: str) -> Iterator[Match]:
+    folded = text.translate(_FULL_WIDTH)
     for kind, pattern, check in _FINDERS:
-        for found in pattern.finditer(text):
+        for found in pattern.finditer(folded):
             if check(found.group()):
-                yield Match(kind, found.start(), found.end(), found.group())
+                yield Match(kind, found.start(), found.end(), text[found.start() : found.end()])
 
 
 def find_pii(text: str) -> list[Match]:

