@@ -51,6 +51,12 @@ def _open_client(dsn: str, database: str | None) -> Client:
         return clickhouse_connect.get_client(**kwargs)
     except Exception as e:
         text = str(e)
+        if dsn.startswith("chdb:") and "already initialized" in text:
+            msg = (
+                f"this process already has another embedded warehouse open, so it cannot open "
+                f"{dsn}: chdb serves one store per process; close the other one first"
+            )
+            raise WarehouseError(msg) from e
         if dsn.startswith("chdb:") and ("lock" in text.lower() or "used by" in text.lower()):
             msg = (
                 f"the embedded warehouse {dsn} is held by another process "

@@ -2,12 +2,17 @@
 
 Pure: no I/O. The graph (DESIGN.md, "Sample lifecycle"; docs/pool.md)::
 
-    (none) ─capture─► captured ─label─► problem ─promote─► candidate_baseline
-                         │                 │                     │ promote
-                         └─reject─► rejected └─downweight─► downweighted
-                                                      secondary_baseline ─promote─► core_baseline
-    any baseline tier ─demote / retire (with a reason)─► demoted / retired
-    rejected, downweighted, demoted ─reopen (with a reason)─► problem
+    (none) ─capture─► captured ─label─► problem ─promote*─► candidate_baseline
+                         │ reject          │ downweight            │ promote*
+                         ▼                 ▼                       ▼
+                      rejected        downweighted         secondary_baseline
+                                                                   │ promote*
+                                                                   ▼
+                                                             core_baseline
+    any baseline tier ─demote / retire (with a reason)─► demoted / retired (final)
+    rejected | downweighted | demoted ─reopen (with a reason)─► problem
+
+    * performed only by an approver (a person); automatic actors may propose it
 
 Roles:
 

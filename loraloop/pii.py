@@ -18,10 +18,11 @@ users without the PII permission. What is found, and what it becomes:
 Numbers are only taken whole (never digits inside a longer run of digits or
 letters, so ``SO2024...`` order numbers stay); full-width digits, ``＋``, ``－``,
 ``＠`` and the ideographic space (Chinese input methods) read as their ASCII
-forms; the checksums keep order numbers, prices (``¥1999``, ``$299``),
-years, dates and quantities unmasked. Where two findings overlap, the earlier wins, then the
-longer, then the kind listed first above. Not covered: 15-digit first-generation
-IDs (expired since 2013), landlines without ``+CC``, names and street addresses.
+forms; the checksums keep order numbers, prices (``¥1999``, ``$299``), years,
+dates and quantities unmasked. Where two findings overlap, the earlier wins,
+then the longer, then the kind listed first above. Not covered: 15-digit
+first-generation IDs (expired since 2013), landlines without ``+CC``, names and
+street addresses.
 """
 
 from __future__ import annotations

@@ -25,6 +25,14 @@ class ComparisonSettings(BaseSettings):
             "non-inferiority and solved) and the e-BH false discovery rate across problem types."
         ),
     )
+    familywise_regression: bool = Field(
+        True,
+        description=(
+            "Split alpha evenly over all problem types and guardrails (Bonferroni) for the "
+            "regression bounds, so an A/A canary is rolled back with probability <= alpha "
+            "however often it is looked at; False tests each metric at alpha."
+        ),
+    )
     delta: float = Field(
         0.2,
         gt=0,
@@ -100,6 +108,10 @@ class ComparisonSettings(BaseSettings):
             msg = f"guardrail margins must be >= 0, got {bad}"
             raise ValueError(msg)
         return value
+
+    def regression_alpha(self, metrics: int) -> float:
+        """Level of each regression bound when ``metrics`` metrics are compared."""
+        return self.alpha / max(1, metrics) if self.familywise_regression else self.alpha
 
     def margin_for(self, guardrail: str) -> float:
         """The non-inferiority margin of one guardrail."""

@@ -56,7 +56,9 @@ def _arm_sums(
     p = np.clip(np.outer(propensity, rates), 0, 1)
     y = rng.binomial(n[:, None], p).astype(np.float64)
     nf = n.astype(np.float64)[:, None]
-    parts = np.stack([np.broadcast_to(nf, y.shape), y, np.broadcast_to(nf * nf, y.shape), y * y, nf * y])
+    parts = np.stack(
+        [np.broadcast_to(nf, y.shape), y, np.broadcast_to(nf * nf, y.shape), y * y, nf * y]
+    )
     per_look = parts.reshape(5, traffic.looks, traffic.users_per_arm_per_look, -1).sum(axis=2)
     cumulative = per_look.cumsum(axis=1)
     step = traffic.users_per_arm_per_look
@@ -77,6 +79,7 @@ def simulate_canary(
     health: HealthCheck | None = None,
 ) -> list[Comparison]:
     """Every look of one simulated canary, each fed the previous look's solved set."""
+    cfg = settings or ComparisonSettings()
     base = np.array([m.base_rate for m in traffic.metrics])
     effect = np.array([1 + m.relative_effect for m in traffic.metrics])
     prev_sums = _arm_sums(traffic, base, rng)
@@ -85,7 +88,7 @@ def simulate_canary(
     met: frozenset[str] = frozenset()
     for look in range(traffic.looks):
         users = traffic.users_per_arm_per_look * (look + 1)
-        checked = health or check_health([users, users], [0.5, 0.5], users_in_both=0)
+        checked = health or check_health([users, users], [0.5, 0.5], users_in_both=0, settings=cfg)
         targets: dict[str, ArmRates] = {}
         guardrails: dict[str, ArmRates] = {}
         for k, metric in enumerate(traffic.metrics):
@@ -93,9 +96,7 @@ def simulate_canary(
                 ratio_rate(prev_sums[look][k]), ratio_rate(new_sums[look][k]), metric.direction
             )
             (guardrails if metric.guardrail else targets)[metric.name] = pair
-        result = compare_versions(
-            targets, guardrails, checked, previously_met=met, settings=settings
-        )
+        result = compare_versions(targets, guardrails, checked, previously_met=met, settings=cfg)
         met = result.solved_criteria_met
         looks.append(result)
     return looks

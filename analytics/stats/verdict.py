@@ -6,8 +6,10 @@ strong, repeated evidence. All bounds are always-valid, so this may run at every
 
 Per problem type (rates where higher is worse), in order:
 
-- regressed: the one-sided (1 − α) lower bound on new − prev is above 0, with at least
-  ``min_events_for_regression`` conversations per arm;
+- regressed: the one-sided always-valid lower bound on new − prev is above 0, with at
+  least ``min_events_for_regression`` conversations per arm. Its level is α split over
+  all metrics (Bonferroni, ``familywise_regression``): one A/A canary is rolled back
+  with probability ≤ α in all, not α per metric;
 - insufficient_data: fewer than ``min_events_per_arm`` conversations in an arm;
 - solved_candidate: the one-sided bound on new/prev − 1 is below −δ, the type is
   selected by e-BH at level α across all problem types (e-values against
@@ -80,7 +82,8 @@ class MetricResult:
     """Everything a dashboard or a promotion proposal needs about one metric at one look.
 
     ``regression_bound`` is the one-sided bound on the difference toward "better" (a lower
-    bound when higher is worse): beyond 0 on the worse side means regressed.
+    bound when higher is worse), at the regression level: beyond 0 on the worse side
+    means regressed.
     ``e_value`` is the evidence for the improvement being tested: solved (targets) or
     non-inferiority (guardrails). Intervals are two-sided always-valid (1 − α).
     """
@@ -120,12 +123,12 @@ class Comparison:
         return all(r.verdict is Verdict.NON_INFERIOR for r in self.guardrails.values())
 
 
-def _regression_bound(pair: ArmRates, cfg: ComparisonSettings) -> float:
+def _regression_bound(pair: ArmRates, alpha: float, cfg: ComparisonSettings) -> float:
     higher = pair.direction is Direction.HIGHER_IS_WORSE
     bound = difference_interval(
         pair.prev,
         pair.new,
-        alpha=cfg.alpha,
+        alpha=alpha,
         target_n=cfg.cs_target_n,
         side=Side.LOWER if higher else Side.UPPER,
     )
@@ -219,6 +222,7 @@ def _target_results(
     targets: Mapping[str, ArmRates],
     health: HealthCheck,
     previously_met: Collection[str],
+    regression_alpha: float,
     cfg: ComparisonSettings,
 ) -> dict[str, MetricResult]:
     gated = {n: _min_events(p) < cfg.min_events_per_arm for n, p in targets.items()}
@@ -228,7 +232,7 @@ def _target_results(
     selected = dict(zip(targets, flags, strict=True))
     results = {}
     for name, pair in targets.items():
-        bound = _regression_bound(pair, cfg)
+        bound = _regression_bound(pair, regression_alpha, cfg)
         ni_e = _non_inferiority_e(pair, cfg.target_margin, cfg)
         verdict = _base_verdict(pair, bound, cfg)
         shown = verdict is None and selected[name] and solved_e[name] >= 1 / cfg.alpha
@@ -261,12 +265,12 @@ def _solved_verdict(
 
 
 def _guardrail_results(
-    guardrails: Mapping[str, ArmRates], cfg: ComparisonSettings
+    guardrails: Mapping[str, ArmRates], regression_alpha: float, cfg: ComparisonSettings
 ) -> dict[str, MetricResult]:
     results = {}
     for name, pair in guardrails.items():
         margin = cfg.margin_for(name)
-        bound = _regression_bound(pair, cfg)
+        bound = _regression_bound(pair, regression_alpha, cfg)
         ni_e = _non_inferiority_e(pair, margin, cfg)
         verdict = _base_verdict(pair, bound, cfg) or _fallback(ni_e, margin, cfg)
         results[name] = _result(name, pair, cfg, bound=bound, e=ni_e, met=False, verdict=verdict)
@@ -287,8 +291,9 @@ def compare_versions(
     it between looks); empty on the first look, so no type is solved on its first look.
     """
     cfg = settings or ComparisonSettings()
-    target_results = _target_results(targets, health, previously_met, cfg)
-    guardrail_results = _guardrail_results(guardrails, cfg)
+    regression_alpha = cfg.regression_alpha(len(targets) + len(guardrails))
+    target_results = _target_results(targets, health, previously_met, regression_alpha, cfg)
+    guardrail_results = _guardrail_results(guardrails, regression_alpha, cfg)
     regressed = [
         name
         for name, result in {**target_results, **guardrail_results}.items()

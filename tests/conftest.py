@@ -1,0 +1,34 @@
+"""Shared fixtures: every test gets its own data directory, topics and consumer group."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples" / "events.jsonl"
+
+
+@pytest.fixture
+def unique_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path, unique_id: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """LORALOOP_* pointing at a fresh data dir, topic prefix and app id; yields the data dir."""
+    for key in list(os.environ):
+        if key.startswith("LORALOOP_"):
+            monkeypatch.delenv(key)
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("LORALOOP_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("LORALOOP_STREAM__TOPIC_PREFIX", f"t{unique_id}.")
+    monkeypatch.setenv("LORALOOP_STREAM__APP_ID", f"loraloop-test-{unique_id}")
+    yield data_dir
