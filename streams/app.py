@@ -67,8 +67,9 @@ def create_app(settings: Settings, *, bootstrap: str, web_port: int) -> faust.Ap
     )
 
 
-def ingest_agent(kind: Kind, dlq: Any, sink: WarehouseSink, progress: Progress,
-                 settings: Settings) -> AgentFn:
+def ingest_agent(
+    kind: Kind, dlq: Any, sink: WarehouseSink, progress: Progress, settings: Settings
+) -> AgentFn:
     """The agent body for one source topic."""
     stream_settings = settings.stream
 
@@ -81,11 +82,17 @@ def ingest_agent(kind: Kind, dlq: Any, sink: WarehouseSink, progress: Progress,
             metrics.EVENTS_IN.labels(topic).inc(len(messages))
             batch = decode_batch(kind, messages)
             for letter in batch.letters:
-                fut = await dlq.send(key=letter.source_topic.encode(),
-                                     value=letter.model_dump_json().encode())
+                fut = await dlq.send(
+                    key=letter.source_topic.encode(), value=letter.model_dump_json().encode()
+                )
                 await fut
-                logger.info("dead-lettered %s[%s]@%s: %s", letter.source_topic,
-                            letter.partition, letter.offset, letter.error)
+                logger.info(
+                    "dead-lettered %s[%s]@%s: %s",
+                    letter.source_topic,
+                    letter.partition,
+                    letter.offset,
+                    letter.error,
+                )
             await sink.write(batch.rows, topic=topic)
             for event in events:
                 await stream.ack(event)
@@ -129,17 +136,17 @@ def add_web(app: faust.App, warehouse: Warehouse, progress: Progress) -> None:
     """``/health``, ``/metrics`` and ``/api/counts`` on the worker's web server."""
 
     @app.page("/health")
-    async def health(web: View, request: Request) -> Response:
+    async def health(web: View, _request: Request) -> Response:
         status = "degraded" if progress.sink_error else "ok"
         body = {"status": status, "sink_error": progress.sink_error}
         return web.json(body, status=200 if status == "ok" else 503)
 
     @app.page("/metrics")
-    async def prometheus(web: View, request: Request) -> Response:
+    async def prometheus(web: View, _request: Request) -> Response:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
     @app.page("/api/counts")
-    async def counts(web: View, request: Request) -> Response:
+    async def counts(web: View, _request: Request) -> Response:
         tables = await warehouse.run(warehouse.table_counts)
         return web.bytes(orjson.dumps({"tables": tables}), content_type="application/json")
 

@@ -66,10 +66,10 @@ def kafka_answers(host: str, port: int, timeout: float = 1.0) -> bool:
         with socket.create_connection((host, port), timeout=timeout) as s:
             s.sendall(struct.pack(">i", len(header)) + header)
             size_bytes = s.recv(4)
-            if len(size_bytes) < 4:  # noqa: PLR2004
+            if len(size_bytes) < 4:
                 return False
             reply = s.recv(struct.unpack(">i", size_bytes)[0])
-            return len(reply) >= 4 and struct.unpack(">i", reply[:4])[0] == 1  # noqa: PLR2004
+            return len(reply) >= 4 and struct.unpack(">i", reply[:4])[0] == 1
     except OSError:
         return False
 
@@ -117,13 +117,15 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=_die_with_parent,
         )
         self._wait_ready()
         return self
 
     def _wait_ready(self) -> None:
-        assert self._proc is not None
+        if self._proc is None:
+            msg = "the broker was never started"
+            raise BrokerError(msg)
         deadline = time.monotonic() + _STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             code = self._proc.poll()

@@ -71,9 +71,7 @@ class EventPublisher:
         pending: list[asyncio.Future[Any]] = []
         for message in messages:
             full = topic_name(self._stream, message.topic)
-            pending.append(
-                await self._producer.send(full, message.value, key=message.key.encode())
-            )
+            pending.append(await self._producer.send(full, message.value, key=message.key.encode()))
             report.per_topic[message.topic] = report.per_topic.get(message.topic, 0) + 1
             if len(pending) >= window:
                 await self._settle(pending, report)

@@ -53,7 +53,8 @@ def plan_messages(path: Path) -> tuple[list[Outgoing], list[LineError], int]:
         if isinstance(item, LineError):
             errors.append(item)
             if item.kind is not None:
-                messages.append(Outgoing(item.kind.topic, f"line-{item.line_no}", strip_type(item.raw)))
+                key = f"line-{item.line_no}"
+                messages.append(Outgoing(item.kind.topic, key, strip_type(item.raw)))
                 continue
             letter = DeadLetter(
                 source_topic=f"file:{path.name}",
@@ -63,25 +64,28 @@ def plan_messages(path: Path) -> tuple[list[Outgoing], list[LineError], int]:
                 error=item.message,
                 ts=datetime.now(UTC),
             )
-            messages.append(Outgoing(DLQ_TOPIC, letter.source_topic, letter.model_dump_json().encode()))
+            payload = letter.model_dump_json().encode()
+            messages.append(Outgoing(DLQ_TOPIC, letter.source_topic, payload))
             continue
         messages.append(Outgoing(item.kind.topic, item.key, strip_type(item.raw)))
     return messages, errors, lines
 
 
-async def _wait_written(running: RunningStack, report: PublishReport, direct_dlq: int,
-                        timeout_s: float) -> None:
+async def _wait_written(
+    running: RunningStack, report: PublishReport, direct_dlq: int, timeout_s: float
+) -> None:
     progress = running.progress
-    sources = {tp: end for tp, end in report.end_offsets.items()
-               if not tp[0].endswith(DLQ_TOPIC)}
+    sources = {tp: end for tp, end in report.end_offsets.items() if not tp[0].endswith(DLQ_TOPIC)}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         expected_letters = sum(progress.dead_lettered.values()) + direct_dlq
         if progress.reached(sources) and progress.dead_letters_stored >= expected_letters:
             return
         await asyncio.sleep(_POLL_S)
-    msg = (f"replay did not finish within {timeout_s:.0f}s (written so far: "
-           f"{sum(progress.written.values())}); raise LORALOOP_STREAM__REPLAY_TIMEOUT_S")
+    msg = (
+        f"replay did not finish within {timeout_s:.0f}s (written so far: "
+        f"{sum(progress.written.values())}); raise LORALOOP_STREAM__REPLAY_TIMEOUT_S"
+    )
     raise ReplayTimeoutError(msg)
 
 

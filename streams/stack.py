@@ -135,4 +135,3 @@ def _run_worker(app: faust.App, loop: asyncio.AbstractEventLoop, settings: Setti
     )
     with contextlib.suppress(SystemExit):
         worker.execute_from_commandline()
-

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ def unique_id() -> str:
 
 
 @pytest.fixture
-def isolated_env(tmp_path: Path, unique_id: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_env(tmp_path: Path, unique_id: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """LORALOOP_* pointing at a fresh data dir, topic prefix and app id; yields the data dir."""
     for key in list(os.environ):
         if key.startswith("LORALOOP_"):
@@ -31,4 +30,4 @@ def isolated_env(tmp_path: Path, unique_id: str, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("LORALOOP_DATA_DIR", str(data_dir))
     monkeypatch.setenv("LORALOOP_STREAM__TOPIC_PREFIX", f"t{unique_id}.")
     monkeypatch.setenv("LORALOOP_STREAM__APP_ID", f"loraloop-test-{unique_id}")
-    yield data_dir
+    return data_dir

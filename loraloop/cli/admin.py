@@ -98,7 +98,8 @@ def status(data_dir: DataDir = None) -> None:
             lag = "-" if done is None else str(max(0, end - done))
             table.add_row(topic, str(partition), str(end), "-" if done is None else str(done), lag)
         out.print(table)
-    if counts is None and (not settings.embedded_warehouse or (settings.data_dir / "warehouse").exists()):
+    store_exists = (settings.data_dir / "warehouse").exists()
+    if counts is None and (store_exists or not settings.embedded_warehouse):
         counts = _counts_direct(settings)
     if counts is None:
         out.print("warehouse: not created yet (run `loraloop migrate` or `loraloop up`)")

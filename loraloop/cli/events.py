@@ -17,7 +17,7 @@ def produce(
     data_dir: DataDir = None,
     bootstrap: Annotated[
         str | None,
-        typer.Option(help="Kafka host:port (default: LORALOOP_KAFKA_BOOTSTRAP or the running stack)."),
+        typer.Option(help="Kafka host:port (default: LORALOOP_KAFKA_BOOTSTRAP or the stack's)."),
     ] = None,
 ) -> None:
     """Validate every line of FILE and publish the valid events, keyed by conversation."""

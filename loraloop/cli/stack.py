@@ -17,7 +17,7 @@ def up(data_dir: DataDir = None) -> None:
 
     settings = load_settings(data_dir)
 
-    async def announce(running: RunningStack) -> None:
+    async def announce(_running: RunningStack) -> None:
         info = settings.stack_file.read_text()
         console.stdout_console.print(f"[green]loraloop is up[/] ({settings.stack_file}):\n{info}")
 

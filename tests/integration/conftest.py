@@ -26,7 +26,7 @@ def broker() -> Iterator[EmbeddedBroker]:
 def run_cli(*args: str, timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     """Run ``python -m loraloop ARGS`` with the test's environment; never raises on exit code."""
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "loraloop", *args],
         capture_output=True,
         text=True,
@@ -39,8 +39,9 @@ def run_cli(*args: str, timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedP
 @contextmanager
 def open_warehouse(data_dir: Path) -> Iterator[Warehouse]:
     """The embedded warehouse of ``data_dir`` (only while no stack holds it)."""
-    warehouse = Warehouse.connect(dsn=f"chdb://{(data_dir / 'warehouse').resolve()}",
-                                  database="loraloop")
+    warehouse = Warehouse.connect(
+        dsn=f"chdb://{(data_dir / 'warehouse').resolve()}", database="loraloop"
+    )
     try:
         yield warehouse
     finally:

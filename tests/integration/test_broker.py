@@ -52,7 +52,7 @@ def test_broker_dies_with_a_killed_parent() -> None:
         "print(b.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
-    with subprocess.Popen(  # noqa: S603
+    with subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
     ) as parent:
         assert parent.stdout is not None

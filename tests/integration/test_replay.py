@@ -78,11 +78,28 @@ def test_bad_lines_go_to_the_dlq_and_good_lines_still_land(
     good = EXAMPLES.read_text(encoding="utf-8").splitlines()
     bad = [
         "this is not json",
-        json.dumps({"type": "turn", "event_id": "bad-1", "ts": "2026-11-20T09:00:00",
-                    "conversation_id": "c", "user_id": "u", "turn_index": 0, "role": "user",
-                    "text": "naive timestamp"}),
-        json.dumps({"type": "feedback", "event_id": "bad-2", "ts": "2026-11-20T09:00:00Z",
-                    "conversation_id": "c", "user_id": "u", "kind": "meh"}),
+        json.dumps(
+            {
+                "type": "turn",
+                "event_id": "bad-1",
+                "ts": "2026-11-20T09:00:00",
+                "conversation_id": "c",
+                "user_id": "u",
+                "turn_index": 0,
+                "role": "user",
+                "text": "naive timestamp",
+            }
+        ),
+        json.dumps(
+            {
+                "type": "feedback",
+                "event_id": "bad-2",
+                "ts": "2026-11-20T09:00:00Z",
+                "conversation_id": "c",
+                "user_id": "u",
+                "kind": "meh",
+            }
+        ),
         json.dumps({"type": "spaceship", "event_id": "bad-3"}),
     ]
     mixed = good[:10] + bad[:2] + good[10:40] + bad[2:] + good[40:]

@@ -24,12 +24,13 @@ def _wait_for(path: Path, proc: subprocess.Popen[str]) -> dict[str, object]:
             return dict(json.loads(path.read_text()))
         assert proc.poll() is None, proc.communicate()[1]
         time.sleep(0.2)
-    raise AssertionError("stack.json never appeared")
+    msg = "stack.json never appeared"
+    raise AssertionError(msg)
 
 
 def test_up_produce_status_and_clean_shutdown(isolated_env: Path) -> None:
     env = dict(os.environ, NO_COLOR="1")
-    with subprocess.Popen(  # noqa: S603
+    with subprocess.Popen(
         [sys.executable, "-m", "loraloop", "up"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

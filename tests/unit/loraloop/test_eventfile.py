@@ -20,8 +20,14 @@ def test_example_file_is_entirely_valid() -> None:
 
 
 def test_bad_lines_are_reported_with_line_number_and_field(tmp_path: Path) -> None:
-    good = {"type": "user", "event_id": "p1", "ts": "2026-01-01T00:00:00Z", "user_id": "u",
-            "tier": "vip", "lifetime_value": 3}
+    good = {
+        "type": "user",
+        "event_id": "p1",
+        "ts": "2026-01-01T00:00:00Z",
+        "user_id": "u",
+        "tier": "vip",
+        "lifetime_value": 3,
+    }
     lines = [
         json.dumps(good),
         "",
