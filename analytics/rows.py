@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import orjson
+
 from loraloop.events import (
     Contract,
     DeadLetter,
     Feedback,
+    Signal,
     Handoff,
     Outcome,
     QAVerdict,
@@ -34,7 +37,27 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "outcomes": ("event_id", "ts", "conversation_id", "user_id", "kind", "value"),
     "user_profiles": ("event_id", "ts", "user_id", "tier", "lifetime_value"),
     "dead_letters": ("source_topic", "partition", "offset", "ts", "raw_b64", "error"),
+    "signals": (
+        "signal_id", "ts", "detector", "conversation_id", "user_id", "model_version",
+        "turn_index", "risk_weight", "evidence",
+    ),
 }  # fmt: skip
+
+CONVERSATION_COLUMNS: Final = (
+    "conversation_id", "user_id", "user_tier", "model_version", "first_ts", "last_ts", "turns",
+    "detectors", "handoff", "qa_acceptance", "qa_problem_types", "cta_clicks", "conversions",
+    "refunds", "sampled", "inclusion_probability", "revision",
+)  # fmt: skip
+
+SAMPLE_COLUMNS: Final = (
+    "sample_id", "conversation_id", "user_id", "status", "problem_types", "detectors",
+    "risk_weight", "inclusion_probability", "model_version", "first_seen_version",
+    "created_at", "updated_at", "revision",
+)  # fmt: skip
+
+
+COLUMNS["conversations"] = CONVERSATION_COLUMNS
+COLUMNS["samples"] = SAMPLE_COLUMNS
 
 TABLE_OF: Final[dict[type[Contract], str]] = {
     Turn: "turns",
@@ -68,3 +91,18 @@ def dead_letter_row(letter: DeadLetter) -> list[Any]:
     """A dead letter's row in ``dead_letters``."""
     data = letter.__dict__
     return [data[c] for c in COLUMNS["dead_letters"]]
+
+
+def signal_row(signal: Signal) -> list[Any]:
+    """A detector signal's row in ``signals`` (evidence as JSON text)."""
+    return [
+        signal.signal_id,
+        signal.ts,
+        signal.detector,
+        signal.conversation_id,
+        signal.user_id,
+        signal.model_version or "",
+        signal.turn_index,
+        signal.risk_weight,
+        orjson.dumps(signal.evidence, option=orjson.OPT_SORT_KEYS).decode(),
+    ]

@@ -28,7 +28,7 @@ def _turn_evidence(
 ) -> dict[str, Any] | None:
     if turn.role is not Role.USER:
         return None
-    text = normalize(turn.text) if normalized is None else normalized
+    text = normalize(turn.text[: settings.max_scan_chars]) if normalized is None else normalized
     term = find_term(text, settings.complaint_terms)
     if term is None:
         return None

@@ -157,6 +157,13 @@ class DetectorSettings(BaseSettings):
         description="K: a handoff or human demand is sudden only within this many turns of "
         "an assistant turn.",
     )
+    max_scan_chars: int = Field(
+        4000,
+        ge=1,
+        description="Only the first this-many characters of a user turn are normalized and "
+        "scanned by the lexicons: bounds the worst-case cost of one event (a 16k-character "
+        "paste) at the price of missing a complaint written after them.",
+    )
     # lexicons
     complaint_terms: tuple[str, ...] = Field(
         COMPLAINT_TERMS,

@@ -4,8 +4,9 @@ Pure: the same (state, event, tier, settings) always gives the same new state
 and signals, and a replayed event returns the state unchanged with no signals,
 so the stream layer may re-apply events after a crash (at-least-once) safely.
 Detectors see the state as it was before the event; the update follows. Per
-event the work is one normalization and, for a user turn, one fingerprint
-compared with at most M remembered ones and two lexicon scans.
+event the work is bounded: for a user turn, one normalization of at most
+``max_scan_chars`` characters, one fingerprint compared with at most M
+remembered ones, and two lexicon scans; for other events, a few comparisons.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _present(*signals: Signal | None) -> list[Signal]:
 def _user_turn(
     state: ConversationState, turn: Turn, settings: DetectorSettings
 ) -> tuple[ConversationState, list[Signal]]:
-    normalized = normalize(turn.text)
+    normalized = normalize(turn.text[: settings.max_scan_chars])
     shingle_set = repeated_followup.fingerprint(normalized, settings)
     match = None
     if shingle_set is not None:

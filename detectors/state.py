@@ -201,7 +201,7 @@ class ConversationState:
             assistant_turns=int(data["assistant_turns"]),
             repeat_turns=int(data["repeat_turns"]),
             other_events=int(data["other_events"]),
-            fired={str(k): float(v) for k, v in data["fired"].items()},
+            fired={str(k): float(v) for k, v in dict(data["fired"]).items()},
             applied_turns=tuple(int(i) for i in data["applied_turns"]),
             recent_event_ids=tuple(str(i) for i in data["recent_event_ids"]),
             last_ts=None if last_ts is None else _aware(datetime.fromisoformat(last_ts)),

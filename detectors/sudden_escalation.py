@@ -34,7 +34,7 @@ def _trigger_evidence(
         }
     if event.role is not Role.USER:
         return None
-    text = normalize(event.text) if normalized is None else normalized
+    text = normalize(event.text[: settings.max_scan_chars]) if normalized is None else normalized
     term = find_term(text, settings.human_demand_terms)
     if term is None:
         return None

@@ -44,6 +44,17 @@ class StreamSettings(BaseSettings):
         0, ge=0, le=65535, description="Worker HTTP port (health, metrics); 0 picks a free one."
     )
     web_host: str = Field("127.0.0.1", description="Worker HTTP bind address.")
+    conversation_idle_s: float = Field(
+        172_800.0,
+        gt=0,
+        description="Detector state of a conversation idle this long (stream time) is dropped.",
+    )
+    expiry_interval_s: float = Field(
+        60.0, gt=0, description="How often the worker looks for idle conversations."
+    )
+    tier_cache_size: int = Field(
+        100_000, ge=1, description="User tiers cached by the worker for downvote detection."
+    )
     replay_timeout_s: float = Field(
         600.0, gt=0, description="`loraloop replay` gives up when not done after this long."
     )

@@ -8,8 +8,10 @@ sink, and only then acks: at-least-once in, idempotent (ReplacingMergeTree) out.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -20,9 +22,12 @@ from pydantic import ValidationError
 
 from analytics.rows import dead_letter_row
 from analytics.warehouse import Warehouse
-from loraloop.events import DLQ_TOPIC, KINDS, DeadLetter, Kind, describe_error
+from detectors.config import DetectorSettings
+from detectors.exceptions import StateFormatError
+from loraloop.events import DLQ_TOPIC, KINDS, DeadLetter, Kind, UserProfile, describe_error
 from loraloop.settings import Settings
 from streams import metrics
+from streams.capture import Capture, Entry, TierLookup, idle_keys, needs_tier
 from streams.ingest import dead_letter, decode_batch
 from streams.progress import Progress
 from streams.sink import WarehouseSink
@@ -68,7 +73,13 @@ def create_app(settings: Settings, *, bootstrap: str, web_port: int) -> faust.Ap
 
 
 def ingest_agent(
-    kind: Kind, dlq: Any, sink: WarehouseSink, progress: Progress, settings: Settings
+    kind: Kind,
+    dlq: Any,
+    sink: WarehouseSink,
+    progress: Progress,
+    settings: Settings,
+    *,
+    tiers: TierLookup | None = None,
 ) -> AgentFn:
     """The agent body for one source topic."""
     stream_settings = settings.stream
@@ -82,18 +93,12 @@ def ingest_agent(
             metrics.EVENTS_IN.labels(topic).inc(len(messages))
             batch = decode_batch(kind, messages)
             for letter in batch.letters:
-                fut = await dlq.send(
-                    key=letter.source_topic.encode(), value=letter.model_dump_json().encode()
-                )
-                await fut
-                logger.info(
-                    "dead-lettered %s[%s]@%s: %s",
-                    letter.source_topic,
-                    letter.partition,
-                    letter.offset,
-                    letter.error,
-                )
+                await _send_dead_letter(dlq, letter)
             await sink.write(batch.rows, topic=topic)
+            if tiers is not None:
+                for event in batch.events:
+                    if isinstance(event, UserProfile):
+                        tiers.remember(event.user_id, event.tier)
             for event in events:
                 await stream.ack(event)
             for message in messages:
@@ -151,6 +156,114 @@ def add_web(app: faust.App, warehouse: Warehouse, progress: Progress) -> None:
         return web.bytes(orjson.dumps({"tables": tables}), content_type="application/json")
 
 
+def capture_agent(
+    capture: Capture,
+    table: Any,
+    dlq: Any,
+    sink: WarehouseSink,
+    progress: Progress,
+    settings: Settings,
+) -> AgentFn:
+    """The agent over every conversation topic: detect, sample, write, save state, ack."""
+    stream_settings = settings.stream
+    watch = _Expiry(stream_settings.expiry_interval_s)
+
+    async def capture_conversations(stream: Any) -> None:
+        async for events in stream.noack_take(
+            stream_settings.batch_size, within=stream_settings.batch_within_s
+        ):
+            messages = [event.message for event in events]
+            for message in messages:
+                metrics.EVENTS_IN.labels(base_name(stream_settings, message.topic)).inc()
+            decoded, letters = capture.decode(messages)
+            for letter in letters:
+                await _send_dead_letter(dlq, letter)
+            await _load_tiers(capture, decoded, sink)
+            entries = {
+                cid: _stored_entry(table, cid) for cid in {e.conversation_id for _, e in decoded}
+            }
+            batch = capture.process(decoded, entries)
+            await sink.write(batch.rows, topic="conversations")
+            for cid, entry in batch.touched.items():
+                value = entry.to_dict()
+                table.data[cid] = value
+                table.send_changelog(entry.partition, cid, value)
+            for event in events:
+                await stream.ack(event)
+            for message in messages:
+                progress.mark(message.topic, message.partition, message.offset)
+            for detector, count in batch.signals.items():
+                metrics.SIGNALS.labels(detector).inc(count)
+            metrics.SAMPLES.inc(batch.samples)
+            progress.written["conversations"] += batch.events
+            progress.dead_lettered["conversations"] += len(letters)
+            watch.observe(decoded)
+            if watch.due():
+                _expire(table, watch, stream_settings.conversation_idle_s)
+
+    return capture_conversations
+
+
+class _Expiry:
+    """Tracks stream time and when the next idle-state sweep is due."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.stream_time: datetime | None = None
+        self._next = time.monotonic() + interval_s
+
+    def observe(self, decoded: Any) -> None:
+        for _, event in decoded:
+            if self.stream_time is None or event.ts > self.stream_time:
+                self.stream_time = event.ts
+
+    def due(self) -> bool:
+        if time.monotonic() < self._next or self.stream_time is None:
+            return False
+        self._next = time.monotonic() + self.interval_s
+        return True
+
+
+def _expire(table: Any, watch: _Expiry, idle_s: float) -> None:
+    assert watch.stream_time is not None  # noqa: S101 - due() guarantees it
+    stale = idle_keys(table.data, idle_s=idle_s, stream_time=watch.stream_time)
+    for key in stale:
+        partition = int(table.data[key]["p"])
+        del table.data[key]
+        table.send_changelog(partition, key, None, value_serializer="raw")
+    if stale:
+        logger.info("dropped the state of %d idle conversations", len(stale))
+
+
+def _stored_entry(table: Any, cid: str) -> Entry | None:
+    value = table.data.get(cid)
+    if value is None:
+        return None
+    try:
+        return Entry.from_dict(value)
+    except (StateFormatError, KeyError, TypeError, ValueError) as e:
+        logger.warning("conversation %s: unreadable stored state (%s); starting afresh", cid, e)
+        return None
+
+
+async def _send_dead_letter(dlq: Any, letter: DeadLetter) -> None:
+    fut = await dlq.send(key=letter.source_topic.encode(), value=letter.model_dump_json().encode())
+    await fut
+    logger.info(
+        "dead-lettered %s[%s]@%s: %s",
+        letter.source_topic,
+        letter.partition,
+        letter.offset,
+        letter.error,
+    )
+
+
+async def _load_tiers(capture: Capture, decoded: Any, sink: WarehouseSink) -> None:
+    user_ids = {event.user_id for _, event in decoded if needs_tier(event)}
+    if user_ids:
+        await sink.retrying(capture.tiers.load, user_ids)
+
+
 def build_worker_app(
     settings: Settings, *, bootstrap: str, warehouse: Warehouse, progress: Progress, web_port: int
 ) -> faust.App:
@@ -158,10 +271,29 @@ def build_worker_app(
     app = create_app(settings, bootstrap=bootstrap, web_port=web_port)
     sink = WarehouseSink(warehouse, settings.stream, progress)
     dlq = _raw_topic(app, settings, DLQ_TOPIC)
-    for kind in KINDS.values():
-        source = _raw_topic(app, settings, kind.topic)
-        agent = ingest_agent(kind, dlq, sink, progress, settings)
-        app.agent(source, name=f"ingest-{kind.name}", concurrency=1)(agent)
+    users = KINDS["user"]
+    tiers = TierLookup(warehouse, capacity=settings.stream.tier_cache_size)
+    users_topic = _raw_topic(app, settings, users.topic)
+    agent = ingest_agent(users, dlq, sink, progress, settings, tiers=tiers)
+    app.agent(users_topic, name="ingest-users", concurrency=1)(agent)
+    table = app.Table(
+        "conversation-state",
+        default=None,
+        partitions=settings.stream.partitions,
+        key_type=str,
+    )
+    conversation_topics = [k.topic for k in KINDS.values() if k.name != "user"]
+    source = app.topic(
+        *(topic_name(settings.stream, t) for t in conversation_topics),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.stream.partitions,
+    )
+    capture = Capture(settings.stream, DetectorSettings(), tiers)
+    agent = capture_agent(capture, table, dlq, sink, progress, settings)
+    app.agent(source, name="capture", concurrency=1)(agent)
     app.agent(dlq, name="dead-letters", concurrency=1)(dead_letter_agent(sink, progress, settings))
     add_web(app, warehouse, progress)
     return app

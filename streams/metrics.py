@@ -15,3 +15,7 @@ SINK_RETRIES = Counter(
 SINK_BATCH_SECONDS = Histogram(
     "loraloop_sink_batch_seconds", "Time to write one batch to the warehouse.", ["topic"]
 )
+SIGNALS = Counter("loraloop_signals_total", "Detector signals fired.", ["detector"])
+SAMPLES = Counter(
+    "loraloop_sample_writes_total", "Captured-sample rows written (one sample may update)."
+)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from analytics.exceptions import WarehouseError
 from analytics.rows import COLUMNS
@@ -22,6 +22,8 @@ from streams import metrics
 from streams.progress import Progress
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class WarehouseSink:
@@ -51,6 +53,18 @@ class WarehouseSink:
             del pending[table]
         self._progress.sink_error = None
         metrics.SINK_BATCH_SECONDS.labels(topic).observe(time.perf_counter() - started)
+
+    async def retrying(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Await ``fn(*args)`` until it stops raising WarehouseError (reads the sink depends on)."""
+        delay = self._stream.retry_initial_s
+        while True:
+            try:
+                return await fn(*args)
+            except WarehouseError as e:
+                self._progress.sink_error = str(e)
+                logger.warning("warehouse read failed (%s); retrying in %.1fs", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._stream.retry_max_s)
 
     def _insert(self, table: str, rows: Sequence[Sequence[Any]]) -> int:
         return self._warehouse.insert(table, rows, column_names=COLUMNS[table])

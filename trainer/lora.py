@@ -57,15 +57,32 @@ class TrainMetrics:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def lora_config(config: TrainConfig) -> Any:
+def linear_module_names(model: Any) -> list[str]:
+    """Short names of every linear layer but the output head: what ``all-linear`` means.
+
+    Resolved here, rather than by peft, so ``adapter_config.json`` lists short names
+    (``q_proj``, ...) as adapters for multi-LoRA servers usually do.
+    """
+    head = model.get_output_embeddings()
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not head
+        }
+    )
+
+
+def lora_config(config: TrainConfig, model: Any) -> Any:
     """The peft ``LoraConfig`` for a causal LM (no ``modules_to_save``)."""
     from peft import LoraConfig
 
+    targets = config.target_modules_value
     return LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules_value,
+        target_modules=linear_module_names(model) if targets == "all-linear" else targets,
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -76,7 +93,7 @@ def attach_adapter(base_model: Any, config: TrainConfig) -> Any:
     from peft import get_peft_model
 
     torch.manual_seed(config.seed)
-    return get_peft_model(base_model, lora_config(config))
+    return get_peft_model(base_model, lora_config(config, base_model))
 
 
 def step_backward(

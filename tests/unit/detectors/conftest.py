@@ -107,9 +107,7 @@ class Chat:
         self.next_index += 1
         return self.send(event)
 
-    def qa(
-        self, acceptance: Acceptance, risk_level: RiskLevel = RiskLevel.MEDIUM
-    ) -> list[Signal]:
+    def qa(self, acceptance: Acceptance, risk_level: RiskLevel = RiskLevel.MEDIUM) -> list[Signal]:
         event = QAVerdict(
             **self._meta(),
             reviewer="qa-7",

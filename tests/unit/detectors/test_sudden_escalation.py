@@ -51,7 +51,11 @@ def test_handoff_event_fires(chat: Chat, initiator: HandoffInitiator) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["请问人工智能课程多少钱", "I am a real estate agent", "What does your human resources team do?"],
+    [
+        "请问人工智能课程多少钱",
+        "I am a real estate agent",
+        "What does your human resources team do?",
+    ],
 )
 def test_unrelated_text_does_not_fire(chat: Chat, text: str) -> None:
     chat.bot()

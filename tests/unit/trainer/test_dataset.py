@@ -84,7 +84,9 @@ def test_duplicate_content_keeps_the_higher_tier() -> None:
             "corrected_response": "  THE plus plan costs 6 dollars   a month.",
         }
     )
-    built = build_dataset([core, copy, baseline_sample(2, Tier.CORE_BASELINE)], config=DatasetConfig())
+    built = build_dataset(
+        [core, copy, baseline_sample(2, Tier.CORE_BASELINE)], config=DatasetConfig()
+    )
     ids = {row["sample_id"] for row in built.rows}
     assert ids == {"b001", "b002"}
     assert built.manifest["duplicates_dropped"] == {"a-problem": "b001"}

@@ -38,8 +38,7 @@ def test_all_turns_trains_every_assistant_reply(tiny_tokenizer: Any) -> None:
     row = {"messages": CONVERSATION, "sample_id": "s1"}
     text = _trained_text(tiny_tokenizer, row, all_turns=True)
     assert text == (
-        "The basic plan costs 5 dollars.<|im_end|>"
-        "The pro plan costs 9 dollars a month.<|im_end|>"
+        "The basic plan costs 5 dollars.<|im_end|>The pro plan costs 9 dollars a month.<|im_end|>"
     )
 
 

@@ -77,9 +77,7 @@ def test_loss_is_weighted_mean_over_assistant_tokens(
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         numerator = float(weighted_loss_sum(logits, batch))
         per_token, mask = token_losses(logits, batch.labels)
-    expected = sum(
-        w * float(per_token[i][mask[i]].sum()) for i, w in enumerate(WEIGHTS)
-    )
+    expected = sum(w * float(per_token[i][mask[i]].sum()) for i, w in enumerate(WEIGHTS))
     assert numerator == pytest.approx(expected, rel=1e-5)
     assert [int(m.sum()) for m in mask] == [s.assistant_tokens for s in samples]
     # Padding adds no loss: a shorter sample alone gives its own term.

@@ -1,0 +1,132 @@
+"""The per-conversation rollup behind the ``conversations`` table (the rates' denominator).
+
+Pure and small: what the detectors' state does not already hold (first activity,
+turn count, handoff, the latest QA verdict, outcome counts). The capture agent
+applies an event here only when the detector state has not seen it, so a replay
+leaves the rollup unchanged too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from analytics.rows import CONVERSATION_COLUMNS, SAMPLE_COLUMNS
+from detectors.sampler import SampleDecision
+from detectors.state import ConversationEvent, ConversationState
+from loraloop.events import Handoff, Outcome, OutcomeKind, QAVerdict, Role, Turn
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRollup:
+    """Counters and latest facts of one conversation."""
+
+    first_ts: str | None = None
+    turns: int = 0
+    served_version: str | None = None
+    handoff: bool = False
+    qa_acceptance: str = ""
+    qa_problem_types: tuple[str, ...] = ()
+    cta_clicks: int = 0
+    conversions: int = 0
+    refunds: int = 0
+    events: int = 0
+
+    def apply(self, event: ConversationEvent) -> ConversationRollup:
+        """The rollup after ``event`` (call only for events not applied before)."""
+        first = self.first_ts
+        if first is None or event.ts.isoformat() < first:
+            first = event.ts.isoformat()
+        updated = replace(self, first_ts=first, events=self.events + 1)
+        if isinstance(event, Turn):
+            served = self.served_version
+            if event.role is Role.ASSISTANT and served is None:
+                served = event.model_version
+            return replace(updated, turns=self.turns + 1, served_version=served)
+        if isinstance(event, Handoff):
+            return replace(updated, handoff=True)
+        if isinstance(event, QAVerdict):
+            return replace(
+                updated,
+                qa_acceptance=event.acceptance.value,
+                qa_problem_types=tuple(event.problem_types),
+            )
+        if isinstance(event, Outcome):
+            return _count_outcome(updated, event)
+        return updated
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["qa_problem_types"] = list(self.qa_problem_types)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConversationRollup:
+        return cls(**{**data, "qa_problem_types": tuple(data.get("qa_problem_types", ()))})
+
+
+def _count_outcome(rollup: ConversationRollup, outcome: Outcome) -> ConversationRollup:
+    if outcome.kind is OutcomeKind.CTA_CLICK:
+        return replace(rollup, cta_clicks=rollup.cta_clicks + 1)
+    if outcome.kind is OutcomeKind.CONVERSION:
+        return replace(rollup, conversions=rollup.conversions + 1)
+    return replace(rollup, refunds=rollup.refunds + 1)
+
+
+__all__ = ["CONVERSATION_COLUMNS", "SAMPLE_COLUMNS", "ConversationRollup"]
+
+
+def sample_id_of(conversation_id: str) -> str:
+    """One conversation gives one sample: its id is derived from the conversation's."""
+    return f"smp-{conversation_id}"
+
+
+def conversation_row(
+    state: ConversationState, rollup: ConversationRollup, decision: SampleDecision
+) -> list[Any]:
+    """The ``conversations`` row (CONVERSATION_COLUMNS order); revision = events applied."""
+    last = state.last_ts
+    first = datetime.fromisoformat(rollup.first_ts) if rollup.first_ts else last
+    return [
+        state.conversation_id,
+        state.user_id or "",
+        state.user_tier.value if state.user_tier else "",
+        rollup.served_version or state.model_version or "",
+        first,
+        last,
+        rollup.turns,
+        sorted(state.fired),
+        rollup.handoff,
+        rollup.qa_acceptance,
+        list(rollup.qa_problem_types),
+        rollup.cta_clicks,
+        rollup.conversions,
+        rollup.refunds,
+        decision.sampled,
+        decision.probability,
+        rollup.events,
+    ]
+
+
+def sample_row(
+    state: ConversationState, rollup: ConversationRollup, decision: SampleDecision
+) -> list[Any]:
+    """The captured ``samples`` row (SAMPLE_COLUMNS order) of a sampled conversation."""
+    version = rollup.served_version or state.model_version or ""
+    first = datetime.fromisoformat(rollup.first_ts) if rollup.first_ts else state.last_ts
+    return [
+        sample_id_of(state.conversation_id),
+        state.conversation_id,
+        state.user_id or "",
+        "captured",
+        list(rollup.qa_problem_types),
+        sorted(state.fired),
+        max(state.fired.values(), default=0.0),
+        decision.probability,
+        version,
+        version,
+        first,
+        state.last_ts,
+        rollup.events,
+    ]

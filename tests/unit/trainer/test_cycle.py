@@ -1,0 +1,210 @@
+"""A full train → gate → register cycle on the tiny model, in process and in a worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import torch
+
+from tests.unit.trainer.conftest import make_pool
+from trainer.config import DatasetConfig, GateConfig, TrainConfig
+from trainer.cycle import run_cycle
+from trainer.dataset import build_dataset
+from trainer.encoding import encode_rows
+from trainer.evaluation import assistant_loss
+from trainer.exceptions import TrainingFailedError
+from trainer.launcher import train_in_subprocess
+from trainer.lora import StepInfo
+from trainer.manifest import read_rows, write_dataset
+from trainer.registry import Registry
+from trainer.versions import VersionStatus
+
+
+def tiny_train_config(checkpoint: Path, **overrides: Any) -> TrainConfig:
+    """Hyperparameters that make the tiny random model learn within a few steps."""
+    values: dict[str, Any] = {
+        "base_model": str(checkpoint),
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.0,
+        "learning_rate": 3e-2,
+        "warmup_ratio": 0.0,
+        "epochs": 4,
+        "batch_size": 4,
+        "grad_accum": 2,
+        "max_seq_len": 128,
+        "progress": False,
+    }
+    return TrainConfig(**(values | overrides))
+
+
+GATE = GateConfig(probe_prompts=2, probe_max_new_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dataset")
+    built = build_dataset(make_pool(), config=DatasetConfig(problem_weight=1.0))
+    write_dataset(built.rows, built.manifest, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, dataset_dir: Path
+) -> tuple[Registry, str]:
+    root = tmp_path_factory.mktemp("registry")
+    info = run_cycle(
+        dataset_dir,
+        registry_root=root,
+        data_dir=root,
+        train_config=tiny_train_config(tiny_checkpoint),
+        gate_config=GATE,
+    )
+    return Registry(root), info.name
+
+
+def test_cycle_registers_a_standard_peft_adapter(trained: tuple[Registry, str]) -> None:
+    registry, name = trained
+    path = registry.path(name)
+    assert name == "model_v1"
+    names = {p.name for p in path.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "manifest.json"} <= names
+    assert {"metrics.json", "gate.json", "version.json"} <= names
+    config = orjson.loads((path / "adapter_config.json").read_bytes())
+    assert (config["r"], config["lora_alpha"], config["modules_to_save"]) == (8, 16, None)
+    assert set(config["target_modules"]) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+    info = registry.get(name)
+    assert info.status is VersionStatus.TRAINED and info.gate_passed
+    assert len(info.base_model["sha256"]) == 64
+    gate = orjson.loads((path / "gate.json").read_bytes())
+    assert gate["passed"], gate["reasons"]
+    assert registry.row(name)["status"] == "trained"
+
+
+def test_next_cycle_is_gated_against_its_parent_adapter(
+    trained: tuple[Registry, str], tiny_checkpoint: Path, dataset_dir: Path
+) -> None:
+    registry, parent = trained
+    info = run_cycle(
+        dataset_dir,
+        registry_root=registry.root,
+        data_dir=registry.root,
+        train_config=tiny_train_config(tiny_checkpoint, epochs=1, learning_rate=1e-3),
+        gate_config=GATE,
+        parent=parent,
+    )
+    assert (info.name, info.parent) == ("model_v2", parent)
+    parent_gate = orjson.loads((registry.path(parent) / "gate.json").read_bytes())
+    gate = orjson.loads((registry.path(info.name) / "gate.json").read_bytes())
+    # The parent's numbers are the parent adapter's, not the bare base model's.
+    assert gate["numbers"]["parent_heldout_loss"] == pytest.approx(
+        parent_gate["numbers"]["heldout_loss"], rel=1e-4
+    )
+    # A barely trained child does not beat its parent: it is registered but gated out.
+    assert info.status is VersionStatus.GATED_OUT and not gate["passed"]
+
+
+def test_reloaded_adapter_lowers_heldout_loss(
+    trained: tuple[Registry, str], tiny_checkpoint: Path, tiny_tokenizer: Any, dataset_dir: Path
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    registry, name = trained
+    rows = [r for r in read_rows(dataset_dir) if r["split"] == "heldout_problem"]
+    heldout = encode_rows(tiny_tokenizer, rows, max_seq_len=128)
+    base = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+    pad = tiny_tokenizer.pad_token_id
+    before = assistant_loss(base, heldout, pad_id=pad, batch_size=8)
+    model = PeftModel.from_pretrained(base, str(registry.path(name)))
+    after = assistant_loss(model, heldout, pad_id=pad, batch_size=8)
+    assert before is not None and after is not None
+    assert after < before * 0.8
+
+
+def test_training_changes_only_the_adapter(
+    tiny_checkpoint: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    original = AutoModelForCausalLM.from_pretrained(tiny_checkpoint).state_dict()
+    seen: dict[str, Any] = {}
+
+    def capture(step: StepInfo) -> None:
+        seen["step"] = step
+
+    info = run_cycle(
+        dataset_dir,
+        registry_root=tmp_path,
+        data_dir=tmp_path,
+        train_config=tiny_train_config(tiny_checkpoint, epochs=1),
+        gate_config=GATE.model_copy(update={"require_probe_change": False}),
+        on_step=capture,
+    )
+    from safetensors.torch import load_file
+
+    adapter = load_file(str(Registry(tmp_path).path(info.name) / "adapter_model.safetensors"))
+    lora_b = [t for key, t in adapter.items() if "lora_B" in key]
+    assert lora_b and all(float(t.abs().sum()) > 0 for t in lora_b)  # initialised at zero
+    reloaded = AutoModelForCausalLM.from_pretrained(tiny_checkpoint).state_dict()
+    for key, tensor in original.items():
+        torch.testing.assert_close(reloaded[key], tensor, rtol=0, atol=0)
+    assert seen["step"].step >= 1
+
+
+def test_failed_run_registers_nothing_and_its_name_is_never_reused(
+    tiny_checkpoint: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    def explode(step: StepInfo) -> None:
+        if step.step == 2:
+            msg = "simulated crash mid-training"
+            raise RuntimeError(msg)
+
+    config = tiny_train_config(tiny_checkpoint, epochs=1, grad_accum=1)
+    with pytest.raises(RuntimeError, match="simulated"):
+        run_cycle(
+            dataset_dir,
+            registry_root=tmp_path,
+            data_dir=tmp_path,
+            train_config=config,
+            gate_config=GATE,
+            on_step=explode,
+        )
+    registry = Registry(tmp_path)
+    assert registry.versions() == []
+    assert not (tmp_path / "model_v1").exists()
+    assert list((tmp_path / ".staging").iterdir()) == []
+    assert registry.reserve() == "model_v2"
+
+
+def test_worker_subprocess_trains_and_a_bad_config_registers_nothing(
+    tiny_checkpoint: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    bad = tiny_train_config(tmp_path / "no-such-checkpoint")
+    with pytest.raises(TrainingFailedError, match="not a local checkpoint") as caught:
+        train_in_subprocess(
+            dataset_dir, registry_root=tmp_path, data_dir=tmp_path, train_config=bad
+        )
+    assert caught.value.returncode == 1
+    assert Registry(tmp_path).versions() == []
+    info = train_in_subprocess(
+        dataset_dir,
+        registry_root=tmp_path,
+        data_dir=tmp_path,
+        train_config=tiny_train_config(tiny_checkpoint, epochs=1),
+        gate_config=GATE.model_copy(update={"require_probe_change": False}),
+    )
+    assert info.name == "model_v1"
+    assert [v.name for v in Registry(tmp_path).versions()] == ["model_v1"]
