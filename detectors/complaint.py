@@ -2,8 +2,9 @@
 
 Fires on a complaint, refund_request or dispute Feedback event, or on a user
 turn that matches the complaint lexicon (``complaint_terms``, Chinese and
-English; see :mod:`detectors.lexicon` for how terms match). Once per
-conversation: the first trigger carries the evidence.
+English; see :mod:`detectors.lexicon` for how terms match) in its first
+``max_scan_chars`` characters. Once per conversation: the first trigger
+carries the evidence.
 """
 
 from __future__ import annotations

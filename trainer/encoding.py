@@ -3,8 +3,8 @@
 The chat template is rendered as text; each trained assistant turn's character
 span is the difference between the conversation rendered up to it (with the
 generation prompt) and rendered through it, so the role header is not trained
-and the end-of-turn marker is (trailing whitespace after it is not). Token offsets map the spans onto tokens; every
-other token gets the label ``IGNORE_INDEX``.
+and the end-of-turn marker is (trailing whitespace after it is not). Token
+offsets map the spans onto tokens; every other token gets ``IGNORE_INDEX``.
 """
 
 from __future__ import annotations

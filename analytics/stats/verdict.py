@@ -169,7 +169,7 @@ def _is_worse(bound: float, direction: Direction) -> bool:
 def _base_verdict(
     pair: ArmRates, bound: float, cfg: ComparisonSettings
 ) -> tuple[Verdict, str] | None:
-    """Regressed, insufficient_data or non_inferior/inconclusive; None leaves it open."""
+    """Regressed or insufficient_data; None when neither applies and the data decides."""
     events = _min_events(pair)
     if _is_worse(bound, pair.direction) and events >= cfg.min_events_for_regression:
         return Verdict.REGRESSED, f"difference bound {bound:+.4g} is on the worse side of 0"

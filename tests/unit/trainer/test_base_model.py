@@ -53,7 +53,8 @@ def test_smollm2_converts_once_and_reloads(tmp_path: Path) -> None:
     ref = resolve_base_model(base_model="", cache_dir=tmp_path / "base")
     converted = time.perf_counter() - started
     again = resolve_base_model(base_model="", cache_dir=tmp_path / "base")
-    assert again == ref and ref.name == GGUF_MODEL_NAME
+    assert again == ref
+    assert ref.name == GGUF_MODEL_NAME
     started = time.perf_counter()
     model, tokenizer = load_base(ref)
     loaded = time.perf_counter() - started

@@ -86,7 +86,8 @@ def test_cycle_registers_a_standard_peft_adapter(trained: tuple[Registry, str]) 
         "down_proj",
     }
     info = registry.get(name)
-    assert info.status is VersionStatus.TRAINED and info.gate_passed
+    assert info.status is VersionStatus.TRAINED
+    assert info.gate_passed
     assert len(info.base_model["sha256"]) == 64
     gate = orjson.loads((path / "gate.json").read_bytes())
     assert gate["passed"], gate["reasons"]
@@ -113,7 +114,8 @@ def test_next_cycle_is_gated_against_its_parent_adapter(
         parent_gate["numbers"]["heldout_loss"], rel=1e-4
     )
     # A barely trained child does not beat its parent: it is registered but gated out.
-    assert info.status is VersionStatus.GATED_OUT and not gate["passed"]
+    assert info.status is VersionStatus.GATED_OUT
+    assert not gate["passed"]
 
 
 def test_reloaded_adapter_lowers_heldout_loss(
@@ -130,7 +132,8 @@ def test_reloaded_adapter_lowers_heldout_loss(
     before = assistant_loss(base, heldout, pad_id=pad, batch_size=8)
     model = PeftModel.from_pretrained(base, str(registry.path(name)))
     after = assistant_loss(model, heldout, pad_id=pad, batch_size=8)
-    assert before is not None and after is not None
+    assert before is not None
+    assert after is not None
     assert after < before * 0.8
 
 
@@ -157,7 +160,8 @@ def test_training_changes_only_the_adapter(
 
     adapter = load_file(str(Registry(tmp_path).path(info.name) / "adapter_model.safetensors"))
     lora_b = [t for key, t in adapter.items() if "lora_B" in key]
-    assert lora_b and all(float(t.abs().sum()) > 0 for t in lora_b)  # initialised at zero
+    assert lora_b
+    assert all(float(t.abs().sum()) > 0 for t in lora_b)
     reloaded = AutoModelForCausalLM.from_pretrained(tiny_checkpoint).state_dict()
     for key, tensor in original.items():
         torch.testing.assert_close(reloaded[key], tensor, rtol=0, atol=0)

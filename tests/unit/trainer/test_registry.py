@@ -30,13 +30,19 @@ def _register(registry: Registry, parent: str | None = None) -> str:
     return name
 
 
+def _crash_while_staged(registry: Registry, name: str) -> None:
+    with registry.staged(name) as staging:
+        (staging / "adapter_model.safetensors").write_bytes(b"partial")
+        msg = "boom"
+        raise ValueError(msg)
+
+
 def test_names_increase_and_are_never_reused(tmp_path: Path) -> None:
     registry = Registry(tmp_path)
     assert _register(registry) == "model_v1"
     failed = registry.reserve()
-    with pytest.raises(ValueError, match="boom"), registry.staged(failed):
-        msg = "boom"
-        raise ValueError(msg)
+    with pytest.raises(ValueError, match="boom"):
+        _crash_while_staged(registry, failed)
     assert failed == "model_v2"
     assert not (tmp_path / failed).exists()
     assert _register(registry, parent="model_v1") == "model_v3"
@@ -73,9 +79,11 @@ def test_row_mirrors_version_json(tmp_path: Path) -> None:
     registry = Registry(tmp_path)
     name = _register(registry)
     row = registry.row(name)
-    assert row["version"] == name and row["version_number"] == 1
+    assert row["version"] == name
+    assert row["version_number"] == 1
     assert row["base_model_sha256"] == BASE["sha256"]
-    assert row["status"] == "trained" and row["parent"] == ""
+    assert row["status"] == "trained"
+    assert row["parent"] == ""
     assert row["path"] == str((tmp_path / name).resolve())
 
 
