@@ -10,10 +10,10 @@ from loraloop.events import (
     Contract,
     DeadLetter,
     Feedback,
-    Signal,
     Handoff,
     Outcome,
     QAVerdict,
+    Signal,
     Turn,
     UserProfile,
 )

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import faust

@@ -93,7 +93,7 @@ def convert_gguf(gguf: Path, target: Path) -> None:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        tokenizer.clean_up_tokenization_spaces = False
+        _align_special_tokens(tokenizer, model.config)
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         identity = {"name": GGUF_MODEL_NAME, "source": str(gguf), "sha256": sha256_file(gguf)}
@@ -105,6 +105,16 @@ def convert_gguf(gguf: Path, target: Path) -> None:
             raise BaseModelError(msg) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _align_special_tokens(tokenizer: Any, config: Any) -> None:
+    """Take eos / pad from the model config: the GGUF tokenizer metadata names
+    ``<|im_start|>`` as eos, while the model ends its turns with ``<|im_end|>``."""
+    for role in ("eos", "pad"):
+        token_id = getattr(config, f"{role}_token_id", None)
+        if isinstance(token_id, int):
+            setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(token_id))
+    tokenizer.clean_up_tokenization_spaces = False
 
 
 def resolve_base_model(*, base_model: str, cache_dir: Path) -> BaseModelRef:

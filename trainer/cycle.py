@@ -54,8 +54,12 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_bytes(orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2))
 
 
-def _metrics(train: TrainMetrics) -> dict[str, Any]:
-    return {**asdict(train), "tokens_per_s": train.tokens_per_s}
+def _metrics(train: TrainMetrics, config: TrainConfig) -> dict[str, Any]:
+    return {
+        **asdict(train),
+        "tokens_per_s": train.tokens_per_s,
+        "train_config": config.model_dump(mode="json"),
+    }
 
 
 def run_cycle(
@@ -111,7 +115,7 @@ def run_cycle(
             gate_passed=gate.passed,
         )
         _write_json(staging / MANIFEST_FILE, manifest)
-        _write_json(staging / METRICS_FILE, _metrics(metrics))
+        _write_json(staging / METRICS_FILE, _metrics(metrics, train_config))
         _write_json(staging / GATE_FILE, gate.model_dump(mode="json"))
         write_version(staging, info)
     return info

@@ -29,10 +29,6 @@ class BaseModelError(TrainerError):
     """The base model cannot be found, converted or loaded."""
 
 
-class MissingTrainExtraError(TrainerError):
-    """torch / transformers / peft are not installed."""
-
-
 class RegistryError(TrainerError):
     """The model registry is inconsistent or a version cannot be found or changed."""
 

@@ -60,4 +60,5 @@ def test_smollm2_converts_once_and_reloads(tmp_path: Path) -> None:
     loaded = time.perf_counter() - started
     assert model.config.num_hidden_layers == 30
     assert loaded < converted
+    assert tokenizer.eos_token_id == tokenizer.pad_token_id == model.config.eos_token_id
     assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -9,18 +10,19 @@ import orjson
 import pytest
 import torch
 
-from tests.unit.trainer.conftest import make_pool
 from trainer.config import DatasetConfig, GateConfig, TrainConfig
 from trainer.cycle import run_cycle
 from trainer.dataset import build_dataset
 from trainer.encoding import encode_rows
 from trainer.evaluation import assistant_loss
 from trainer.exceptions import TrainingFailedError
-from trainer.launcher import train_in_subprocess
+from trainer.launcher import train_in_subprocess, train_in_subprocess_async
 from trainer.lora import StepInfo
 from trainer.manifest import read_rows, write_dataset
 from trainer.registry import Registry
 from trainer.versions import VersionStatus
+
+from .pool import make_pool
 
 
 def tiny_train_config(checkpoint: Path, **overrides: Any) -> TrainConfig:
@@ -212,3 +214,33 @@ def test_worker_subprocess_trains_and_a_bad_config_registers_nothing(
     )
     assert info.name == "model_v1"
     assert [v.name for v in Registry(tmp_path).versions()] == ["model_v1"]
+
+
+def test_async_launcher_reports_a_failed_worker_without_blocking(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
+    async def launch() -> tuple[int, BaseException | None]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.05)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        bad = TrainConfig(base_model=str(tmp_path / "missing"), progress=False)
+        try:
+            await train_in_subprocess_async(
+                dataset_dir, registry_root=tmp_path, data_dir=tmp_path, train_config=bad
+            )
+        except TrainingFailedError as error:
+            return ticks, error
+        finally:
+            ticker.cancel()
+        return ticks, None
+
+    ticks, error = asyncio.run(launch())
+    assert isinstance(error, TrainingFailedError)
+    assert ticks > 0  # the event loop kept running while the worker did
+    assert Registry(tmp_path).versions() == []
