@@ -69,6 +69,10 @@ def create_app(settings: Settings, *, bootstrap: str, web_port: int) -> faust.Ap
         web_host=stream.web_host,
         web_port=web_port,
         producer_acks=-1,
+        # Tansu answers ListOffsets(latest) with the last batch's base offset + 1, so a
+        # multi-record batch hides its tail from Faust's table recovery (state lost after
+        # a crash). One record per batch keeps the changelog's end offset exact.
+        producer_max_batch_size=1,
     )
 
 

@@ -104,15 +104,15 @@ def run_stack(settings: Settings, *, on_ready: ReadyHook | None = None) -> Progr
             data_dir=str(settings.data_dir.resolve()),
             started_at=datetime.now(UTC).isoformat(),
         )
-        _write_stack_file(settings, info)
-        if on_ready is not None:
-            hook = on_ready
-            running = RunningStack(app, warehouse, progress, settings, bootstrap)
+        running = RunningStack(app, warehouse, progress, settings, bootstrap)
 
-            async def ready(_app: Any) -> None:
-                await hook(running)
+        async def ready(_app: Any) -> None:
+            # Advertised only once the worker (and its web server) is up.
+            _write_stack_file(settings, info)
+            if on_ready is not None:
+                await on_ready(running)
 
-            app.task(ready)
+        app.task(ready)
         _run_worker(app, loop, settings)
         return progress
     finally:
