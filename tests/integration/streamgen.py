@@ -17,8 +17,14 @@ QUESTIONS = [
 DODGES = ["Our courses are great!", "我们的服务一流。"]
 
 
-def write_stream(path: Path, *, conversations: int, seed: int = 7) -> int:  # noqa: C901
-    """Write a JSONL stream; returns the number of events."""
+def write_stream(  # noqa: C901
+    path: Path, *, conversations: int, seed: int = 7, profiles: bool = True
+) -> int:
+    """Write a JSONL stream; returns the number of events.
+
+    ``profiles=False`` leaves out the ``llm.users`` events: tiers then come only from
+    the events themselves, so the result does not depend on which topic is read first.
+    """
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not security
     start = datetime(2026, 11, 1, tzinfo=UTC)
     events: list[dict[str, Any]] = []
@@ -28,9 +34,11 @@ def write_stream(path: Path, *, conversations: int, seed: int = 7) -> int:  # no
             {"type": event_type, "event_id": f"e{len(events):06d}", "ts": at.isoformat(), **fields}
         )
 
+    tiers = []
     for u in range(conversations // 3 + 1):
-        tier = rng.choice(["standard", "standard", "high_value", "vip"])
-        add("user", start, user_id=f"u{u}", tier=tier, lifetime_value=float(u))
+        tiers.append(rng.choice(["standard", "standard", "high_value", "vip"]))
+        if profiles:
+            add("user", start, user_id=f"u{u}", tier=tiers[-1], lifetime_value=float(u))
     for c in range(conversations):
         cid, uid = f"c{c:05d}", f"u{c // 3}"
         at = start + timedelta(minutes=c)
@@ -71,7 +79,16 @@ def write_stream(path: Path, *, conversations: int, seed: int = 7) -> int:  # no
                 text="I want to talk to a human",
             )
         elif roll < 0.3:
-            add("feedback", at, conversation_id=cid, user_id=uid, kind="thumbs_down")
+            # The tier rides on the event: a lookup in user_profiles would race the
+            # users topic and make two runs differ by arrival order alone.
+            add(
+                "feedback",
+                at,
+                conversation_id=cid,
+                user_id=uid,
+                kind="thumbs_down",
+                user_tier=tiers[c // 3],
+            )
         elif roll < 0.4:
             add("feedback", at, conversation_id=cid, user_id=uid, kind="complaint", comment="scam")
         elif roll < 0.5:

@@ -118,17 +118,13 @@ def _wait_stack(data_dir: Path, proc: subprocess.Popen[str], timeout: float = 60
     raise AssertionError(msg)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 3): after repeated SIGKILLs the restarted Faust worker stalls "
-    "(table recovery on Tansu is the suspect) and the stream never completes",
-)
+@pytest.mark.slow  # 70 s alone; left out of make test until it stops disturbing the
+# session broker for the tests after it (seen once: the next replay test failed).
 def test_sigkilled_worker_ends_with_exactly_the_rows_of_a_clean_run(
     isolated_env: Path, broker: EmbeddedBroker, tmp_path: Path, unique_id: str
 ) -> None:
     stream = tmp_path / "stream.jsonl"
-    total = write_stream(stream, conversations=600)
+    total = write_stream(stream, conversations=600, profiles=False)
 
     clean_dir = tmp_path / "clean"
     clean = run_cli(
