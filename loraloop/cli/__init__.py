@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -51,4 +50,4 @@ def main() -> None:
         fail(str(e))
 
 
-__all__ = ["Path", "app", "main"]
+__all__ = ["app", "main"]
