@@ -52,7 +52,7 @@ CONVERSATION_COLUMNS: Final = (
 SAMPLE_COLUMNS: Final = (
     "sample_id", "conversation_id", "user_id", "status", "problem_types", "detectors",
     "risk_weight", "inclusion_probability", "model_version", "first_seen_version",
-    "created_at", "updated_at", "revision",
+    "created_at", "updated_at", "revision", "sampled_by",
 )  # fmt: skip
 
 

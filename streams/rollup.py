@@ -129,4 +129,5 @@ def sample_row(
         first,
         state.last_ts,
         rollup.events,
+        decision.reason or "",
     ]
