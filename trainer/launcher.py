@@ -1,7 +1,9 @@
 """Start a training cycle in a child process so the caller (and its event loop) never blocks.
 
 :func:`train_in_subprocess` waits synchronously; :func:`train_in_subprocess_async`
-awaits the child with asyncio and terminates it if the awaiting task is cancelled.
+awaits the child with asyncio and terminates it if the awaiting task is cancelled;
+given ``on_progress``, it asks the worker for progress lines (``--progress-events``)
+and hands each one over as a :class:`TrainProgress` while the child runs.
 """
 
 from __future__ import annotations
@@ -10,13 +12,39 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 from trainer.config import GateConfig, TrainConfig
 from trainer.exceptions import TrainingFailedError
 from trainer.versions import VersionInfo
 
 _STDERR_TAIL = 4000
+PROGRESS_PREFIX = "@progress "
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """How far the worker's training loop is: step 0 (with the total) first, then each step."""
+
+    step: int
+    total_steps: int
+    loss: float | None = None
+
+    def line(self) -> str:
+        """The worker's stdout line for this event."""
+        return PROGRESS_PREFIX + orjson.dumps(self.__dict__).decode() + "\n"
+
+    @classmethod
+    def parse(cls, line: bytes) -> TrainProgress | None:
+        """The event of a progress line, None for any other line."""
+        prefix = PROGRESS_PREFIX.encode()
+        if not line.startswith(prefix):
+            return None
+        return cls(**orjson.loads(line[len(prefix) :]))
 
 
 def worker_command(
@@ -27,6 +55,7 @@ def worker_command(
     train_config: TrainConfig,
     gate_config: GateConfig,
     parent: str | None = None,
+    progress_events: bool = False,
 ) -> list[str]:
     """The argv of ``python -m trainer.worker`` for these inputs."""
     command = [
@@ -39,7 +68,8 @@ def worker_command(
         f"--train-json={train_config.model_dump_json()}",
         f"--gate-json={gate_config.model_dump_json()}",
     ]
-    return command + ([f"--parent={parent}"] if parent else [])
+    command += [f"--parent={parent}"] if parent else []
+    return command + (["--progress-events"] if progress_events else [])
 
 
 def _result(returncode: int, stdout: bytes, stderr: bytes) -> VersionInfo:
@@ -47,7 +77,8 @@ def _result(returncode: int, stdout: bytes, stderr: bytes) -> VersionInfo:
         tail = stderr.decode(errors="replace")[-_STDERR_TAIL:]
         msg = f"training worker exited with {returncode}; nothing registered:\n{tail}"
         raise TrainingFailedError(msg, returncode=returncode)
-    last = stdout.decode().strip().splitlines()[-1]
+    lines = stdout.decode().strip().splitlines()
+    last = [line for line in lines if not line.startswith(PROGRESS_PREFIX)][-1]
     return VersionInfo.model_validate_json(last)
 
 
@@ -86,6 +117,7 @@ async def train_in_subprocess_async(
     train_config: TrainConfig | None = None,
     gate_config: GateConfig | None = None,
     parent: str | None = None,
+    on_progress: Callable[[TrainProgress], None] | None = None,
 ) -> VersionInfo:
     """Like :func:`train_in_subprocess`, awaited; cancelling terminates the child."""
     command = worker_command(
@@ -95,14 +127,38 @@ async def train_in_subprocess_async(
         train_config=train_config or TrainConfig(),
         gate_config=gate_config or GateConfig(),
         parent=parent,
+        progress_events=on_progress is not None,
     )
     child = await asyncio.create_subprocess_exec(
         *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
     )
     try:
-        stdout, stderr = await child.communicate()
+        stdout, stderr = await asyncio.gather(
+            _read_stdout(child.stdout, on_progress), _read_all(child.stderr)
+        )
+        await child.wait()
     except asyncio.CancelledError:
         child.terminate()
         await child.wait()
         raise
     return _result(child.returncode or 0, stdout, stderr)
+
+
+async def _read_all(stream: asyncio.StreamReader | None) -> bytes:
+    return await stream.read() if stream is not None else b""
+
+
+async def _read_stdout(
+    stream: asyncio.StreamReader | None, on_progress: Callable[[TrainProgress], None] | None
+) -> bytes:
+    """The child's stdout as it comes, progress lines handed to ``on_progress``."""
+    kept: list[bytes] = []
+    if stream is None:
+        return b""
+    async for line in stream:
+        event = TrainProgress.parse(line)
+        if event is None:
+            kept.append(line)
+        elif on_progress is not None:
+            on_progress(event)
+    return b"".join(kept)

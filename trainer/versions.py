@@ -87,3 +87,8 @@ class VersionInfo(BaseModel):
 def utc_now() -> datetime:
     """The current time, timezone-aware."""
     return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC time (ClickHouse hands back naive UTC datetimes)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -10,6 +10,7 @@ import orjson
 import pytest
 import torch
 
+from tests.trainer_fixtures import make_pool
 from trainer.config import DatasetConfig, GateConfig, TrainConfig
 from trainer.cycle import run_cycle
 from trainer.dataset import build_dataset
@@ -21,8 +22,6 @@ from trainer.lora import StepInfo
 from trainer.manifest import read_rows, write_dataset
 from trainer.registry import Registry
 from trainer.versions import VersionStatus
-
-from .pool import make_pool
 
 
 def tiny_train_config(checkpoint: Path, **overrides: Any) -> TrainConfig:

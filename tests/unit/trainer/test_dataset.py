@@ -8,13 +8,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.trainer_fixtures import baseline_sample, make_pool, problem_sample
 from trainer.config import DatasetConfig
 from trainer.dataset import build_dataset
 from trainer.exceptions import DatasetError
 from trainer.manifest import DATASET_FILE, MANIFEST_FILE, write_dataset
 from trainer.records import ChatMessage, Tier
-
-from .pool import baseline_sample, make_pool, problem_sample
 
 
 def _write(pool: list, config: DatasetConfig, out: Path) -> bytes:

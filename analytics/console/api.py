@@ -1,0 +1,220 @@
+"""The JSON API under ``/api/`` (``Authorization: Bearer <api key>``).
+
+Every action is checked twice: the endpoint's role (reading the pool needs
+labeller, approver or system; ``/propose`` system; ``/users`` admin) and the
+lifecycle's rule for the move itself (a labeller cannot promote: 403).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from analytics import pool
+from analytics.console.auth import Principal, key_principal
+from analytics.console.context import ConsoleContext, context
+from analytics.console.users import SAMPLE_ROLES
+from analytics.pool_models import SampleFilter
+from loraloop.lifecycle import Role, SampleStatus, Transition
+
+T = TypeVar("T")
+
+router = APIRouter(prefix="/api")
+Ctx = Annotated[ConsoleContext, Depends(context)]
+
+
+async def api_principal(ctx: Ctx, authorization: Annotated[str, Header()] = "") -> Principal:
+    """The caller of an API request, from its Bearer key."""
+    return await ctx.warehouse.run(key_principal, ctx, authorization)
+
+
+Caller = Annotated[Principal, Depends(api_principal)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReasonBody(_Body):
+    reason: str | None = None
+
+
+class MoveBody(_Body):
+    to_status: SampleStatus
+    reason: str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProposeBody(_Body):
+    to_status: SampleStatus
+    rule: str = Field(min_length=1)
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class NewUserBody(_Body):
+    username: str = Field(min_length=1)
+    roles: list[str]
+    pii: bool = False
+
+
+def _filters(ctx: ConsoleContext, **given: Any) -> SampleFilter:
+    limit = min(given.pop("limit") or ctx.settings.page_size, ctx.settings.max_page_size)
+    return SampleFilter(limit=limit, **given)
+
+
+def _moved(row: Transition) -> dict[str, Any]:
+    return {**row.model_dump(mode="json"), "transition_id": row.transition_id}
+
+
+async def _run(ctx: ConsoleContext, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return await ctx.warehouse.run(lambda: fn(*args, **kwargs))
+
+
+@router.get("/health")
+async def health(ctx: Ctx) -> dict[str, str]:
+    """Liveness and warehouse reachability; needs no key."""
+    await ctx.warehouse.run(ctx.warehouse.query, "SELECT 1")
+    return {"status": "ok", "database": ctx.warehouse.database}
+
+
+@router.get("/samples")
+async def list_samples(
+    ctx: Ctx,
+    caller: Caller,
+    status: str | None = None,
+    problem_type: str | None = None,
+    detector: str | None = None,
+    risk_level: str | None = None,
+    risk_min: float | None = None,
+    risk_max: float | None = None,
+    model_version: str | None = None,
+    search: str | None = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """The review queue, filtered and paged."""
+    caller.require(*SAMPLE_ROLES)
+    filters = _filters(
+        ctx, status=status, problem_type=problem_type, detector=detector,
+        risk_level=risk_level, risk_min=risk_min, risk_max=risk_max,
+        model_version=model_version, search=search, limit=limit, offset=offset,
+    )  # fmt: skip
+    page = await ctx.warehouse.run(pool.list_samples, ctx.warehouse, filters)
+    return page.model_dump(mode="json")
+
+
+@router.get("/samples/{sample_id}")
+async def get_sample(sample_id: str, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """One sample in full; texts masked unless the caller has the PII permission."""
+    caller.require(*SAMPLE_ROLES)
+    detail = await _run(ctx, pool.get_sample, ctx.warehouse, sample_id, reveal_pii=caller.user.pii)
+    return detail.model_dump(mode="json")
+
+
+@router.post("/samples/{sample_id}/label")
+async def label(sample_id: str, body: dict[str, Any], ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """Label a captured sample (a :class:`~loraloop.lifecycle.Label` as JSON)."""
+    row = await _run(
+        ctx, pool.label, ctx.warehouse, sample_id, body, actor=caller.user.username,
+        roles=caller.user.roles, taxonomy=ctx.settings.taxonomy,
+    )  # fmt: skip
+    return _moved(row)
+
+
+@router.post("/samples/{sample_id}/approve")
+async def approve(sample_id: str, body: ReasonBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """Promote one tier up (approver)."""
+    row = await _run(
+        ctx, pool.approve, ctx.warehouse, sample_id, actor=caller.user.username,
+        roles=caller.user.roles, reason=body.reason,
+    )  # fmt: skip
+    return _moved(row)
+
+
+@router.post("/samples/{sample_id}/reject")
+async def reject(sample_id: str, body: ReasonBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """Decline the sample's open proposals (approver, with a reason); the sample stays."""
+    declined = await _run(
+        ctx, pool.decline_proposals, ctx.warehouse, sample_id, actor=caller.user.username,
+        roles=caller.user.roles, reason=body.reason or "",
+    )  # fmt: skip
+    return {"sample_id": sample_id, "declined": declined}
+
+
+@router.post("/samples/{sample_id}/demote")
+async def demote(sample_id: str, body: ReasonBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """Take a baseline sample out (approver, with a reason)."""
+    row = await _run(
+        ctx, pool.transition, ctx.warehouse, sample_id, SampleStatus.DEMOTED,
+        actor=caller.user.username, roles=caller.user.roles, reason=body.reason,
+    )  # fmt: skip
+    return _moved(row)
+
+
+@router.post("/samples/{sample_id}/transition")
+async def move(sample_id: str, body: MoveBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """Any move of the lifecycle graph the caller's roles allow (retire, reopen, ...)."""
+    row = await _run(
+        ctx, pool.transition, ctx.warehouse, sample_id, body.to_status,
+        actor=caller.user.username, roles=caller.user.roles, reason=body.reason,
+        evidence=body.evidence,
+    )  # fmt: skip
+    return _moved(row)
+
+
+@router.post("/samples/{sample_id}/propose")
+async def propose(sample_id: str, body: ProposeBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """Record a proposal (system role: the trainer); nothing moves."""
+    caller.require(Role.SYSTEM)
+    row = await _run(
+        ctx, pool.propose, ctx.warehouse, sample_id, body.to_status,
+        actor=caller.user.username, rule=body.rule, evidence=body.evidence,
+    )  # fmt: skip
+    return row.model_dump(mode="json")
+
+
+@router.get("/proposals")
+async def proposals(ctx: Ctx, caller: Caller) -> list[dict[str, Any]]:
+    """The approval queue: open proposals with their rule and evidence."""
+    caller.require(*SAMPLE_ROLES)
+    rows = await _run(ctx, pool.approval_queue, ctx.warehouse, limit=ctx.settings.queue_limit)
+    return [{**r.model_dump(mode="json"), "rule": r.rule} for r in rows]
+
+
+@router.get("/export")
+async def export(
+    ctx: Ctx, caller: Caller, status: str | None = None, problem_type: str | None = None
+) -> Response:
+    """Samples with label and transcript as JSONL; masked unless the caller has PII."""
+    caller.require(*SAMPLE_ROLES)
+    filters = SampleFilter(
+        status=status, problem_type=problem_type, limit=ctx.settings.export_limit
+    )
+    records = await _run(
+        ctx, pool.export_samples, ctx.warehouse, filters, reveal_pii=caller.user.pii
+    )
+    body = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    return Response(body, media_type="application/x-ndjson")
+
+
+@router.get("/users")
+async def users(ctx: Ctx, caller: Caller) -> list[dict[str, object]]:
+    """Every console user (admin)."""
+    caller.require(Role.ADMIN)
+    found = await ctx.warehouse.run(ctx.users.all)
+    return [u.public for u in found]
+
+
+@router.post("/users", status_code=201)
+async def create_user(body: NewUserBody, ctx: Ctx, caller: Caller) -> dict[str, object]:
+    """Create a user (admin); the response holds its API key, shown this once."""
+    caller.require(Role.ADMIN)
+    user, key = await _run(
+        ctx, ctx.users.create, body.username, body.roles, pii=body.pii,
+        actor=caller.user.username,
+    )  # fmt: skip
+    return {**user.public, "api_key": key}

@@ -1,0 +1,304 @@
+"""Server-rendered pages: login, review queue, sample, approval queue, audit, admin.
+
+Pages read the session cookie; every form posts a CSRF token bound to it, and
+every action is checked by role on the server (the buttons shown are only a
+convenience). Texts are PII-masked for users without the PII permission.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import jinja2
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
+
+from analytics import pool
+from analytics.console.auth import (
+    CSRF_FIELD,
+    LOGIN_CSRF_COOKIE,
+    Principal,
+    check_csrf,
+    login_csrf,
+    make_session,
+    session_principal,
+)
+from analytics.console.context import ConsoleContext, context
+from analytics.console.exceptions import NotAuthenticated
+from analytics.console.users import SAMPLE_ROLES
+from analytics.pool_models import SampleFilter
+from loraloop.events import Acceptance, RiskLevel
+from loraloop.lifecycle import BASELINE_TIERS, Role, SampleStatus
+
+TEMPLATES = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+)
+SEE_OTHER = 303
+FILTER_FIELDS = (
+    "status", "problem_type", "detector", "risk_level", "risk_min", "risk_max",
+    "model_version", "search",
+)  # fmt: skip
+MOVES = {
+    "demote": SampleStatus.DEMOTED,
+    "retire": SampleStatus.RETIRED,
+    "downweight": SampleStatus.DOWNWEIGHTED,
+    "reopen": SampleStatus.PROBLEM,
+}
+"""Approver moves the sample page offers (each needs a reason)."""
+
+router = APIRouter()
+Ctx = Annotated[ConsoleContext, Depends(context)]
+
+
+async def page_principal(request: Request, ctx: Ctx) -> Principal:
+    """The logged-in user of a page."""
+    return await ctx.warehouse.run(session_principal, ctx, request)
+
+
+User = Annotated[Principal, Depends(page_principal)]
+
+
+def render(
+    request: Request, name: str, caller: Principal | None, status_code: int = 200, **data: Any
+) -> HTMLResponse:
+    """Render ``name`` with the caller, its CSRF token and ``data``."""
+    data.update(
+        request=request,
+        me=caller.user if caller else None,
+        csrf=caller.csrf_token if caller else "",
+        csrf_field=CSRF_FIELD,
+        roles=Role,
+        message=request.query_params.get("msg", ""),
+    )
+    return TEMPLATES.TemplateResponse(request, name, data, status_code=status_code)
+
+
+async def _form(request: Request, caller: Principal) -> FormData:
+    form = await request.form()
+    check_csrf(caller.csrf_token, form.get(CSRF_FIELD))
+    return form
+
+
+def _back(sample_id: str, message: str) -> RedirectResponse:
+    url = f"/samples/{quote(sample_id, safe='')}?msg={quote(message)}"
+    return RedirectResponse(url, status_code=SEE_OTHER)
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+# ---------------------------------------------------------------------------- login
+
+
+@router.get("/login")
+async def login_page(request: Request) -> HTMLResponse:
+    token = login_csrf(request)
+    response = render(request, "login.html", None, login_token=token, error="")
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict")
+    return response
+
+
+@router.post("/login")
+async def login(request: Request, ctx: Ctx) -> Response:
+    form = await request.form()
+    check_csrf(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form.get(CSRF_FIELD))
+    username, key = _text(form, "username"), _text(form, "api_key")
+    user = await ctx.warehouse.run(ctx.users.by_key, key) if key else None
+    if user is None or user.username != username:
+        token = login_csrf(request)
+        error = "unknown user or key (or the user is disabled)"
+        return render(request, "login.html", None, 401, login_token=token, error=error)
+    home = "/admin" if not user.has(*SAMPLE_ROLES) else "/queue"
+    response = RedirectResponse(home, status_code=SEE_OTHER)
+    response.set_cookie(
+        ctx.settings.cookie_name, make_session(ctx, user), max_age=ctx.settings.session_ttl_s,
+        httponly=True, samesite="strict", secure=ctx.settings.secure_cookie,
+    )  # fmt: skip
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, ctx: Ctx, caller: User) -> Response:
+    await _form(request, caller)
+    response = RedirectResponse("/login", status_code=SEE_OTHER)
+    response.delete_cookie(ctx.settings.cookie_name)
+    return response
+
+
+# ---------------------------------------------------------------------------- pool
+
+
+@router.get("/")
+async def home() -> RedirectResponse:
+    return RedirectResponse("/queue", status_code=SEE_OTHER)
+
+
+@router.get("/queue")
+async def queue(request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
+    caller.require(*SAMPLE_ROLES)
+    given = {k: request.query_params.get(k) or None for k in FILTER_FIELDS}
+    if "status" not in request.query_params:
+        given["status"] = SampleStatus.CAPTURED.value
+    offset = max(int(request.query_params.get("offset") or 0), 0)
+    filters = SampleFilter(**given, limit=ctx.settings.page_size, offset=offset)
+    page = await ctx.warehouse.run(pool.list_samples, ctx.warehouse, filters)
+    return render(
+        request, "queue.html", caller, page=page, filters=given, statuses=list(SampleStatus),
+        taxonomy=ctx.settings.taxonomy, risk_levels=list(RiskLevel),
+    )  # fmt: skip
+
+
+@router.get("/samples/{sample_id}")
+async def sample_page(sample_id: str, request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
+    caller.require(*SAMPLE_ROLES)
+    detail = await ctx.warehouse.run(
+        lambda: pool.get_sample(ctx.warehouse, sample_id, reveal_pii=caller.user.pii)
+    )
+    return render(
+        request, "sample.html", caller, d=detail, s=detail.summary,
+        taxonomy=ctx.settings.taxonomy, acceptances=list(Acceptance),
+        risk_levels=list(RiskLevel), moves=MOVES, tiers=BASELINE_TIERS,
+    )  # fmt: skip
+
+
+@router.get("/samples/{sample_id}/audit")
+async def audit_page(sample_id: str, request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
+    caller.require(*SAMPLE_ROLES)
+    detail = await ctx.warehouse.run(
+        lambda: pool.get_sample(ctx.warehouse, sample_id, reveal_pii=caller.user.pii)
+    )
+    return render(request, "audit.html", caller, d=detail, s=detail.summary)
+
+
+@router.post("/samples/{sample_id}/label")
+async def label(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Response:
+    form = await _form(request, caller)
+    acceptance = _text(form, "acceptance")
+    data: dict[str, Any] = {
+        "acceptance": acceptance,
+        "risk_level": _text(form, "risk_level"),
+        "notes": _text(form, "notes") or None,
+    }
+    if acceptance != Acceptance.ACCEPT.value:
+        data["problem_types"] = [str(v) for v in form.getlist("problem_types")]
+        data["corrected_response"] = _text(form, "corrected_response") or None
+    row = await ctx.warehouse.run(
+        lambda: pool.label(
+            ctx.warehouse, sample_id, data, actor=caller.user.username,
+            roles=caller.user.roles, taxonomy=ctx.settings.taxonomy,
+        )
+    )  # fmt: skip
+    return _back(sample_id, f"labelled: now {row.to_status}")
+
+
+@router.post("/samples/{sample_id}/approve")
+async def approve(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Response:
+    form = await _form(request, caller)
+    row = await ctx.warehouse.run(
+        lambda: pool.approve(
+            ctx.warehouse, sample_id, actor=caller.user.username, roles=caller.user.roles,
+            reason=_text(form, "reason") or None,
+        )
+    )  # fmt: skip
+    return _back(sample_id, f"approved: now {row.to_status}")
+
+
+@router.post("/samples/{sample_id}/decline")
+async def decline(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Response:
+    form = await _form(request, caller)
+    count = await ctx.warehouse.run(
+        lambda: pool.decline_proposals(
+            ctx.warehouse, sample_id, actor=caller.user.username, roles=caller.user.roles,
+            reason=_text(form, "reason"),
+        )
+    )  # fmt: skip
+    return _back(sample_id, f"declined {count} proposal(s)")
+
+
+@router.post("/samples/{sample_id}/move")
+async def move(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Response:
+    form = await _form(request, caller)
+    target = MOVES.get(_text(form, "action"))
+    if target is None:
+        return _back(sample_id, "unknown action")
+    row = await ctx.warehouse.run(
+        lambda: pool.transition(
+            ctx.warehouse, sample_id, target, actor=caller.user.username,
+            roles=caller.user.roles, reason=_text(form, "reason") or None,
+        )
+    )  # fmt: skip
+    return _back(sample_id, f"{row.action}: now {row.to_status}")
+
+
+@router.get("/proposals")
+async def proposals(request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
+    caller.require(*SAMPLE_ROLES)
+    rows = await ctx.warehouse.run(
+        lambda: pool.approval_queue(ctx.warehouse, limit=ctx.settings.queue_limit)
+    )
+    rules = {r.name: r for r in ctx.settings.promotion_policy.rules}
+    return render(request, "proposals.html", caller, rows=rows, rules=rules)
+
+
+# ---------------------------------------------------------------------------- admin
+
+
+@router.get("/admin")
+async def admin_page(request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
+    caller.require(Role.ADMIN)
+    users = await ctx.warehouse.run(ctx.users.all)
+    return render(request, "admin.html", caller, users=users, new_key="", new_user="")
+
+
+@router.post("/admin/users")
+async def admin_create(request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
+    caller.require(Role.ADMIN)
+    form = await _form(request, caller)
+    roles = [str(v) for v in form.getlist("roles")]
+    user, key = await ctx.warehouse.run(
+        lambda: ctx.users.create(
+            _text(form, "username"), roles, pii=form.get("pii") == "on",
+            actor=caller.user.username,
+        )
+    )  # fmt: skip
+    users = await ctx.warehouse.run(ctx.users.all)
+    return render(request, "admin.html", caller, users=users, new_key=key, new_user=user.username)
+
+
+@router.post("/admin/users/{username}")
+async def admin_update(username: str, request: Request, ctx: Ctx, caller: User) -> Response:
+    caller.require(Role.ADMIN)
+    form = await _form(request, caller)
+    action = _text(form, "action")
+    options: dict[str, dict[str, Any]] = {
+        "disable": {"disabled": True},
+        "enable": {"disabled": False},
+        "rotate": {"rotate_key": True},
+        "roles": {"roles": [str(v) for v in form.getlist("roles")], "pii": form.get("pii") == "on"},
+    }
+    changes = options.get(action, {})
+    _, key = await ctx.warehouse.run(lambda: ctx.users.update(username, **changes))
+    users = await ctx.warehouse.run(ctx.users.all)
+    return render(
+        request, "admin.html", caller, users=users, new_key=key or "",
+        new_user=username if key else "",
+    )  # fmt: skip
+
+
+def login_redirect() -> RedirectResponse:
+    """Where an unauthenticated page request goes."""
+    return RedirectResponse("/login", status_code=SEE_OTHER)
+
+
+__all__ = ["NotAuthenticated", "login_redirect", "render", "router"]

@@ -1,0 +1,477 @@
+"""The sample pool over the warehouse: review queue, labelling, moves, proposals.
+
+Synchronous functions taking a :class:`~analytics.warehouse.Warehouse` (async
+callers wrap them in ``await warehouse.run(...)``). A sample's status lives in
+the append-only ``sample_transitions`` log (see :mod:`analytics.pool_log`), its
+label in ``sample_labels`` (latest revision wins); ``samples`` stays
+capture-owned and is never written here. Every move is validated by
+:mod:`loraloop.lifecycle` against the acting roles before anything is written.
+
+Writes for one sample are serialised by the warehouse thread of the process
+(one console process per warehouse); two processes racing on one sample would
+write the same ``transition_id`` and one move would be lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from analytics import pool_queries as q
+from analytics.pool_log import LogState, ensure_capture, read_state, transition_exists
+from analytics.pool_log import write_transition as _write
+from analytics.pool_models import SampleDetail, SampleFilter, SamplePage, TransitionView
+from analytics.warehouse import Warehouse
+from loraloop.events import QAVerdict
+from loraloop.exceptions import LoraloopError
+from loraloop.lifecycle import (
+    EDGES,
+    ActorKind,
+    Label,
+    Proposal,
+    Role,
+    SampleStatus,
+    Transition,
+    TransitionRefused,
+    build_transition,
+)
+from loraloop.pii import mask_pii
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_ID_PREFIX: Final = "smp-"
+"""Capture names a sample ``smp-<conversation_id>`` (streams.rollup.sample_id_of)."""
+
+QA_SOURCE: Final = "qa_event"
+CONSOLE_SOURCE: Final = "console"
+
+LABEL_COLUMNS: Final = (
+    "sample_id", "revision", "acceptance", "problem_types", "risk_level", "corrected_response",
+    "notes", "labelled_by", "role", "source", "ts",
+)  # fmt: skip
+
+NEXT_TIER: Final = {
+    SampleStatus.PROBLEM: SampleStatus.CANDIDATE_BASELINE,
+    SampleStatus.CANDIDATE_BASELINE: SampleStatus.SECONDARY_BASELINE,
+    SampleStatus.SECONDARY_BASELINE: SampleStatus.CORE_BASELINE,
+}
+"""Where an approval moves a sample."""
+
+ROLE_ORDER: Final = (Role.LABELLER, Role.APPROVER, Role.SYSTEM, Role.ADMIN)
+"""An actor with several roles acts under the least one that may make the move."""
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+class PoolError(LoraloopError):
+    """Root of the pool's errors."""
+
+
+class SampleNotFound(PoolError):
+    """No such sample: capture has not written it (check the id, ``smp-<conversation>``)."""
+
+
+class ActionForbidden(PoolError):
+    """The actor's roles may not make this move; the message says which role may."""
+
+
+class ActionConflict(PoolError):
+    """The move does not start at the sample's current status (it moved meanwhile?)."""
+
+
+class InvalidAction(PoolError):
+    """The request is incomplete: a label that does not validate, a missing reason."""
+
+
+# ---------------------------------------------------------------------------- reads
+
+
+def list_samples(warehouse: Warehouse, filters: SampleFilter | None = None) -> SamplePage:
+    """The review queue: a page of samples matching ``filters``, newest first."""
+    return q.list_samples(warehouse, filters)
+
+
+def get_sample(warehouse: Warehouse, sample_id: str, *, reveal_pii: bool = False) -> SampleDetail:
+    """One sample in full; texts are PII-masked unless ``reveal_pii``."""
+    summary = q.summary(warehouse, sample_id)
+    if summary is None:
+        raise _not_found(sample_id)
+    turns = q.transcript(warehouse, summary.conversation_id)
+    human = [t.text for t in turns if t.role == "human_agent"]
+    handed_off = q.handed_off(warehouse, summary.conversation_id) or bool(human)
+    detail = SampleDetail(
+        summary=summary,
+        transcript=turns,
+        signals=q.signals(warehouse, summary.conversation_id),
+        label=q.latest_label(warehouse, sample_id),
+        qa_verdicts=q.qa_verdicts(warehouse, summary.conversation_id),
+        transitions=q.transitions(warehouse, sample_id),
+        open_proposals=q.open_proposals(warehouse, sample_id=sample_id),
+        handed_off=handed_off,
+        prefill_corrected_response=human[-1] if handed_off and human else None,
+    )
+    return detail if reveal_pii else detail.masked()
+
+
+def approval_queue(warehouse: Warehouse, *, limit: int = 100) -> tuple[TransitionView, ...]:
+    """Open proposals, newest first: each cites its rule and evidence."""
+    return q.open_proposals(warehouse, limit=limit)
+
+
+def export_samples(
+    warehouse: Warehouse, filters: SampleFilter | None = None, *, reveal_pii: bool = False
+) -> list[dict[str, Any]]:
+    """Samples matching ``filters`` with label and transcript (chat format), for JSONL.
+
+    Texts are PII-masked unless ``reveal_pii``.
+    """
+    page = q.list_samples(warehouse, filters)
+    turns = q.transcripts(warehouse, [s.conversation_id for s in page.items])
+    labels = q.labels(warehouse, [s.sample_id for s in page.items])
+    out = []
+    for item in page.items:
+        label = labels.get(item.sample_id)
+        text = (lambda t: t) if reveal_pii else mask_pii
+        record = item.model_dump(mode="json")
+        record["corrected_response"] = text(label.corrected_response) if label else ""
+        record["notes"] = text(label.notes) if label else ""
+        record["messages"] = [
+            {"role": t.role, "content": text(t.text)} for t in turns.get(item.conversation_id, ())
+        ]
+        out.append(record)
+    return out
+
+
+# ---------------------------------------------------------------------------- writes
+
+
+def label(
+    warehouse: Warehouse,
+    sample_id: str,
+    data: Mapping[str, Any] | Label,
+    *,
+    actor: str,
+    roles: Iterable[Role],
+    taxonomy: Iterable[str],
+    now: datetime | None = None,
+) -> Transition:
+    """Label a captured sample: write the label revision, then captured → problem|rejected.
+
+    ``data`` is validated as a :class:`~loraloop.lifecycle.Label` against
+    ``taxonomy``; corrected response and notes are PII-masked before they are
+    written (they become training data).
+    """
+    valid = validate_label(data, taxonomy)
+    state = _state(warehouse, sample_id)
+    chosen, kind = _choose_role(state.status, valid.target_status, roles)
+    _write_label(warehouse, sample_id, valid, actor=actor, role=chosen, source=CONSOLE_SOURCE)
+    return _move(warehouse, sample_id, state, valid.target_status, actor, chosen, kind, now=now)
+
+
+def transition(
+    warehouse: Warehouse,
+    sample_id: str,
+    target: SampleStatus,
+    *,
+    actor: str,
+    roles: Iterable[Role],
+    reason: str | None = None,
+    evidence: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Transition:
+    """Any move of the graph (promote, demote, retire, downweight, reopen) by ``actor``."""
+    state = _state(warehouse, sample_id)
+    chosen, kind = _choose_role(state.status, target, roles, reason=reason)
+    return _move(
+        warehouse, sample_id, state, target, actor, chosen, kind, reason=reason,
+        evidence=evidence, now=now,
+    )  # fmt: skip
+
+
+def approve(
+    warehouse: Warehouse,
+    sample_id: str,
+    *,
+    actor: str,
+    roles: Iterable[Role],
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> Transition:
+    """Promote one tier up; cites the open proposal for that move as evidence, if any."""
+    state = _state(warehouse, sample_id)
+    target = NEXT_TIER.get(state.status)
+    if target is None:
+        msg = (
+            f"{sample_id} is {state.status}: only problem, candidate_baseline and "
+            "secondary_baseline samples can be promoted"
+        )
+        raise ActionConflict(msg)
+    evidence: dict[str, Any] = {}
+    for proposal in q.open_proposals(warehouse, sample_id=sample_id):
+        if proposal.to_status == target:
+            evidence = {**proposal.evidence, "proposal_id": proposal.transition_id}
+    return transition(
+        warehouse, sample_id, target, actor=actor, roles=roles, reason=reason,
+        evidence=evidence, now=now,
+    )  # fmt: skip
+
+
+def decline_proposals(
+    warehouse: Warehouse,
+    sample_id: str,
+    *,
+    actor: str,
+    roles: Iterable[Role],
+    reason: str,
+    now: datetime | None = None,
+) -> int:
+    """An approver declines the sample's open proposals; returns how many. Nothing moves."""
+    held = set(roles)
+    if Role.APPROVER not in held or Role.SYSTEM in held:
+        msg = f"declining a proposal needs role approver (a person); {actor} has {sorted(held)}"
+        raise ActionForbidden(msg)
+    if not reason.strip():
+        msg = "declining a proposal needs a reason"
+        raise InvalidAction(msg)
+    _state(warehouse, sample_id)
+    ts = now or datetime.now(UTC)
+    rows = [
+        [p.transition_id, sample_id, "declined", actor, Role.APPROVER.value, reason, ts]
+        for p in q.open_proposals(warehouse, sample_id=sample_id)
+    ]
+    if not rows:
+        msg = f"{sample_id} has no open proposal to decline"
+        raise ActionConflict(msg)
+    warehouse.insert(
+        "proposal_decisions",
+        rows,
+        column_names=("transition_id", "sample_id", "decision", "actor", "role", "reason", "ts"),
+    )
+    return len(rows)
+
+
+def propose(
+    warehouse: Warehouse,
+    sample_id: str,
+    target: SampleStatus,
+    *,
+    actor: str,
+    rule: str,
+    evidence: Mapping[str, Any] | None = None,
+    roles: Iterable[Role] = (Role.SYSTEM,),
+    now: datetime | None = None,
+) -> TransitionView:
+    """Record a proposal (changes nothing); an identical open one is returned instead."""
+    state = _state(warehouse, sample_id)
+    for existing in q.open_proposals(warehouse, sample_id=sample_id):
+        if existing.to_status == target and existing.rule == rule:
+            return existing
+    chosen, kind = _choose_role(state.status, target, roles, proposal=True)
+    state = ensure_capture(warehouse, sample_id, state)
+    row = build_transition(
+        sample_id, state.status, target, actor=actor, role=chosen, actor_kind=kind,
+        seq=state.next_seq, ts=state.next_ts(now or datetime.now(UTC)),
+        evidence={**(evidence or {}), "rule": rule}, proposal=True,
+    )  # fmt: skip
+    _write(warehouse, row)
+    return q.transitions(warehouse, sample_id)[-1]
+
+
+def record_proposals(
+    warehouse: Warehouse, proposals: Iterable[Proposal], *, actor: str
+) -> list[TransitionView]:
+    """Write ``lifecycle.eligible_proposals`` results (the trainer after each cycle)."""
+    return [
+        propose(warehouse, p.sample_id, p.to_status, actor=actor, rule=p.rule, evidence=p.evidence)
+        for p in proposals
+    ]
+
+
+def label_from_qa(warehouse: Warehouse, verdict: QAVerdict, *, taxonomy: Iterable[str]) -> bool:
+    """Label the verdict's sample as its reviewer (role labeller, source ``qa_event``).
+
+    Idempotent: the move's ``transition_id`` is ``<sample_id>:qa-<event_id>`` and
+    a verdict already applied is not applied again. Returns True when the
+    verdict's label is in force (now or from an earlier delivery); False when
+    the conversation has no sample (not sampled, or not written yet), the
+    sample is no longer ``captured`` (labelled already: the first label stands)
+    or the verdict is not a valid label (e.g. Risk without a corrected response).
+    """
+    sample_id = verdict.sample_id or SAMPLE_ID_PREFIX + verdict.conversation_id
+    transition_id = f"{sample_id}:qa-{verdict.event_id}"
+    state = read_state(warehouse, sample_id)
+    if state is None:
+        return False
+    if transition_exists(warehouse, sample_id, transition_id):
+        return True
+    if state.status is not SampleStatus.CAPTURED:
+        logger.info("QA verdict %s: %s is %s already", verdict.event_id, sample_id, state.status)
+        return False
+    data = verdict.model_dump(
+        include={"acceptance", "problem_types", "risk_level", "corrected_response", "notes"}
+    )
+    try:
+        valid = validate_label(data, taxonomy)
+    except InvalidAction as e:
+        logger.warning("QA verdict %s does not label %s: %s", verdict.event_id, sample_id, e)
+        return False
+    _write_label(
+        warehouse, sample_id, valid, actor=verdict.reviewer, role=Role.LABELLER, source=QA_SOURCE
+    )
+    _move(
+        warehouse, sample_id, state, valid.target_status, verdict.reviewer, Role.LABELLER,
+        ActorKind.HUMAN, evidence={"qa_event_id": verdict.event_id}, now=verdict.ts,
+        transition_id=transition_id,
+    )  # fmt: skip
+    return True
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def validate_label(data: Mapping[str, Any] | Label, taxonomy: Iterable[str]) -> Label:
+    """``data`` as a Label checked against ``taxonomy``; :class:`InvalidAction` if not."""
+    raw = data.model_dump() if isinstance(data, Label) else dict(data)
+    try:
+        return Label.model_validate(raw, context={"taxonomy": frozenset(taxonomy)})
+    except ValidationError as e:
+        problems = "; ".join(_describe(x) for x in e.errors())
+        msg = f"invalid label: {problems}"
+        raise InvalidAction(msg) from e
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(map(str, error["loc"])) or "label"
+    return f"{where}: {error['msg']}"
+
+
+def _not_found(sample_id: str) -> SampleNotFound:
+    msg = f"no sample {sample_id!r}: capture has not written it (ids are smp-<conversation_id>)"
+    return SampleNotFound(msg)
+
+
+def _state(warehouse: Warehouse, sample_id: str) -> LogState:
+    state = read_state(warehouse, sample_id)
+    if state is None:
+        raise _not_found(sample_id)
+    return state
+
+
+def _kind(role: Role) -> ActorKind:
+    return ActorKind.SYSTEM if role is Role.SYSTEM else ActorKind.HUMAN
+
+
+def _choose_role(
+    current: SampleStatus,
+    target: SampleStatus,
+    roles: Iterable[Role],
+    *,
+    reason: str | None = None,
+    proposal: bool = False,
+) -> tuple[Role, ActorKind]:
+    """The least role held that may make the move, or the refusal as a pool error."""
+    held = [r for r in ROLE_ORDER if r in set(roles)] or [Role.ADMIN]
+    refusal: TransitionRefused | None = None
+    for role in held:
+        try:
+            build_transition(
+                "check", current, target, actor="check", role=role, actor_kind=_kind(role),
+                seq=0, ts=datetime.now(UTC), reason=reason, proposal=proposal,
+            )  # fmt: skip
+        except TransitionRefused as e:
+            refusal = refusal or e
+            continue
+        return role, _kind(role)
+    assert refusal is not None  # noqa: S101 (held is never empty)
+    raise _classify(refusal, current, target, reason, proposal)
+
+
+def _classify(
+    refusal: TransitionRefused,
+    current: SampleStatus,
+    target: SampleStatus,
+    reason: str | None,
+    proposal: bool,
+) -> PoolError:
+    edge = EDGES.get((current, target))
+    if edge is None or (proposal and not edge.proposable):
+        return ActionConflict(str(refusal))
+    if not proposal and edge.needs_reason and not (reason and reason.strip()):
+        return InvalidAction(str(refusal))
+    return ActionForbidden(str(refusal))
+
+
+def _move(
+    warehouse: Warehouse,
+    sample_id: str,
+    state: LogState,
+    target: SampleStatus,
+    actor: str,
+    role: Role,
+    kind: ActorKind,
+    *,
+    reason: str | None = None,
+    evidence: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+    transition_id: str | None = None,
+) -> Transition:
+    state = ensure_capture(warehouse, sample_id, state)
+    row = build_transition(
+        sample_id, state.status, target, actor=actor, role=role, actor_kind=kind,
+        seq=state.next_seq, ts=state.next_ts(now or datetime.now(UTC)), reason=reason,
+        evidence=evidence,
+    )  # fmt: skip
+    _write(warehouse, row, transition_id=transition_id)
+    logger.info("%s: %s → %s by %s (%s)", sample_id, row.from_status, target, actor, role)
+    return row
+
+
+def _write_label(
+    warehouse: Warehouse, sample_id: str, valid: Label, *, actor: str, role: Role, source: str
+) -> int:
+    rows = warehouse.query(
+        "SELECT max(revision) FROM sample_labels WHERE sample_id = {sid:String}",
+        {"sid": sample_id},
+    ).result_rows
+    revision = int(rows[0][0] or 0) + 1
+    warehouse.insert(
+        "sample_labels",
+        [
+            [
+                sample_id, revision, valid.acceptance.value, list(valid.problem_types),
+                valid.risk_level.value, mask_pii(valid.corrected_response or ""),
+                mask_pii(valid.notes or ""), actor, role.value, source, datetime.now(UTC),
+            ]
+        ],
+        column_names=LABEL_COLUMNS,
+    )  # fmt: skip
+    return revision
+
+
+__all__ = [
+    "ActionConflict",
+    "ActionForbidden",
+    "InvalidAction",
+    "PoolError",
+    "SampleDetail",
+    "SampleFilter",
+    "SampleNotFound",
+    "SamplePage",
+    "TransitionView",
+    "approval_queue",
+    "approve",
+    "decline_proposals",
+    "export_samples",
+    "get_sample",
+    "label",
+    "label_from_qa",
+    "list_samples",
+    "propose",
+    "record_proposals",
+    "transition",
+]

@@ -1,0 +1,226 @@
+"""What the pool functions return (``analytics.pool``): plain, frozen pydantic models.
+
+Every text a person wrote or said (turns, corrected responses, notes, reasons,
+evidence) can be masked with :meth:`SampleDetail.masked` for readers without the
+PII permission.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loraloop.pii import mask_pii
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class SampleFilter(BaseModel):
+    """Filters of the review queue; every field is optional and they combine with AND."""
+
+    model_config = _FROZEN
+
+    status: str | None = None
+    problem_type: str | None = None
+    detector: str | None = None
+    risk_level: str | None = None
+    risk_min: float | None = None
+    risk_max: float | None = None
+    model_version: str | None = None
+    search: str | None = Field(
+        None, description="Case-insensitive text in the ids, the label or the transcript."
+    )
+    limit: int = Field(50, ge=1)
+    offset: int = Field(0, ge=0)
+
+
+class SampleSummary(BaseModel):
+    """One row of the review queue (the ``pool`` view)."""
+
+    model_config = _FROZEN
+
+    sample_id: str
+    conversation_id: str
+    user_id: str
+    status: str
+    status_changed_at: datetime
+    problem_types: tuple[str, ...]
+    detectors: tuple[str, ...]
+    risk_weight: float
+    inclusion_probability: float
+    sampled_by: str
+    model_version: str
+    acceptance: str
+    risk_level: str
+    labelled_by: str
+    created_at: datetime
+
+
+class SamplePage(BaseModel):
+    """A page of the queue and the number of samples that match in all."""
+
+    model_config = _FROZEN
+
+    items: tuple[SampleSummary, ...]
+    total: int
+    limit: int
+    offset: int
+
+
+class TurnView(BaseModel):
+    """One turn of the transcript."""
+
+    model_config = _FROZEN
+
+    turn_index: int
+    role: str
+    text: str
+    ts: datetime
+    model_version: str
+
+
+class SignalView(BaseModel):
+    """A detector that fired on the conversation, with its evidence (JSON text)."""
+
+    model_config = _FROZEN
+
+    signal_id: str
+    detector: str
+    turn_index: int | None
+    risk_weight: float
+    evidence: str
+    ts: datetime
+
+
+class LabelView(BaseModel):
+    """The latest label of a sample (``sample_labels``)."""
+
+    model_config = _FROZEN
+
+    revision: int
+    acceptance: str
+    problem_types: tuple[str, ...]
+    risk_level: str
+    corrected_response: str
+    notes: str
+    labelled_by: str
+    role: str
+    source: str
+    ts: datetime
+
+
+class QAView(BaseModel):
+    """A QA verdict received for the conversation (``llm.qa``)."""
+
+    model_config = _FROZEN
+
+    event_id: str
+    reviewer: str
+    acceptance: str
+    problem_types: tuple[str, ...]
+    risk_level: str
+    corrected_response: str
+    notes: str
+    ts: datetime
+
+
+class TransitionView(BaseModel):
+    """One audit row (``sample_transitions``), proposals included."""
+
+    model_config = _FROZEN
+
+    transition_id: str
+    sample_id: str
+    seq: int
+    from_status: str
+    to_status: str
+    action: str
+    actor: str
+    role: str
+    actor_kind: str
+    reason: str
+    evidence: dict[str, Any]
+    proposal: bool
+    ts: datetime
+
+    @property
+    def rule(self) -> str:
+        """The promotion rule a proposal cites ('' when none)."""
+        return str(self.evidence.get("rule", ""))
+
+
+class SampleDetail(BaseModel):
+    """Everything the sample page shows."""
+
+    model_config = _FROZEN
+
+    summary: SampleSummary
+    transcript: tuple[TurnView, ...]
+    signals: tuple[SignalView, ...]
+    label: LabelView | None
+    qa_verdicts: tuple[QAView, ...]
+    transitions: tuple[TransitionView, ...]
+    open_proposals: tuple[TransitionView, ...]
+    handed_off: bool
+    prefill_corrected_response: str | None = Field(
+        description="The last human agent reply when the conversation was handed off."
+    )
+    masked_pii: bool = False
+
+    def masked(self) -> SampleDetail:
+        """A copy with personal data masked in every free text."""
+        return self.model_copy(
+            update={
+                "transcript": tuple(
+                    t.model_copy(update={"text": mask_pii(t.text)}) for t in self.transcript
+                ),
+                "signals": tuple(
+                    s.model_copy(update={"evidence": mask_pii(s.evidence)}) for s in self.signals
+                ),
+                "label": _mask_label(self.label),
+                "qa_verdicts": tuple(_mask_qa(q) for q in self.qa_verdicts),
+                "transitions": tuple(_mask_transition(t) for t in self.transitions),
+                "open_proposals": tuple(_mask_transition(t) for t in self.open_proposals),
+                "prefill_corrected_response": _mask_optional(self.prefill_corrected_response),
+                "masked_pii": True,
+            }
+        )
+
+
+def _mask_optional(text: str | None) -> str | None:
+    return None if text is None else mask_pii(text)
+
+
+def _mask_label(label: LabelView | None) -> LabelView | None:
+    if label is None:
+        return None
+    return label.model_copy(
+        update={
+            "corrected_response": mask_pii(label.corrected_response),
+            "notes": mask_pii(label.notes),
+        }
+    )
+
+
+def _mask_qa(qa: QAView) -> QAView:
+    return qa.model_copy(
+        update={"corrected_response": mask_pii(qa.corrected_response), "notes": mask_pii(qa.notes)}
+    )
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_pii(value)
+    if isinstance(value, dict):
+        return {k: _mask_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_value(v) for v in value]
+    return value
+
+
+def _mask_transition(row: TransitionView) -> TransitionView:
+    return row.model_copy(
+        update={"reason": mask_pii(row.reason), "evidence": _mask_value(row.evidence)}
+    )

@@ -1,0 +1,130 @@
+"""``loraloop compare NEW PREV``: one read-only look at a canary against its previous version.
+
+Prints per problem type and guardrail the rates of both versions, the difference with
+its always-valid interval, the relative change and the verdict, then the experiment's
+health and the overall decision; ``--json`` prints the same as JSON. The look is not
+recorded (only the rollout controller's scheduled looks count toward the two-looks rule),
+but the previous recorded look is used, so the verdicts match what the controller sees.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from loraloop.cli.common import DataDir, console, fail, load_settings
+from loraloop.exceptions import LoraloopError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from analytics.warehouse import Warehouse
+
+_PERCENT = 100.0
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * _PERCENT:.2f}%"
+
+
+def _interval(bounds: list[float | None]) -> str:
+    return f"[{_pct(bounds[0])}, {_pct(bounds[1])}]"
+
+
+def _rates_table(payload: dict[str, Any]) -> Table:
+    from analytics.comparison import rates_table
+
+    table = Table(title=f"{payload['new']} vs {payload['prev']}")
+    for column in (
+        "metric",
+        "kind",
+        "prev",
+        "new",
+        "difference",
+        "interval",
+        "relative",
+        "verdict",
+    ):
+        table.add_column(column, justify="left" if column in {"metric", "kind"} else "right")
+    for row in rates_table(payload):
+        table.add_row(
+            row["name"],
+            row["kind"],
+            f"{_pct(row['prev']['rate'])} (n={row['prev']['conversations'] or 0:g})",
+            f"{_pct(row['new']['rate'])} (n={row['new']['conversations'] or 0:g})",
+            _pct(row["difference"]),
+            _interval(row["difference_interval"]),
+            _pct(row["relative_change"]),
+            row["verdict"],
+        )
+    return table
+
+
+def _print_human(payload: dict[str, Any]) -> None:
+    out = console.stdout_console
+    out.print(_rates_table(payload))
+    health = payload["health"]
+    state = "healthy" if health["healthy"] else "UNHEALTHY"
+    out.print(
+        f"health: {state} (SRM p = {health['srm_p_value']:.3g}, "
+        f"both versions: {_pct(health['multiple_exposure_share'])})",
+        highlight=False,
+    )
+    for reason in health["reasons"]:
+        out.print(f"  - {reason}", highlight=False)
+    out.print(f"decision: [bold]{payload['decision']}[/] ({payload['reason']})")
+
+
+def _split(warehouse: Warehouse, new: str, share: float | None) -> tuple[float, datetime | None]:
+    from trainer.rollout import RolloutStore
+
+    if share is not None:
+        return share, None
+    state = RolloutStore(warehouse).load(new)
+    if state is None:
+        fail(f"no rollout is recorded for {new}; pass --share PERCENT (its share of users)")
+    return state.share_percent(RolloutStore(warehouse).settings), state.step_started_at
+
+
+def compare(
+    new: Annotated[str, typer.Argument(help="The canary version, e.g. model_v2.")],
+    prev: Annotated[str, typer.Argument(help="The version it is compared with, e.g. model_v1.")],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
+    share: Annotated[
+        float | None,
+        typer.Option(
+            "--share",
+            help="The canary's share of users in percent; default: the rollout's current step.",
+        ),
+    ] = None,  # fmt: skip
+    data_dir: DataDir = None,
+) -> None:
+    """Compare NEW with PREV per problem type and guardrail (read-only)."""
+    from analytics.comparison import compare as compare_versions
+    from analytics.comparison import comparison_to_dict
+    from analytics.warehouse import Warehouse
+
+    settings = load_settings(data_dir)
+    try:
+        warehouse = Warehouse.from_settings(settings, migrate=False)
+    except LoraloopError as e:
+        fail(str(e))
+    try:
+        percent, since = _split(warehouse, new, share)
+        comparison = compare_versions(
+            warehouse, new=new, prev=prev, split=percent / _PERCENT, since=since
+        )
+    except LoraloopError as e:
+        fail(str(e))
+    finally:
+        warehouse.close()
+    payload = comparison_to_dict(comparison, new=new, prev=prev)
+    if json_out:
+        print(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        _print_human(payload)

@@ -1,0 +1,184 @@
+"""``loraloop train`` (one cycle now, or ``--dry-run`` to describe the dataset) and
+``loraloop trainer`` (the training service on its own, e.g. against a ClickHouse server).
+
+Both open the warehouse themselves: with the embedded store, only while no
+``loraloop up`` holds it (``Warehouse.from_settings`` says so, and how to go on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from loraloop.cli.common import DataDir, console, fail, load_settings
+from loraloop.settings import Settings
+
+if TYPE_CHECKING:
+    from analytics.warehouse import Warehouse
+    from trainer.launcher import TrainProgress
+    from trainer.service import CycleReport
+
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Build and describe the dataset only: no training, nothing recorded."
+    ),
+]
+
+
+@contextmanager
+def _warehouse(settings: Settings) -> Iterator[Warehouse]:
+    from analytics.warehouse import Warehouse
+
+    warehouse = Warehouse.from_settings(settings)
+    try:
+        yield warehouse
+    finally:
+        warehouse.close()
+
+
+class _TrainingBar:
+    """A rich progress bar fed by the worker's progress events."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("building the dataset", total=None, loss="")
+
+    def __call__(self, event: TrainProgress) -> None:
+        loss = "" if event.loss is None else f"loss {event.loss:.4f}"
+        done = event.step >= event.total_steps
+        self.progress.update(
+            self.task,
+            description="gating" if done else "training",
+            total=event.total_steps,
+            completed=event.step,
+            loss=loss,
+        )
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=console.stderr_console,
+        transient=True,
+    )
+
+
+def _dataset_table(manifest: dict[str, Any]) -> Table:
+    counts = manifest["counts"]
+    table = Table(title=f"dataset ({counts['total']} samples)")
+    for column in ("tier", "samples", "weight", "train weight share"):
+        table.add_column(column, justify="left" if column == "tier" else "right")
+    shares = manifest["effective_weight_share"]
+    for tier, weight in manifest["weights"].items():
+        count = counts["per_tier"].get(tier, 0)
+        table.add_row(tier, str(count), f"{weight:g}", f"{shares.get(tier, 0.0):.1%}")
+    return table
+
+
+def _split_table(manifest: dict[str, Any]) -> Table:
+    counts = manifest["counts"]
+    table = Table(title="splits per problem type")
+    table.add_column("split")
+    table.add_column("samples", justify="right")
+    table.add_column("problem types")
+    for split, total in counts["per_split"].items():
+        types = counts["per_split_problem_type"].get(split, {})
+        table.add_row(split, str(total), ", ".join(f"{t} {n}" for t, n in types.items()) or "-")
+    return table
+
+
+def _describe(report: CycleReport) -> None:
+    out = console.stdout_console
+    if report.manifest:
+        out.print(_dataset_table(report.manifest))
+        out.print(_split_table(report.manifest))
+        capped = " (problem weight capped)" if report.manifest["problem_weight_capped"] else ""
+        out.print(f"sha256 {report.manifest['dataset_sha256']}{capped}", highlight=False)
+        out.print(f"written to {report.dataset_dir}", highlight=False)
+    for reason, count in Counter(report.skipped.values()).most_common():
+        out.print(f"{count} pool samples left out: {reason}", highlight=False)
+
+
+def _outcome(report: CycleReport) -> None:
+    out = console.stdout_console
+    head = f"cycle {report.cycle_id} ({report.reason}): {report.status.value}"
+    if report.version is not None:
+        gate = "passed" if report.version.gate_passed else "did not pass"
+        parent = report.parent or "the base model"
+        out.print(f"{head}: {report.version.name}, gate {gate} against {parent}", highlight=False)
+    else:
+        out.print(head, highlight=False)
+    out.print(f"took {report.seconds:.1f}s", highlight=False)
+
+
+def train(data_dir: DataDir = None, dry_run: DryRun = False) -> None:
+    """Run one training cycle now: pool → dataset → LoRA → gate → registry."""
+    from trainer.cycle_log import CycleStatus
+    from trainer.service import run_cycle_now
+    from trainer.service_config import TrainerSettings
+
+    settings = load_settings(data_dir)
+    with _warehouse(settings) as warehouse:
+        if dry_run:
+            with console.stderr_console.status("building the dataset..."):
+                report = run_cycle_now(warehouse, settings, TrainerSettings(), dry_run=True)
+        else:
+            with _progress() as progress:
+                report = run_cycle_now(
+                    warehouse, settings, TrainerSettings(), on_progress=_TrainingBar(progress)
+                )
+    _describe(report)
+    if report.status is CycleStatus.FAILED:
+        fail(f"cycle {report.cycle_id} failed: {report.error}")
+    if report.status is CycleStatus.NO_DATA:
+        console.stdout_console.print(f"nothing to train: {report.error}", highlight=False)
+        return
+    if not dry_run:
+        _outcome(report)
+
+
+async def _serve_until_signal(warehouse: Warehouse, settings: Settings) -> None:
+    from trainer.service import serve
+    from trainer.service_config import TrainerSettings
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    # Standalone, the service runs whatever LORALOOP_TRAINER__ENABLED says for `up`.
+    trainer_settings = TrainerSettings().model_copy(update={"enabled": True})
+    await serve(warehouse, settings, trainer_settings, stop)
+
+
+def trainer(data_dir: DataDir = None) -> None:
+    """Run the training service on its own until SIGINT/SIGTERM (e.g. next to a ClickHouse
+    server given by LORALOOP_CLICKHOUSE_DSN)."""
+    settings = load_settings(data_dir)
+    with _warehouse(settings) as warehouse:
+        console.stdout_console.print(
+            f"[green]trainer service running[/] against {settings.effective_clickhouse_dsn} "
+            "(Ctrl-C stops it; a running cycle is cancelled and recorded as failed)"
+        )
+        asyncio.run(_serve_until_signal(warehouse, settings))
+    console.stdout_console.print("trainer service stopped")

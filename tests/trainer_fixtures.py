@@ -1,0 +1,163 @@
+"""Shared trainer test helpers: a synthetic pool and a tiny random causal LM, built offline.
+
+The pool has baseline price answers and two kinds of corrected problems. The tiny
+model (a 2-layer Llama with a byte-level BPE tokenizer and a ChatML template) is
+saved with ``save_pretrained`` and reloaded with ``from_pretrained``, so the
+trainer exercises the real loading path without any download. A test module or
+conftest pulls the fixtures in by importing them (``from tests.trainer_fixtures
+import tiny_checkpoint``).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trainer.config import GateConfig, TrainConfig
+from trainer.records import ChatMessage, PoolSample, Tier
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+PLANS = ["basic", "plus", "pro", "team", "family", "student", "annual", "starter"]
+PROBLEM_TYPES = ["wrong_CTA_timing", "over_promise"]
+WHEN = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def baseline_sample(index: int, tier: Tier) -> PoolSample:
+    """A baseline sample: a price question and its factual answer."""
+    plan = PLANS[index % len(PLANS)]
+    return PoolSample(
+        sample_id=f"b{index:03d}",
+        status=tier,
+        problem_types=[],
+        messages=[ChatMessage(role="user", content=f"How much is the {plan} plan {index}?")],
+        corrected_response=f"The {plan} plan costs {index + 5} dollars a month.",
+        updated_at=WHEN,
+    )
+
+
+def problem_sample(index: int, problem_type: str) -> PoolSample:
+    """A problem sample: the corrected reply is the same careful sentence per type."""
+    plan = PLANS[index % len(PLANS)]
+    reply = {
+        "wrong_CTA_timing": "Let me answer your question first, then we can talk about buying.",
+        "over_promise": "I cannot promise that, but I can explain what the plan includes.",
+    }[problem_type]
+    return PoolSample(
+        sample_id=f"p{index:03d}",
+        status=Tier.PROBLEM,
+        problem_types=[problem_type],
+        messages=[
+            ChatMessage(role="user", content=f"Tell me about {plan} number {index}."),
+            ChatMessage(role="assistant", content="Buy now! It fixes everything, guaranteed!"),
+        ],
+        corrected_response=reply,
+        first_seen_version="model_v1",
+        updated_at=WHEN,
+    )
+
+
+def make_pool(baselines: int = 24, problems: int = 12) -> list[PoolSample]:
+    """A pool with every baseline tier and two problem types."""
+    tiers = [Tier.CORE_BASELINE, Tier.SECONDARY_BASELINE, Tier.CANDIDATE_BASELINE]
+    pool = [baseline_sample(i, tiers[i % 3]) for i in range(baselines)]
+    pool += [problem_sample(i, PROBLEM_TYPES[i % 2]) for i in range(problems)]
+    return pool
+
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def _corpus() -> list[str]:
+    lines = []
+    for sample in make_pool(40, 20):
+        for message in sample.training_messages():
+            lines.append(f"<|im_start|>{message.role}\n{message.content}<|im_end|>\n")
+    return lines * 3
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny Llama + byte-level BPE tokenizer with a ChatML template."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny-model")
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    bpe.train_from_iterator(
+        _corpus(),
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=SPECIAL,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token=SPECIAL[1], eos_token=SPECIAL[2], pad_token=SPECIAL[0]
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(path)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        # Larger than the default 0.02 so that LoRA on a random 32-wide model
+        # visibly moves the logits within a few steps.
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_checkpoint: Path) -> object:
+    """The tiny tokenizer, reloaded with ``AutoTokenizer.from_pretrained``."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_checkpoint)
+
+
+#: Hyperparameters that make the tiny random model learn within a few steps.
+TINY_TRAIN: dict[str, Any] = {
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.0,
+    "learning_rate": 3e-2,
+    "warmup_ratio": 0.0,
+    "epochs": 4,
+    "batch_size": 4,
+    "grad_accum": 2,
+    "max_seq_len": 128,
+    "progress": False,
+}
+
+#: A gate that decodes little, for speed.
+TINY_GATE = GateConfig(probe_prompts=2, probe_max_new_tokens=8)
+
+
+def tiny_train_config(checkpoint: Path, **overrides: Any) -> TrainConfig:
+    """The tiny hyperparameters on ``checkpoint``, with ``overrides``."""
+    return TrainConfig(**({"base_model": str(checkpoint)} | TINY_TRAIN | overrides))

@@ -1,0 +1,184 @@
+"""Read the training pool from the warehouse into :class:`~trainer.records.PoolSample` records.
+
+What a cycle trains on:
+
+- every baseline sample (``core_baseline``, ``secondary_baseline``,
+  ``candidate_baseline``) with a corrected response;
+- the *current cycle's* problem samples: status ``problem`` with a non-empty
+  corrected response that no gate-passed version has trained on yet. A sample
+  counts as trained on when it is in the dataset manifest of a registered version
+  whose gate passed (the registry is the record, see :func:`trained_sample_ids`),
+  unless it was labelled again after that version was created: a corrected label
+  makes it current again. Gated-out or failed cycles train nobody, so their
+  problems stay current.
+
+The chat context of each sample comes from ``turns`` (see :mod:`trainer.transcripts`).
+Blocking; the service calls these through ``Warehouse.run``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from trainer.manifest import MANIFEST_FILE
+from trainer.records import BASELINE_TIERS, PoolSample, Tier
+from trainer.registry import Registry
+from trainer.transcripts import TurnRow, context_messages
+from trainer.versions import as_utc
+
+if TYPE_CHECKING:
+    from analytics.warehouse import Warehouse
+
+logger = logging.getLogger(__name__)
+
+SKIP_NO_CONTEXT = "no usable transcript (no user turn before the corrected reply, or text expired)"
+SKIP_TRAINED = "already trained on by a gate-passed version"
+
+_POOL_SQL = """
+SELECT p.sample_id, p.conversation_id, p.status, p.problem_types, p.corrected_response,
+       p.first_seen_version, p.status_changed_at, p.label_simulated, l.ts
+FROM pool AS p
+INNER JOIN (SELECT sample_id, ts FROM sample_labels FINAL) AS l ON l.sample_id = p.sample_id
+WHERE has({statuses:Array(String)}, p.status) AND p.corrected_response != ''
+  AND (p.label_simulated = false OR {simulated:Bool})
+ORDER BY p.sample_id
+"""
+
+_TURNS_SQL = """
+SELECT conversation_id, turn_index, role, text
+FROM turns FINAL
+WHERE has({ids:Array(String)}, conversation_id)
+ORDER BY conversation_id, turn_index
+"""
+
+_SIGNALS_SQL = """
+SELECT conversation_id, min(assumeNotNull(turn_index))
+FROM signals FINAL
+WHERE has({ids:Array(String)}, conversation_id) AND turn_index IS NOT NULL
+GROUP BY conversation_id
+"""
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    """A pool row with a usable label, before its transcript is attached."""
+
+    sample_id: str
+    conversation_id: str
+    status: Tier
+    problem_types: list[str]
+    corrected_response: str
+    first_seen_version: str | None
+    updated_at: datetime
+    labelled_at: datetime
+
+
+@dataclass
+class PoolRead:
+    """The samples a cycle trains on, and why others were left out (sample_id → reason)."""
+
+    samples: list[PoolSample] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """Samples per tier, and how many were skipped."""
+        per: dict[str, int] = {}
+        for sample in self.samples:
+            per[sample.status.value] = per.get(sample.status.value, 0) + 1
+        return {**dict(sorted(per.items())), "skipped": len(self.skipped)}
+
+
+def trained_sample_ids(registry: Registry) -> dict[str, datetime]:
+    """sample_id → creation time of the newest gate-passed version whose dataset held it."""
+    trained: dict[str, datetime] = {}
+    for info in registry.versions():
+        manifest_path = registry.path(info.name) / MANIFEST_FILE
+        if not info.gate_passed or not manifest_path.is_file():
+            continue
+        manifest: dict[str, Any] = orjson.loads(manifest_path.read_bytes())
+        for sample_id in manifest.get("source_sample_ids", []):
+            if sample_id not in trained or trained[sample_id] < info.created_at:
+                trained[sample_id] = info.created_at
+    return trained
+
+
+def _labelled(row: Sequence[Any]) -> LabelledRow:
+    sid, conversation, status, types, response, first_seen, changed, _sim, labelled = row
+    return LabelledRow(
+        sample_id=str(sid),
+        conversation_id=str(conversation),
+        status=Tier(status),
+        problem_types=[str(t) for t in types],
+        corrected_response=str(response),
+        first_seen_version=str(first_seen) or None,
+        updated_at=as_utc(max(changed, labelled)),
+        labelled_at=as_utc(labelled),
+    )
+
+
+def read_labelled(warehouse: Warehouse, *, include_simulated: bool) -> list[LabelledRow]:
+    """Baseline and problem rows with a corrected response (the latest label of each)."""
+    statuses = [t.value for t in (*sorted(BASELINE_TIERS), Tier.PROBLEM)]
+    result = warehouse.query(_POOL_SQL, {"statuses": statuses, "simulated": include_simulated})
+    return [_labelled(row) for row in result.result_rows]
+
+
+def is_current(row: LabelledRow, trained: dict[str, datetime]) -> bool:
+    """A baseline always; a problem unless a gate-passed version trained on this label."""
+    if row.status is not Tier.PROBLEM:
+        return True
+    trained_at = trained.get(row.sample_id)
+    return trained_at is None or row.labelled_at > trained_at
+
+
+def read_transcripts(
+    warehouse: Warehouse, conversation_ids: Iterable[str]
+) -> tuple[dict[str, list[TurnRow]], dict[str, int]]:
+    """Turns per conversation, and the first signalled turn index per conversation."""
+    ids = sorted(set(conversation_ids))
+    turns: dict[str, list[TurnRow]] = {}
+    if not ids:
+        return turns, {}
+    for conversation, index, role, text in warehouse.query(_TURNS_SQL, {"ids": ids}).result_rows:
+        turns.setdefault(str(conversation), []).append(TurnRow(int(index), str(role), str(text)))
+    signal_rows = warehouse.query(_SIGNALS_SQL, {"ids": ids}).result_rows
+    return turns, {str(c): int(i) for c, i in signal_rows}
+
+
+def read_pool(warehouse: Warehouse, *, registry: Registry, include_simulated: bool) -> PoolRead:
+    """The pool samples of this cycle, with their chat context, sorted by sample_id."""
+    trained = trained_sample_ids(registry)
+    read = PoolRead()
+    rows = []
+    for row in read_labelled(warehouse, include_simulated=include_simulated):
+        if is_current(row, trained):
+            rows.append(row)
+        else:
+            read.skipped[row.sample_id] = SKIP_TRAINED
+    turns, signals = read_transcripts(warehouse, (r.conversation_id for r in rows))
+    for row in rows:
+        messages = context_messages(
+            turns.get(row.conversation_id, []), signal_turn=signals.get(row.conversation_id)
+        )
+        if messages is None:
+            read.skipped[row.sample_id] = SKIP_NO_CONTEXT
+            continue
+        read.samples.append(
+            PoolSample(
+                sample_id=row.sample_id,
+                status=row.status,
+                problem_types=row.problem_types,
+                messages=messages,
+                corrected_response=row.corrected_response,
+                first_seen_version=row.first_seen_version,
+                updated_at=row.updated_at,
+            )
+        )
+    logger.info("pool read: %s", read.counts())
+    return read
