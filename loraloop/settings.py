@@ -52,6 +52,9 @@ class StreamSettings(BaseSettings):
     expiry_interval_s: float = Field(
         60.0, gt=0, description="How often the worker looks for idle conversations."
     )
+    lag_interval_s: float = Field(
+        5.0, gt=0, description="How often consumer lag is measured for /metrics and /health."
+    )
     tier_cache_size: int = Field(
         100_000, ge=1, description="User tiers cached by the worker for downvote detection."
     )

@@ -147,7 +147,8 @@ def add_web(app: faust.App, warehouse: Warehouse, progress: Progress) -> None:
     @app.page("/health")
     async def health(web: View, _request: Request) -> Response:
         status = "degraded" if progress.sink_error else "ok"
-        body = {"status": status, "sink_error": progress.sink_error}
+        lag = sum(progress.lag.values())
+        body = {"status": status, "sink_error": progress.sink_error, "lag": lag}
         return web.json(body, status=200 if status == "ok" else 503)
 
     @app.page("/metrics")
@@ -268,6 +269,26 @@ async def _load_tiers(capture: Capture, decoded: Any, sink: WarehouseSink) -> No
         await sink.retrying(capture.tiers.load, user_ids)
 
 
+def add_lag_monitor(app: faust.App, progress: Progress, interval_s: float) -> None:
+    """Every ``interval_s``: lag = high watermark - next offset written, per partition.
+
+    Partitions this worker has not written to since it started are left out (their
+    committed offset is not known here), so the figure is never an invented zero.
+    """
+
+    async def measure_lag() -> None:
+        for tp in app.consumer.assignment():
+            written = progress.next_offsets.get((tp.topic, tp.partition))
+            highwater = app.consumer.highwater(tp)
+            if written is None or highwater is None:
+                continue
+            lag = max(0, int(highwater) - written)
+            progress.lag[(tp.topic, tp.partition)] = lag
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+
+    app.timer(interval_s, name="measure-lag")(measure_lag)
+
+
 def build_worker_app(
     settings: Settings, *, bootstrap: str, warehouse: Warehouse, progress: Progress, web_port: int
 ) -> faust.App:
@@ -300,4 +321,5 @@ def build_worker_app(
     app.agent(source, name="capture", concurrency=1)(agent)
     app.agent(dlq, name="dead-letters", concurrency=1)(dead_letter_agent(sink, progress, settings))
     add_web(app, warehouse, progress)
+    add_lag_monitor(app, progress, settings.stream.lag_interval_s)
     return app

@@ -1,6 +1,6 @@
 """Prometheus metrics of the worker (served on ``/metrics`` by its web server)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_IN = Counter("loraloop_events_in_total", "Events read from a source topic.", ["topic"])
 EVENTS_WRITTEN = Counter(
@@ -18,4 +18,9 @@ SINK_BATCH_SECONDS = Histogram(
 SIGNALS = Counter("loraloop_signals_total", "Detector signals fired.", ["detector"])
 SAMPLES = Counter(
     "loraloop_sample_writes_total", "Captured-sample rows written (one sample may update)."
+)
+CONSUMER_LAG = Gauge(
+    "loraloop_consumer_lag",
+    "Messages on a partition not yet written to the warehouse (high watermark - written).",
+    ["topic", "partition"],
 )

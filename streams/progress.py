@@ -20,6 +20,7 @@ class Progress:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     dead_letters_stored: int = 0
     sink_error: str | None = None
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def mark(self, topic: str, partition: int, offset: int) -> None:
         key = (topic, partition)

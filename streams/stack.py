@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +30,7 @@ from streams.topics import ensure_topics
 logger = logging.getLogger(__name__)
 
 ReadyHook = Callable[["RunningStack"], Awaitable[None]]
+"""A coroutine run as a task of the worker once it is up (services, replay drivers)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class StackInfo:
     pid: int
     data_dir: str
     started_at: str
+    console_url: str = ""
 
 
 @dataclass
@@ -80,8 +82,18 @@ def _write_stack_file(settings: Settings, info: StackInfo) -> None:
     tmp.replace(settings.stack_file)
 
 
-def run_stack(settings: Settings, *, on_ready: ReadyHook | None = None) -> Progress:
-    """Run the stack in this process until it is stopped; returns the final progress."""
+def run_stack(
+    settings: Settings,
+    *,
+    on_ready: ReadyHook | None = None,
+    services: Sequence[ReadyHook] = (),
+    console_url: str = "",
+) -> Progress:
+    """Run the stack in this process until it is stopped; returns the final progress.
+
+    ``services`` run as tasks of the worker next to the agents (the CLI passes the
+    console and the trainer service: the stream layer does not import them).
+    """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     broker = None if settings.kafka_bootstrap else EmbeddedBroker().start()
@@ -103,6 +115,7 @@ def run_stack(settings: Settings, *, on_ready: ReadyHook | None = None) -> Progr
             pid=os.getpid(),
             data_dir=str(settings.data_dir.resolve()),
             started_at=datetime.now(UTC).isoformat(),
+            console_url=console_url,
         )
         running = RunningStack(app, warehouse, progress, settings, bootstrap)
 
@@ -113,6 +126,8 @@ def run_stack(settings: Settings, *, on_ready: ReadyHook | None = None) -> Progr
                 await on_ready(running)
 
         app.task(ready)
+        for service in services:
+            app.task(_as_task(service, running))
         _run_worker(app, loop, settings)
         return progress
     finally:
@@ -122,6 +137,18 @@ def run_stack(settings: Settings, *, on_ready: ReadyHook | None = None) -> Progr
             warehouse.close()
         if broker is not None:
             broker.stop()
+
+
+def _as_task(service: ReadyHook, running: RunningStack) -> Callable[[Any], Awaitable[None]]:
+    async def task(_app: Any) -> None:
+        try:
+            await service(running)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("stack service %s failed", getattr(service, "__name__", service))
+
+    return task
 
 
 def _run_worker(app: faust.App, loop: asyncio.AbstractEventLoop, settings: Settings) -> None:

@@ -48,7 +48,8 @@ def _rates_table(payload: dict[str, Any]) -> Table:
         "relative",
         "verdict",
     ):
-        table.add_column(column, justify="left" if column in {"metric", "kind"} else "right")
+        left = column in {"metric", "kind"}
+        table.add_column(column, justify="left" if left else "right", no_wrap=column == "metric")
     for row in rates_table(payload):
         table.add_row(
             row["name"],

@@ -18,6 +18,7 @@ from analytics.rate_queries import guardrail_specs, target_specs
 from analytics.rows import CONVERSATION_COLUMNS, SAMPLE_COLUMNS
 from analytics.stats import ClusterSums, Verdict
 from analytics.warehouse import Warehouse
+from loraloop.cli.compare import compare as cli_compare
 from loraloop.lifecycle import ActorKind, Role, SampleStatus, build_transition
 from trainer.rollout import (
     RolloutAction,
@@ -259,3 +260,26 @@ def test_grafana_dashboard_queries_run(warehouse: Warehouse) -> None:
         sql = re.sub(r"\$__timeFilter\(([^)]*)\)", r"\1 > toDateTime64(0, 3)", sql)
         sql = sql.replace("${version:singlequote}", "'model_v1', 'model_v2'")
         warehouse.query(sql)
+
+
+def test_cli_compare_prints_table_and_json(
+    isolated_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wh = Warehouse.connect(dsn=f"chdb://{isolated_env / 'warehouse'}", database="loraloop")
+    try:
+        wh.migrate(text_ttl_days=3650)
+        _seed(wh)
+    finally:
+        wh.close()
+    cli_compare(NEW, PREV, json_out=True, share=50.0, data_dir=isolated_env)
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["decision"] == "proceed"
+    assert payload["health"]["healthy"]
+    assert payload["targets"][TYPE]["new"]["conversations"] == USERS // 2 * PER_USER
+    cli_compare(NEW, PREV, json_out=False, share=50.0, data_dir=isolated_env)
+    out = capsys.readouterr().out
+    assert TYPE in out
+    assert "decision: proceed" in out
+    with pytest.raises(SystemExit):
+        cli_compare(NEW, PREV, json_out=False, share=None, data_dir=isolated_env)
+    assert "pass --share" in capsys.readouterr().err

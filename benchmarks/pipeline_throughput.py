@@ -1,0 +1,397 @@
+"""Throughput, latency and memory of the capture pipeline on the embedded broker.
+
+Prints ratios measured in one run, on one broker and the same topics:
+
+* raw ceiling: a confluent-kafka consumer that only decodes JSON;
+* bare Faust: a Faust agent that only decodes the same messages (noack_take + ack);
+* full pipeline: `loraloop` worker (validation, detectors, sampling, ClickHouse writes,
+  per-batch state saves), one process and two processes sharing the consumer group
+  (each with its own embedded chdb store: chdb allows one process per store);
+* end-to-end latency at a fixed offered load (event produced -> row inserted);
+* worker memory over a long stream (growth after warm-up).
+
+Usage: python benchmarks/pipeline_throughput.py [--events N] [--memory-events M]
+Target (issue 3): full / bare >= 0.6; p99 latency <= 2 s at 2,000 events/s;
+memory growth after warm-up <= 50 MB over 1M events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from loraloop.eventfile import ParsedLine, read_events, strip_type  # noqa: E402
+from loraloop.events import KINDS  # noqa: E402
+from loraloop.settings import Settings, StreamSettings  # noqa: E402
+from streams.broker import EmbeddedBroker  # noqa: E402
+from streams.producer import EventPublisher, Outgoing  # noqa: E402
+from streams.topics import ensure_topics  # noqa: E402
+from tests.integration.streamgen import write_stream  # noqa: E402
+
+EVENTS_PER_CONVERSATION = 5.4  # measured average of streamgen's scripted conversations
+SOURCE_TOPICS = [k.topic for k in KINDS.values()]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def make_messages(n_events: int, workdir: Path) -> list[Outgoing]:
+    path = workdir / "stream.jsonl"
+    write_stream(path, conversations=int(n_events / EVENTS_PER_CONVERSATION) + 1)
+    out = []
+    for item in read_events(path):
+        if isinstance(item, ParsedLine):
+            out.append(Outgoing(item.kind.topic, item.key, strip_type(item.raw)))
+    return out[:n_events]
+
+
+async def produce(
+    bootstrap: str, stream: StreamSettings, messages: list[Outgoing], rate: float | None = None
+) -> float:
+    await ensure_topics(bootstrap, stream)
+    started = time.perf_counter()
+    async with EventPublisher(bootstrap, stream) as publisher:
+        if rate is None:
+            await publisher.publish(messages)
+        else:
+            chunk = max(1, int(rate / 20))
+            for i in range(0, len(messages), chunk):
+                due = started + i / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                now = time.time()
+                stamped = [_restamp(m, now) for m in messages[i : i + chunk]]
+                await publisher.publish(stamped)
+    return time.perf_counter() - started
+
+
+def _restamp(message: Outgoing, now: float) -> Outgoing:
+    from datetime import UTC, datetime
+
+    import orjson
+
+    data = orjson.loads(message.value)
+    data["ts"] = datetime.fromtimestamp(now, UTC).isoformat()
+    return Outgoing(message.topic, message.key, orjson.dumps(data))
+
+
+# -- roles run in subprocesses ----------------------------------------------------------
+
+
+def role_raw(bootstrap: str, prefix: str, expect: int) -> dict[str, Any]:
+    import orjson
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"raw-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([prefix + t for t in SOURCE_TOPICS])
+    seen, first = 0, None
+    while seen < expect:
+        batch = consumer.consume(1000, timeout=1.0)
+        for message in batch:
+            if message.error() is None:
+                orjson.loads(message.value())
+                seen += 1
+        if batch and first is None:
+            first, first_count = time.perf_counter(), seen
+    elapsed = time.perf_counter() - (first or time.perf_counter())
+    consumer.close()
+    return {"events": seen - first_count, "seconds": elapsed}
+
+
+def role_bare(bootstrap: str, prefix: str, expect: int, app_id: str) -> dict[str, Any]:
+    import faust
+    import orjson
+
+    stream = StreamSettings()
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        broker_session_timeout=stream.session_timeout_s,
+        broker_heartbeat_interval=stream.heartbeat_interval_s,
+        topic_partitions=stream.partitions,
+        autodiscover=False,
+    )
+    topic = app.topic(
+        *(prefix + t for t in SOURCE_TOPICS),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    state: dict[str, Any] = {"seen": 0, "first": None, "first_count": 0, "end": None}
+
+    @app.agent(topic, concurrency=1)
+    async def decode(s: Any) -> None:
+        async for events in s.noack_take(stream.batch_size, within=stream.batch_within_s):
+            for event in events:
+                orjson.loads(event.value)
+            for event in events:
+                await s.ack(event)
+            if state["first"] is None:
+                state["first"], state["first_count"] = time.perf_counter(), len(events)
+            state["seen"] += len(events)
+            if state["seen"] >= expect and state["end"] is None:
+                state["end"] = time.perf_counter()
+                os.kill(os.getpid(), 15)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    worker = faust.Worker(
+        app,
+        loop=loop,
+        quiet=True,
+        loglevel="WARNING",
+        override_logging=False,
+        redirect_stdouts=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        pass
+    return {
+        "events": state["seen"] - state["first_count"],
+        "seconds": (state["end"] or 0) - (state["first"] or 0),
+    }
+
+
+def role_full(
+    bootstrap: str, prefix: str, expect: int, app_id: str, data_dir: str, latency: bool
+) -> dict[str, Any]:
+    from streams.stack import RunningStack, run_stack
+
+    settings = Settings(
+        data_dir=Path(data_dir),
+        kafka_bootstrap=bootstrap,
+        stream=StreamSettings(topic_prefix=prefix, app_id=app_id),
+    )
+    result: dict[str, Any] = {}
+
+    async def drive(running: RunningStack) -> None:
+        progress = running.progress
+        first = first_count = None
+        rss: list[tuple[int, float]] = []
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            written = sum(progress.written.values())
+            if written and first is None:
+                first, first_count, first_wall = time.perf_counter(), written, time.time()
+            rss.append((written, _rss_mb()))
+            if written >= expect:
+                break
+            await asyncio.sleep(0.5 if not latency else 0.1)
+        end = time.perf_counter()
+        result.update(
+            events=written - (first_count or 0),
+            seconds=end - (first or end),
+            written=written,
+            first_wall=first_wall,
+            end_wall=time.time(),
+            rss=rss,
+        )
+        if latency:
+            q = await running.warehouse.run(
+                running.warehouse.query,
+                "SELECT quantiles(0.5, 0.99)(dateDiff('millisecond', ts, ingested_at)) "
+                "FROM (SELECT ts, ingested_at FROM turns UNION ALL "
+                "SELECT ts, ingested_at FROM feedback)",
+            )
+            result["latency_ms"] = list(q.result_rows[0][0])
+        running.stop()
+
+    run_stack(settings, on_ready=drive)
+    return result
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, __file__, "--role", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def collect(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=7200)
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--memory-events", type=int, default=1_000_000)
+    parser.add_argument("--latency-rate", type=float, default=2000.0)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--role")
+    parser.add_argument("--bootstrap")
+    parser.add_argument("--prefix")
+    parser.add_argument("--expect", type=int)
+    parser.add_argument("--app-id")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--latency", action="store_true")
+    args = parser.parse_args()
+    if args.role:
+        if args.role == "raw":
+            out = role_raw(args.bootstrap, args.prefix, args.expect)
+        elif args.role == "bare":
+            out = role_bare(args.bootstrap, args.prefix, args.expect, args.app_id)
+        else:
+            out = role_full(
+                args.bootstrap, args.prefix, args.expect, args.app_id, args.data_dir, args.latency
+            )
+        print(json.dumps(out))
+        return
+    run_all(args)
+
+
+def _rate(r: dict[str, Any]) -> float:
+    return float(r["events"]) / max(float(r["seconds"]), 1e-9)
+
+
+def run_all(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="loraloop-bench-"))
+    with EmbeddedBroker() as broker:
+        bs = broker.bootstrap
+        prefix = "tp."
+        messages = make_messages(args.events, work)
+        n = len(messages)
+        secs = asyncio.run(produce(bs, StreamSettings(topic_prefix=prefix), messages))
+        print(f"produced {n} events in {secs:.1f}s ({n / secs:,.0f}/s)", flush=True)
+
+        raw = collect(spawn("raw", "--bootstrap", bs, "--prefix", prefix, "--expect", str(n)))
+        bare = collect(
+            spawn(
+                "bare",
+                "--bootstrap",
+                bs,
+                "--prefix",
+                prefix,
+                "--expect",
+                str(n),
+                "--app-id",
+                "bench-bare",
+            )
+        )
+        full = collect(
+            spawn(
+                "full",
+                "--bootstrap",
+                bs,
+                "--prefix",
+                prefix,
+                "--expect",
+                str(n),
+                "--app-id",
+                "bench-full",
+                "--data-dir",
+                str(work / "full"),
+            )
+        )
+        two = [
+            spawn(
+                "full",
+                "--bootstrap",
+                bs,
+                "--prefix",
+                prefix,
+                "--expect",
+                str(n // 2 - n // 50),
+                "--app-id",
+                "bench-two",
+                "--data-dir",
+                str(work / f"two{i}"),
+            )
+            for i in range(2)
+        ]
+        pair = [collect(p) for p in two]
+        two_events = sum(p["written"] for p in pair)
+        two_secs = max(p["end_wall"] for p in pair) - min(p["first_wall"] for p in pair)
+
+        print(f"raw confluent-kafka decode : {_rate(raw):>10,.0f} events/s (ceiling)")
+        print(f"bare Faust decode agent    : {_rate(bare):>10,.0f} events/s")
+        print(f"full pipeline, 1 process   : {_rate(full):>10,.0f} events/s")
+        print(f"full pipeline, 2 processes : {two_events / two_secs:>10,.0f} events/s")
+        print(f"ratio full / bare          : {_rate(full) / _rate(bare):.2f}  (target >= 0.6)")
+        print(f"ratio full / raw ceiling   : {_rate(full) / _rate(raw):.2f}")
+        print(f"ratio 2 processes / 1      : {two_events / two_secs / _rate(full):.2f}")
+
+        lat_prefix = "lat."
+        count = int(args.latency_rate * args.latency_seconds)
+        worker = spawn(
+            "full",
+            "--bootstrap",
+            bs,
+            "--prefix",
+            lat_prefix,
+            "--expect",
+            str(count),
+            "--app-id",
+            "bench-lat",
+            "--data-dir",
+            str(work / "lat"),
+            "--latency",
+        )
+        asyncio.run(ensure_topics(bs, StreamSettings(topic_prefix=lat_prefix)))
+        time.sleep(15)  # the worker joins its group (Tansu: half the session timeout)
+        lat_msgs = (messages * (count // max(1, len(messages)) + 1))[:count]
+        asyncio.run(
+            produce(bs, StreamSettings(topic_prefix=lat_prefix), lat_msgs, rate=args.latency_rate)
+        )
+        lat = collect(worker)
+        p50, p99 = lat["latency_ms"]
+        print(
+            f"latency at {args.latency_rate:,.0f} events/s: p50 {p50:.0f} ms, "
+            f"p99 {p99:.0f} ms (target p99 <= 2000 ms)"
+        )
+
+        if args.memory_events:
+            mem_prefix = "mem."
+            mem_msgs = make_messages(args.memory_events, work)
+            asyncio.run(produce(bs, StreamSettings(topic_prefix=mem_prefix), mem_msgs))
+            mem = collect(
+                spawn(
+                    "full",
+                    "--bootstrap",
+                    bs,
+                    "--prefix",
+                    mem_prefix,
+                    "--expect",
+                    str(len(mem_msgs)),
+                    "--app-id",
+                    "bench-mem",
+                    "--data-dir",
+                    str(work / "mem"),
+                )
+            )
+            rss = mem["rss"]
+            warm = next((r for w, r in rss if w >= len(mem_msgs) // 10), rss[0][1])
+            peak_after = max(r for w, r in rss if w >= len(mem_msgs) // 10)
+            print(
+                f"memory over {len(mem_msgs):,} events: {warm:.0f} MB after warm-up (10%), "
+                f"peak {peak_after:.0f} MB after it: growth {peak_after - warm:.0f} MB "
+                "(target <= 50 MB)"
+            )
+
+
+if __name__ == "__main__":
+    main()
