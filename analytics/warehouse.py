@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,6 +76,9 @@ class Warehouse:
         self.dsn = dsn
         self.database = database
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
+        # Most calls go through the warehouse thread; a lock also covers callers on other
+        # threads (e.g. sync web handlers), since the embedded engine is one session.
+        self._lock = threading.RLock()
 
     @classmethod
     def connect(cls, *, dsn: str, database: str) -> Warehouse:
@@ -108,7 +112,8 @@ class Warehouse:
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         try:
-            return self._client.command(sql, parameters=parameters)
+            with self._lock:
+                return self._client.command(sql, parameters=parameters)
         except Exception as e:
             msg = f"ClickHouse refused a statement: {e}"
             raise WarehouseError(msg) from e
@@ -116,7 +121,8 @@ class Warehouse:
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
         """Run a parameterized query (``{name:Type}`` placeholders, never string-built)."""
         try:
-            return self._client.query(sql, parameters=parameters)
+            with self._lock:
+                return self._client.query(sql, parameters=parameters)
         except Exception as e:
             msg = f"ClickHouse query failed: {e}"
             raise WarehouseError(msg) from e
@@ -128,7 +134,8 @@ class Warehouse:
         if not rows:
             return 0
         try:
-            summary = self._client.insert(table, rows, column_names=list(column_names))
+            with self._lock:
+                summary = self._client.insert(table, rows, column_names=list(column_names))
         except Exception as e:
             msg = f"insert into {table} failed: {e}"
             raise WarehouseError(msg) from e

@@ -233,7 +233,12 @@ def spawn(*args: str) -> subprocess.Popen[str]:
 
 def collect(proc: subprocess.Popen[str]) -> dict[str, Any]:
     out, _ = proc.communicate(timeout=7200)
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    # Faust's worker writes terminal control codes to stdout too: take the JSON line.
+    lines = [ln[ln.index('{"') :] for ln in out.splitlines() if '{"' in ln]
+    if not lines:
+        msg = f"benchmark role failed (exit {proc.returncode}); its output: {out[-2000:]!r}"
+        raise RuntimeError(msg)
+    return dict(json.loads(lines[-1]))
 
 
 def main() -> None:

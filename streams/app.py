@@ -24,10 +24,27 @@ from analytics.rows import dead_letter_row
 from analytics.warehouse import Warehouse
 from detectors.config import DetectorSettings
 from detectors.exceptions import StateFormatError
-from loraloop.events import DLQ_TOPIC, KINDS, DeadLetter, Kind, UserProfile, describe_error
+from loraloop.events import (
+    DLQ_TOPIC,
+    KINDS,
+    DeadLetter,
+    Kind,
+    QAVerdict,
+    UserProfile,
+    describe_error,
+)
+from loraloop.exceptions import LoraloopError
 from loraloop.settings import Settings
 from streams import metrics
-from streams.capture import Capture, Entry, TierLookup, idle_keys, needs_tier
+from streams.capture import (
+    Capture,
+    CaptureBatch,
+    Entry,
+    QaLabeller,
+    TierLookup,
+    idle_keys,
+    needs_tier,
+)
 from streams.ingest import dead_letter, decode_batch
 from streams.progress import Progress
 from streams.sink import WarehouseSink
@@ -168,6 +185,7 @@ def capture_agent(
     sink: WarehouseSink,
     progress: Progress,
     settings: Settings,
+    qa_labeller: QaLabeller | None = None,
 ) -> AgentFn:
     """The agent over every conversation topic: detect, sample, write, save state, ack."""
     stream_settings = settings.stream
@@ -178,35 +196,55 @@ def capture_agent(
             stream_settings.batch_size, within=stream_settings.batch_within_s
         ):
             messages = [event.message for event in events]
-            for message in messages:
-                metrics.EVENTS_IN.labels(base_name(stream_settings, message.topic)).inc()
-            decoded, letters = capture.decode(messages)
-            for letter in letters:
-                await _send_dead_letter(dlq, letter)
-            await _load_tiers(capture, decoded, sink)
-            entries = {
-                cid: _stored_entry(table, cid) for cid in {e.conversation_id for _, e in decoded}
-            }
-            batch = capture.process(decoded, entries)
-            await sink.write(batch.rows, topic="conversations")
-            for cid, entry in batch.touched.items():
-                value = entry.to_dict()
-                table.data[cid] = value
-                table.send_changelog(entry.partition, cid, value)
+            batch, decoded, letters = await _capture_batch(
+                capture, table, dlq, sink, messages, qa_labeller
+            )
             for event in events:
                 await stream.ack(event)
             for message in messages:
                 progress.mark(message.topic, message.partition, message.offset)
-            for detector, count in batch.signals.items():
-                metrics.SIGNALS.labels(detector).inc(count)
-            metrics.SAMPLES.inc(batch.samples)
-            progress.written["conversations"] += batch.events
-            progress.dead_lettered["conversations"] += len(letters)
+            _count_batch(progress, batch, len(letters))
             watch.observe(decoded)
             if watch.due():
                 _expire(table, watch, stream_settings.conversation_idle_s)
 
     return capture_conversations
+
+
+async def _capture_batch(
+    capture: Capture,
+    table: Any,
+    dlq: Any,
+    sink: WarehouseSink,
+    messages: list[Any],
+    qa_labeller: QaLabeller | None,
+) -> tuple[CaptureBatch, list[Any], list[DeadLetter]]:
+    """Everything before the ack: dead letters, rows in the warehouse, state saved."""
+    for message in messages:
+        metrics.EVENTS_IN.labels(base_name(capture.stream_settings, message.topic)).inc()
+    decoded, letters = capture.decode(messages)
+    for letter in letters:
+        await _send_dead_letter(dlq, letter)
+    await _load_tiers(capture, decoded, sink)
+    conversation_ids = {event.conversation_id for _, event in decoded}
+    entries = {cid: _stored_entry(table, cid) for cid in conversation_ids}
+    batch = capture.process(decoded, entries)
+    await sink.write(batch.rows, topic="conversations")
+    if qa_labeller is not None:
+        await _label_from_qa(qa_labeller, decoded, sink)
+    for cid, entry in batch.touched.items():
+        value = entry.to_dict()
+        table.data[cid] = value
+        table.send_changelog(entry.partition, cid, value)
+    return batch, decoded, letters
+
+
+def _count_batch(progress: Progress, batch: CaptureBatch, letters: int) -> None:
+    for detector, count in batch.signals.items():
+        metrics.SIGNALS.labels(detector).inc(count)
+    metrics.SAMPLES.inc(batch.samples)
+    progress.written["conversations"] += batch.events
+    progress.dead_lettered["conversations"] += letters
 
 
 class _Expiry:
@@ -263,6 +301,17 @@ async def _send_dead_letter(dlq: Any, letter: DeadLetter) -> None:
     )
 
 
+async def _label_from_qa(labeller: QaLabeller, decoded: Any, sink: WarehouseSink) -> None:
+    """QA verdicts label their conversation's sample (after the sample row is written)."""
+    for _, event in decoded:
+        if not isinstance(event, QAVerdict):
+            continue
+        try:
+            await sink.retrying(sink.run_on_warehouse, labeller, event)
+        except LoraloopError as e:  # a verdict that is not a valid label never stops the agent
+            logger.warning("QA verdict %s did not label its sample: %s", event.event_id, e)
+
+
 async def _load_tiers(capture: Capture, decoded: Any, sink: WarehouseSink) -> None:
     user_ids = {event.user_id for _, event in decoded if needs_tier(event)}
     if user_ids:
@@ -290,7 +339,13 @@ def add_lag_monitor(app: faust.App, progress: Progress, interval_s: float) -> No
 
 
 def build_worker_app(
-    settings: Settings, *, bootstrap: str, warehouse: Warehouse, progress: Progress, web_port: int
+    settings: Settings,
+    *,
+    bootstrap: str,
+    warehouse: Warehouse,
+    progress: Progress,
+    web_port: int,
+    qa_labeller: QaLabeller | None = None,
 ) -> faust.App:
     """The full worker: ingest agents for every source topic plus the dead-letter sink."""
     app = create_app(settings, bootstrap=bootstrap, web_port=web_port)
@@ -317,7 +372,7 @@ def build_worker_app(
         partitions=settings.stream.partitions,
     )
     capture = Capture(settings.stream, DetectorSettings(), tiers)
-    agent = capture_agent(capture, table, dlq, sink, progress, settings)
+    agent = capture_agent(capture, table, dlq, sink, progress, settings, qa_labeller)
     app.agent(source, name="capture", concurrency=1)(agent)
     app.agent(dlq, name="dead-letters", concurrency=1)(dead_letter_agent(sink, progress, settings))
     add_web(app, warehouse, progress)

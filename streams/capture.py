@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,13 +29,16 @@ from detectors.config import DetectorSettings
 from detectors.pipeline import apply, new_state
 from detectors.sampler import decide_for_state
 from detectors.state import ConversationEvent, ConversationState
-from loraloop.events import DeadLetter, Feedback, FeedbackKind, Tier, kind_of_topic
+from loraloop.events import DeadLetter, Feedback, FeedbackKind, QAVerdict, Tier, kind_of_topic
 from loraloop.settings import StreamSettings
 from streams.ingest import decode_one
 from streams.rollup import ConversationRollup, conversation_row, sample_row
 from streams.topics import base_name
 
 logger = logging.getLogger(__name__)
+
+QaLabeller = Callable[[Warehouse, QAVerdict], bool]
+"""Labels a conversation's sample from a QA verdict (runs on the warehouse thread)."""
 
 
 @dataclass
@@ -117,7 +120,7 @@ class Capture:
     """Pure-ish batch logic of the capture agent (state lives in ``entries``)."""
 
     def __init__(self, stream: StreamSettings, detectors: DetectorSettings, tiers: TierLookup):
-        self._stream = stream
+        self.stream_settings = stream
         self._detectors = detectors
         self.tiers = tiers
 
@@ -127,7 +130,7 @@ class Capture:
         events: list[tuple[int, ConversationEvent]] = []
         letters: list[DeadLetter] = []
         for message in messages:
-            kind = kind_of_topic(base_name(self._stream, message.topic))
+            kind = kind_of_topic(base_name(self.stream_settings, message.topic))
             decoded = decode_one(kind, message)
             if isinstance(decoded, DeadLetter):
                 letters.append(decoded)

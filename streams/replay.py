@@ -20,6 +20,7 @@ from pathlib import Path
 from loraloop.eventfile import LineError, read_events, strip_type
 from loraloop.events import DLQ_TOPIC, DeadLetter
 from loraloop.settings import Settings
+from streams.capture import QaLabeller
 from streams.exceptions import ReplayTimeoutError
 from streams.producer import EventPublisher, Outgoing, PublishReport
 from streams.stack import RunningStack, run_stack
@@ -89,7 +90,9 @@ async def _wait_written(
     raise ReplayTimeoutError(msg)
 
 
-def replay_file(path: Path, settings: Settings) -> ReplayResult:
+def replay_file(
+    path: Path, settings: Settings, *, qa_labeller: QaLabeller | None = None
+) -> ReplayResult:
     """Run the embedded stack over ``path``; returns when every event is written."""
     messages, errors, lines = plan_messages(path)
     direct_dlq = sum(1 for m in messages if m.topic == DLQ_TOPIC)
@@ -111,6 +114,6 @@ def replay_file(path: Path, settings: Settings) -> ReplayResult:
         finally:
             running.stop()
 
-    run_stack(settings, on_ready=drive)
+    run_stack(settings, on_ready=drive, qa_labeller=qa_labeller)
     result.seconds = time.perf_counter() - started
     return result

@@ -66,5 +66,9 @@ class WarehouseSink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._stream.retry_max_s)
 
+    async def run_on_warehouse(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(warehouse, *args)`` on the warehouse thread."""
+        return await self._warehouse.run(fn, self._warehouse, *args)
+
     def _insert(self, table: str, rows: Sequence[Sequence[Any]]) -> int:
         return self._warehouse.insert(table, rows, column_names=COLUMNS[table])

@@ -24,6 +24,7 @@ from analytics.warehouse import Warehouse
 from loraloop.exceptions import StackNotRunningError
 from loraloop.settings import Settings
 from streams.broker import EmbeddedBroker, free_port
+from streams.capture import QaLabeller
 from streams.progress import Progress
 from streams.topics import ensure_topics
 
@@ -88,6 +89,7 @@ def run_stack(
     on_ready: ReadyHook | None = None,
     services: Sequence[ReadyHook] = (),
     console_url: str = "",
+    qa_labeller: QaLabeller | None = None,
 ) -> Progress:
     """Run the stack in this process until it is stopped; returns the final progress.
 
@@ -107,7 +109,12 @@ def run_stack(
         from streams.app import build_worker_app
 
         app = build_worker_app(
-            settings, bootstrap=bootstrap, warehouse=warehouse, progress=progress, web_port=port
+            settings,
+            bootstrap=bootstrap,
+            warehouse=warehouse,
+            progress=progress,
+            web_port=port,
+            qa_labeller=qa_labeller,
         )
         info = StackInfo(
             bootstrap=bootstrap,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.logging import RichHandler
 
-from loraloop.cli import admin, events, stack
+from loraloop.cli import admin, compare, events, samples, stack, train, web
 from loraloop.cli.common import console, fail
 from loraloop.exceptions import LoraloopError
 
@@ -24,6 +24,11 @@ app.command("produce")(events.produce)
 app.command("migrate")(admin.migrate)
 app.command("status")(admin.status)
 app.command("config")(admin.config)
+app.command("train")(train.train)
+app.command("trainer")(train.trainer)
+app.command("web")(web.web)
+app.command("compare")(compare.compare)
+app.add_typer(samples.samples_app, name="samples")
 
 
 @app.callback()

@@ -13,15 +13,26 @@ from loraloop.cli.common import DataDir, console, fail, load_settings
 
 def up(data_dir: DataDir = None) -> None:
     """Run the embedded stack (broker, worker, warehouse owner) until SIGINT/SIGTERM."""
+    from loraloop.cli.services import console_service, qa_labeller, trainer_service
+    from streams.broker import free_port
     from streams.stack import RunningStack, run_stack
 
     settings = load_settings(data_dir)
+    port = free_port(settings.stream.web_host)
+    console_url = f"http://{settings.stream.web_host}:{port}"
 
     async def announce(_running: RunningStack) -> None:
         info = settings.stack_file.read_text()
         console.stdout_console.print(f"[green]loraloop is up[/] ({settings.stack_file}):\n{info}")
+        console.stdout_console.print(f"review console: {console_url}")
 
-    run_stack(settings, on_ready=announce)
+    run_stack(
+        settings,
+        on_ready=announce,
+        services=[console_service(settings, port), trainer_service(settings)],
+        console_url=console_url,
+        qa_labeller=qa_labeller(),
+    )
     console.stdout_console.print("loraloop stopped cleanly")
 
 
@@ -33,13 +44,14 @@ def replay(
     ] = None,
 ) -> None:
     """Run FILE through the full pipeline on the embedded stack and print the counts."""
+    from loraloop.cli.services import qa_labeller
     from streams.replay import replay_file
 
     settings = load_settings(data_dir)
     if bootstrap:
         settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
     with console.stderr_console.status(f"replaying {file} through Kafka into ClickHouse..."):
-        result = replay_file(file, settings)
+        result = replay_file(file, settings, qa_labeller=qa_labeller())
     for line_error in result.line_errors:
         console.stderr_console.print(f"[yellow]bad line[/] {line_error}", highlight=False)
     if result.error:

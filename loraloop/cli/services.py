@@ -1,0 +1,102 @@
+"""What ``loraloop up`` runs next to the stream worker: the console and the trainer.
+
+The composition root of the embedded stack. It lives in the CLI because only
+the CLI may import every layer; the stream layer only knows "tasks to run once
+the worker is up" and "a function that labels a sample from a QA verdict".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from loraloop.settings import Settings
+
+if TYPE_CHECKING:
+    from analytics.warehouse import Warehouse
+    from loraloop.events import QAVerdict
+    from streams.stack import RunningStack
+
+logger = logging.getLogger(__name__)
+
+Service = Callable[["RunningStack"], Awaitable[None]]
+
+
+def qa_labeller() -> Callable[[Warehouse, QAVerdict], bool]:
+    """QA verdicts from ``llm.qa`` label samples the way a person in the console does."""
+    from analytics.console.config import ConsoleSettings
+    from analytics.pool import label_from_qa
+
+    return partial(label_from_qa, taxonomy=ConsoleSettings().taxonomy)
+
+
+def console_service(settings: Settings, port: int) -> Service:
+    """The review console (pages, /api/, /v1/route) served by uvicorn in the worker's loop."""
+
+    async def serve_console(running: RunningStack) -> None:
+        import uvicorn
+
+        from analytics.console.app import create_console
+        from analytics.console.config import ConsoleSettings
+
+        app = create_console(
+            warehouse=running.warehouse,
+            settings=ConsoleSettings(data_dir=settings.data_dir),
+            extra_routers=_route_routers(running),
+        )
+        config = uvicorn.Config(
+            app,
+            host=settings.stream.web_host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            lifespan="off",
+        )
+        server = _EmbeddedServer(config)
+        try:
+            await server.serve()
+        finally:
+            server.should_exit = True
+
+    return serve_console
+
+
+def _route_routers(running: RunningStack) -> list[Any]:
+    """``GET /v1/route``: the version and adapter a serving layer should use for a user."""
+    from trainer.route_api import make_route_router
+    from trainer.serving import router_from_warehouse
+
+    return [make_route_router(router_from_warehouse(running.warehouse))]
+
+
+def trainer_service(settings: Settings) -> Service:
+    """The periodic / threshold / alert-triggered training service."""
+
+    async def serve_trainer(running: RunningStack) -> None:
+        from trainer.service import serve
+        from trainer.service_config import TrainerSettings
+
+        stop = asyncio.Event()
+        try:
+            await serve(running.warehouse, settings, TrainerSettings(), stop)
+        finally:
+            stop.set()
+
+    return serve_trainer
+
+
+try:
+    import uvicorn as _uvicorn
+
+    class _EmbeddedServer(_uvicorn.Server):
+        """uvicorn without its own signal handlers: the Faust worker owns SIGINT/SIGTERM."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+except ImportError:  # pragma: no cover - uvicorn is a core dependency
+    _EmbeddedServer = None  # type: ignore[assignment,misc]
