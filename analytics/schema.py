@@ -5,6 +5,11 @@ A migration is ``analytics/migrations/NNNN_name.sql``: statements separated by
 Applied versions are recorded in ``schema_migrations`` with the checksum of their
 text, so a re-run applies only what is new and an edited, already-applied
 migration is refused instead of silently diverging.
+
+In cluster mode (:class:`analytics.cluster_ddl.ClusterDDL`) the same files are
+rewritten at apply time into ON CLUSTER, Replicated and Distributed DDL; the
+checksum stays that of the file, so the ledger is the same in both modes.
+:func:`render` returns the statements a migration run would execute, for review.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from analytics.cluster_ddl import ClusterDDL, created_tables
 from analytics.exceptions import MigrationError
 
 if TYPE_CHECKING:
@@ -68,13 +74,42 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-def apply_all(warehouse: Warehouse, params: dict[str, str]) -> list[str]:
+def _all_tables(params: dict[str, str]) -> set[str]:
+    return created_tables(s for m in available() for s in m.statements(params))
+
+
+def planned(
+    params: dict[str, str], *, cluster: ClusterDDL | None = None
+) -> list[tuple[Migration, list[str]]]:
+    """Every migration with the statements it runs in this mode (single server or cluster)."""
+    tables = _all_tables(params) if cluster is not None else set()
+    plan = []
+    for migration in available():
+        statements = migration.statements(params)
+        if cluster is not None:
+            statements = cluster.transform(statements, tables)
+        plan.append((migration, statements))
+    return plan
+
+
+def render(params: dict[str, str], *, cluster: ClusterDDL | None = None) -> str:
+    """The DDL of the ledger and every migration, as a SQL script (``;``-terminated)."""
+    parts = ["-- ledger", (cluster.ledger() if cluster else LEDGER_DDL.strip()) + ";"]
+    for migration, statements in planned(params, cluster=cluster):
+        parts.append(f"\n-- {migration.version:04d}_{migration.name}")
+        parts += [f"{statement};" for statement in statements]
+    return "\n".join(parts) + "\n"
+
+
+def apply_all(
+    warehouse: Warehouse, params: dict[str, str], *, cluster: ClusterDDL | None = None
+) -> list[str]:
     """Apply the migrations not yet recorded; returns the names applied."""
-    warehouse.command(LEDGER_DDL)
+    warehouse.command(cluster.ledger() if cluster else LEDGER_DDL)
     rows = warehouse.query("SELECT version, checksum FROM schema_migrations FINAL").result_rows
     applied = {int(v): str(c) for v, c in rows}
     done = []
-    for migration in available():
+    for migration, statements in planned(params, cluster=cluster):
         label = f"{migration.version:04d}_{migration.name}"
         if migration.version in applied:
             if applied[migration.version] != migration.checksum:
@@ -84,7 +119,7 @@ def apply_all(warehouse: Warehouse, params: dict[str, str]) -> list[str]:
                 )
                 raise MigrationError(msg)
             continue
-        for statement in migration.statements(params):
+        for statement in statements:
             warehouse.command(statement)
         warehouse.insert(
             "schema_migrations",

@@ -22,6 +22,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.query import QueryResult
 
 from analytics import schema
+from analytics.cluster_ddl import ClusterDDL
 from analytics.exceptions import WarehouseError, WarehouseLockedError
 from loraloop.settings import Settings
 
@@ -44,10 +45,23 @@ LOOP_TABLES = (
 )
 
 
-def _open_client(dsn: str, database: str | None) -> Client:
+CLUSTER_SESSION_SETTINGS = {
+    # JOIN / IN over two Distributed tables: ship the right side once (GLOBAL) instead of
+    # refusing the query (ClickHouse's default, distributed_product_mode = 'deny').
+    "distributed_product_mode": "global",
+    # An insert into a Distributed table returns once the shards have the rows, so a
+    # read right after a write (the stream, the console) sees them.
+    "distributed_foreground_insert": 1,
+}
+"""Session settings of every query in cluster mode."""
+
+
+def _open_client(dsn: str, database: str | None, *, cluster: bool = False) -> Client:
     kwargs: dict[str, Any] = {"dsn": dsn}
     if database:
         kwargs["database"] = database
+    if cluster:
+        kwargs["settings"] = dict(CLUSTER_SESSION_SETTINGS)
     try:
         return clickhouse_connect.get_client(**kwargs)
     except Exception as e:
@@ -68,39 +82,80 @@ def _open_client(dsn: str, database: str | None) -> Client:
         raise WarehouseError(msg) from e
 
 
+def cluster_ddl(settings: Settings) -> ClusterDDL | None:
+    """The cluster-mode DDL rewriter of ``settings`` (``None`` without a cluster)."""
+    warehouse = settings.warehouse
+    if not warehouse.cluster:
+        return None
+    return ClusterDDL(
+        cluster=warehouse.cluster,
+        database=warehouse.database,
+        replication_path=warehouse.replication_path,
+    )
+
+
+def migration_ddl(settings: Settings) -> str:
+    """Every statement ``loraloop migrate`` runs with these settings (``--print-ddl``)."""
+    params = {"TEXT_TTL_DAYS": str(settings.warehouse.text_ttl_days)}
+    return schema.render(params, cluster=cluster_ddl(settings))
+
+
 class Warehouse:
     """A connected ClickHouse database with the loraloop schema."""
 
-    def __init__(self, client: Client, *, dsn: str, database: str) -> None:
+    def __init__(
+        self, client: Client, *, dsn: str, database: str, cluster: ClusterDDL | None = None
+    ) -> None:
         self._client = client
         self.dsn = dsn
         self.database = database
+        self.cluster = cluster
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
         # Most calls go through the warehouse thread; a lock also covers callers on other
         # threads (e.g. sync web handlers), since the embedded engine is one session.
         self._lock = threading.RLock()
 
     @classmethod
-    def connect(cls, *, dsn: str, database: str) -> Warehouse:
-        """Open ``dsn`` and make sure ``database`` exists (no tables are created)."""
+    def connect(cls, *, dsn: str, database: str, cluster: ClusterDDL | None = None) -> Warehouse:
+        """Open ``dsn`` and make sure ``database`` exists (no tables are created).
+
+        With ``cluster``, the database is created ON CLUSTER and migrations write
+        Replicated and Distributed tables (see :mod:`analytics.cluster_ddl`).
+        """
+        if dsn.startswith("chdb:") and cluster is not None:
+            msg = (
+                f"LORALOOP_WAREHOUSE__CLUSTER={cluster.cluster} needs a ClickHouse server "
+                "(LORALOOP_CLICKHOUSE_DSN=http://host:8123), not the embedded engine"
+            )
+            raise WarehouseError(msg)
         if dsn.startswith("chdb://"):
             Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
         bootstrap = _open_client(dsn, None)
+        create = (
+            cluster.create_database()
+            if cluster is not None
+            else f"CREATE DATABASE IF NOT EXISTS `{database}`"
+        )
         try:
-            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+            bootstrap.command(create)
         except Exception as e:
             msg = f"cannot create database {database!r} at {dsn}: {e}"
             raise WarehouseError(msg) from e
-        client = bootstrap if dsn.startswith("chdb:") else _open_client(dsn, database)
-        if client is bootstrap:
+        if dsn.startswith("chdb:"):
+            client = bootstrap
             client.database = database
-        return cls(client, dsn=dsn, database=database)
+        else:
+            bootstrap.close()
+            client = _open_client(dsn, database, cluster=cluster is not None)
+        return cls(client, dsn=dsn, database=database, cluster=cluster)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Warehouse:
         """Connect as configured and, by default, apply pending migrations."""
         warehouse = cls.connect(
-            dsn=settings.effective_clickhouse_dsn, database=settings.warehouse.database
+            dsn=settings.effective_clickhouse_dsn,
+            database=settings.warehouse.database,
+            cluster=cluster_ddl(settings),
         )
         if migrate:
             warehouse.migrate(text_ttl_days=settings.warehouse.text_ttl_days)
@@ -108,7 +163,7 @@ class Warehouse:
 
     def migrate(self, *, text_ttl_days: int) -> list[str]:
         """Apply pending migrations; returns the names applied (empty when up to date)."""
-        return schema.apply_all(self, {"TEXT_TTL_DAYS": str(text_ttl_days)})
+        return schema.apply_all(self, {"TEXT_TTL_DAYS": str(text_ttl_days)}, cluster=self.cluster)
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         try:

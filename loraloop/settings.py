@@ -7,8 +7,9 @@ effective values. Nested fields use ``__`` (``LORALOOP_STREAM__BATCH_SIZE``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,6 +62,102 @@ class StreamSettings(BaseSettings):
     replay_timeout_s: float = Field(
         600.0, gt=0, description="`loraloop replay` gives up when not done after this long."
     )
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        description="Replicas of every topic loraloop creates (source topics, DLQ, the worker's "
+        "changelog); 3 on a production cluster.",
+    )
+    min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of the topics loraloop creates; empty: the broker's.",
+    )
+    retention_ms: int = Field(
+        7 * 24 * 3600 * 1000,
+        ge=-1,
+        description="retention.ms of the source topics (default 7 days; -1 keeps forever). "
+        "llm.users is compacted instead.",
+    )
+    dlq_retention_ms: int = Field(
+        30 * 24 * 3600 * 1000,
+        ge=-1,
+        description="retention.ms of the dead-letter topic (default 30 days; -1 forever).",
+    )
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class KafkaSettings(BaseSettings):
+    """Kafka client security: one place for the worker (Faust), the producer and the admin.
+
+    Leave it at PLAINTEXT for the embedded broker. SASL needs a username and a password;
+    SSL files are read only with ``SSL`` or ``SASL_SSL``.
+    """
+
+    model_config = _config("LORALOOP_KAFKA__")
+
+    security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: SaslMechanism = Field(
+        "PLAIN", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_*)."
+    )
+    sasl_username: str = Field("", description="SASL user (required with SASL_*).")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password (required with SASL_*)."
+    )
+    ssl_cafile: Path | None = Field(
+        None, description="CA bundle that signed the brokers' certificates; empty: system CAs."
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS; empty: none."
+    )
+    ssl_keyfile: Path | None = Field(None, description="The client certificate's private key.")
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Password of the private key, if it is encrypted."
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's certificate names its host."
+    )
+    allow_plaintext_sasl: bool = Field(
+        False,
+        description="Allow SASL_PLAINTEXT with PLAIN (the password crosses the network in "
+        "clear); for a private test network only.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        protocol = self.security_protocol
+        sasl = protocol.startswith("SASL_")
+        if sasl and not (self.sasl_username and self.sasl_password):
+            msg = (
+                f"LORALOOP_KAFKA__SECURITY_PROTOCOL={protocol} needs LORALOOP_KAFKA__SASL_USERNAME "
+                "and LORALOOP_KAFKA__SASL_PASSWORD"
+            )
+            raise ValueError(msg)
+        if protocol == "SASL_PLAINTEXT" and self.sasl_mechanism == "PLAIN":
+            if not self.allow_plaintext_sasl:
+                msg = (
+                    "SASL PLAIN over SASL_PLAINTEXT sends the password in clear: use SASL_SSL, a "
+                    "SCRAM mechanism, or set LORALOOP_KAFKA__ALLOW_PLAINTEXT_SASL=true"
+                )
+                raise ValueError(msg)
+        files = (self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile)
+        if any(files) and not self.uses_tls:
+            msg = f"LORALOOP_KAFKA__SSL_* files need SSL or SASL_SSL, not {protocol}"
+            raise ValueError(msg)
+        if self.ssl_keyfile and not self.ssl_certfile:
+            msg = "LORALOOP_KAFKA__SSL_KEYFILE needs LORALOOP_KAFKA__SSL_CERTFILE"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        """True when the connection to the brokers is encrypted."""
+        return self.security_protocol in {"SSL", "SASL_SSL"}
 
 
 class WarehouseSettings(BaseSettings):
@@ -72,6 +169,25 @@ class WarehouseSettings(BaseSettings):
         365, ge=1, description="Raw conversation text is dropped after this many days."
     )
     database: str = Field("loraloop", description="ClickHouse database holding every table.")
+    cluster: str = Field(
+        "",
+        description="ClickHouse cluster name (remote_servers); set, migrations create "
+        "Replicated*MergeTree `<table>_local` tables ON CLUSTER with Distributed tables "
+        "`<table>` over them. Empty: one server (or the embedded engine).",
+    )
+    replication_path: str = Field(
+        "/clickhouse/tables/{shard}/{database}/{table}",
+        description="Keeper path of each replicated table in cluster mode; {table} is filled "
+        "in by loraloop, {shard} and {database} by ClickHouse.",
+    )
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster_name(cls, value: str) -> str:
+        if value and not value.replace("_", "").replace("-", "").isalnum():
+            msg = f"LORALOOP_WAREHOUSE__CLUSTER={value!r}: letters, digits, '_' and '-' only"
+            raise ValueError(msg)
+        return value
 
 
 class Settings(BaseSettings):
@@ -93,6 +209,7 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("WARNING", description="Python logging level.")
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
 
     @field_validator("log_level")

@@ -47,6 +47,7 @@ from streams.capture import (
 )
 from streams.ingest import dead_letter, decode_batch
 from streams.progress import Progress
+from streams.security import faust_credentials
 from streams.sink import WarehouseSink
 from streams.topics import base_name, topic_name
 
@@ -67,8 +68,13 @@ def _raw_topic(app: faust.App, settings: Settings, base: str) -> Any:
 
 
 def create_app(settings: Settings, *, bootstrap: str, web_port: int) -> faust.App:
-    """A Faust app configured for loraloop (no agents yet)."""
+    """A Faust app configured for loraloop (no agents yet).
+
+    Kafka security comes from ``settings.kafka``; the embedded broker (no
+    ``kafka_bootstrap``) is always PLAINTEXT.
+    """
     stream = settings.stream
+    credentials = faust_credentials(settings.kafka) if settings.kafka_bootstrap else None
     return faust.App(
         stream.app_id,
         broker=f"kafka://{bootstrap}",
@@ -80,16 +86,13 @@ def create_app(settings: Settings, *, bootstrap: str, web_port: int) -> faust.Ap
         broker_heartbeat_interval=stream.heartbeat_interval_s,
         consumer_auto_offset_reset="earliest",
         topic_partitions=stream.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=stream.replication_factor,
+        broker_credentials=credentials,
         web_enabled=True,
         web_bind=stream.web_host,
         web_host=stream.web_host,
         web_port=web_port,
         producer_acks=-1,
-        # Tansu answers ListOffsets(latest) with the last batch's base offset + 1, so a
-        # multi-record batch hides its tail from Faust's table recovery (state lost after
-        # a crash). One record per batch keeps the changelog's end offset exact.
-        producer_max_batch_size=1,
     )
 
 
@@ -232,11 +235,33 @@ async def _capture_batch(
     await sink.write(batch.rows, topic="conversations")
     if qa_labeller is not None:
         await _label_from_qa(qa_labeller, decoded, sink)
+    await _save_states(table, batch)
+    return batch, decoded, letters
+
+
+CHANGELOG_MARKER_KEY = "__loraloop_changelog_marker__"
+
+
+async def _save_states(table: Any, batch: CaptureBatch) -> None:
+    """Save each touched conversation's state once, then close the batch with a marker.
+
+    Tansu answers ListOffsets(latest) with the LAST BATCH's base offset + 1, so Faust's
+    table recovery reads a changelog only up to the first record of its last produce
+    batch. Flushing the states and then sending a lone marker per partition makes every
+    record that matters end before a marker; what recovery may still miss is the tail
+    of a batch sent after the last marker, i.e. state of input that was not committed
+    and is therefore replayed (and re-derived) after a crash.
+    """
     for cid, entry in batch.touched.items():
         value = entry.to_dict()
         table.data[cid] = value
         table.send_changelog(entry.partition, cid, value)
-    return batch, decoded, letters
+    partitions = {entry.partition for entry in batch.touched.values()}
+    if not partitions:
+        return
+    await table.app.producer.flush()
+    for partition in sorted(partitions):
+        table.send_changelog(partition, CHANGELOG_MARKER_KEY, {"marker": True})
 
 
 def _count_batch(progress: Progress, batch: CaptureBatch, letters: int) -> None:

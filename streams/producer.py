@@ -14,8 +14,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from loraloop.settings import StreamSettings
+from loraloop.settings import KafkaSettings, StreamSettings
 from streams.exceptions import PublishError
+from streams.security import client_kwargs
 from streams.topics import topic_name
 
 logger = logging.getLogger(__name__)
@@ -40,10 +41,16 @@ class PublishReport:
 
 
 class EventPublisher:
-    """An aiokafka producer with loraloop's settings (no idempotence: Tansu lacks it)."""
+    """An aiokafka producer with loraloop's settings (no idempotence: Tansu lacks it).
 
-    def __init__(self, bootstrap: str, stream: StreamSettings) -> None:
+    ``security`` defaults to the environment's ``LORALOOP_KAFKA__*`` settings.
+    """
+
+    def __init__(
+        self, bootstrap: str, stream: StreamSettings, *, security: KafkaSettings | None = None
+    ) -> None:
         self._stream = stream
+        kafka = security if security is not None else KafkaSettings()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             client_id="loraloop-producer",
@@ -51,6 +58,7 @@ class EventPublisher:
             enable_idempotence=False,
             linger_ms=5,
             max_request_size=4 * 1024 * 1024,
+            **client_kwargs(kafka),
         )
         self._bootstrap = bootstrap
 

@@ -2,6 +2,8 @@
 
 All source topics are keyed by conversation_id (``llm.users`` by user_id) and
 share one partition count, so one conversation's events meet on one worker.
+Source topics keep ``retention_ms``, the dead-letter topic ``dlq_retention_ms``,
+and ``llm.users`` is compacted (latest profile per user, kept forever).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from loraloop.events import DLQ_TOPIC, KINDS
-from loraloop.settings import StreamSettings
+from loraloop.settings import KafkaSettings, StreamSettings
 from streams.exceptions import BrokerError
+from streams.security import client_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +38,43 @@ def all_topics() -> list[str]:
     return [kind.topic for kind in KINDS.values()] + [DLQ_TOPIC]
 
 
-async def ensure_topics(bootstrap: str, stream: StreamSettings) -> list[str]:
-    """Create missing topics (idempotent); returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="loraloop-admin")
+def topic_configs(stream: StreamSettings, base: str) -> dict[str, str]:
+    """The topic-level configs loraloop sets on a base topic when it creates it."""
+    if base in _COMPACTED:
+        configs = {"cleanup.policy": "compact"}
+    else:
+        retention = stream.dlq_retention_ms if base == DLQ_TOPIC else stream.retention_ms
+        configs = {"cleanup.policy": "delete", "retention.ms": str(retention)}
+    if stream.min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(stream.min_insync_replicas)
+    return configs
+
+
+def new_topics(stream: StreamSettings) -> list[NewTopic]:
+    """Every topic loraloop needs, with partitions, replication and configs."""
+    return [
+        NewTopic(
+            topic_name(stream, base),
+            num_partitions=stream.partitions,
+            replication_factor=stream.replication_factor,
+            topic_configs=topic_configs(stream, base),
+        )
+        for base in all_topics()
+    ]
+
+
+async def ensure_topics(
+    bootstrap: str, stream: StreamSettings, *, security: KafkaSettings | None = None
+) -> list[str]:
+    """Create missing topics (idempotent); returns the names created.
+
+    ``security`` defaults to the environment's ``LORALOOP_KAFKA__*`` settings.
+    Existing topics are left as they are (change their configs with kafka-configs.sh).
+    """
+    kafka = security if security is not None else KafkaSettings()
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="loraloop-admin", **client_kwargs(kafka)
+    )
     try:
         await admin.start()
     except Exception as e:
@@ -45,20 +82,7 @@ async def ensure_topics(bootstrap: str, stream: StreamSettings) -> list[str]:
         raise BrokerError(msg) from e
     try:
         existing = set(await admin.list_topics())
-        wanted = []
-        for base in all_topics():
-            name = topic_name(stream, base)
-            if name in existing:
-                continue
-            configs = {"cleanup.policy": "compact"} if base in _COMPACTED else {}
-            wanted.append(
-                NewTopic(
-                    name,
-                    num_partitions=stream.partitions,
-                    replication_factor=1,
-                    topic_configs=configs,
-                )
-            )
+        wanted = [t for t in new_topics(stream) if t.name not in existing]
         if wanted:
             try:
                 await admin.create_topics(wanted)

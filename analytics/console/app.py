@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from analytics import pool
-from analytics.console import api, pages
+from analytics.console import api, dashboards, pages
 from analytics.console.config import ConsoleSettings
-from analytics.console.context import ConsoleContext
+from analytics.console.context import ConsoleContext, LagProvider
 from analytics.console.exceptions import ConsoleError, NotAuthenticated
 from analytics.console.users import bootstrap_key
 from analytics.exceptions import WarehouseError
@@ -84,12 +84,16 @@ def create_console(
     warehouse: Warehouse,
     settings: ConsoleSettings,
     extra_routers: Sequence[APIRouter] = (),
+    lag_provider: LagProvider | None = None,
 ) -> FastAPI:
     """The review console on a migrated ``warehouse``; makes sure the bootstrap admin exists.
 
     ``extra_routers`` are mounted as they are (e.g. another component's ``/v1/...``).
+    ``lag_provider`` returns the stream consumer's lag per topic for the dashboards
+    (None: the dashboards show "n/a").
     """
     ctx = ConsoleContext.build(warehouse, settings)
+    ctx.lag_provider = lag_provider
     ctx.users.ensure_admin(bootstrap_key(settings))
     app = FastAPI(title="loraloop review console", docs_url="/api/docs", redoc_url=None)
     app.state.console = ctx
@@ -98,6 +102,7 @@ def create_console(
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(dashboards.router)
     for router in extra_routers:
         app.include_router(router)
     return app

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from analytics.console.dashboard_config import DashboardSettings
 from loraloop.lifecycle import DEFAULT_TAXONOMY, PromotionPolicy
 from loraloop.settings import Settings
 
@@ -56,6 +57,9 @@ class ConsoleSettings(BaseSettings):
     promotion_policy: PromotionPolicy = Field(
         default_factory=PromotionPolicy,
         description="The rules proposals cite; shown next to each proposal.",
+    )
+    dashboards: DashboardSettings = Field(
+        default_factory=DashboardSettings, description="The live dashboards' window and charts."
     )
 
     @field_validator("taxonomy", mode="before")

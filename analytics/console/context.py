@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -14,6 +15,9 @@ from analytics.warehouse import Warehouse
 
 SECRET_BYTES: Final = 32
 
+LagProvider = Callable[[], Mapping[str, int]]
+"""Consumer lag per topic (or partition) of the running stream worker, for the dashboards."""
+
 
 @dataclass
 class ConsoleContext:
@@ -23,6 +27,7 @@ class ConsoleContext:
     settings: ConsoleSettings
     users: UserStore
     session_secret: bytes = field(default_factory=lambda: secrets.token_bytes(SECRET_BYTES))
+    lag_provider: LagProvider | None = None
 
     @classmethod
     def build(cls, warehouse: Warehouse, settings: ConsoleSettings) -> ConsoleContext:

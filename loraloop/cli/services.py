@@ -47,6 +47,7 @@ def console_service(settings: Settings, port: int) -> Service:
             warehouse=running.warehouse,
             settings=ConsoleSettings(data_dir=settings.data_dir),
             extra_routers=_route_routers(running),
+            lag_provider=partial(_lag_of, running),
         )
         config = uvicorn.Config(
             app,
@@ -64,12 +65,41 @@ def console_service(settings: Settings, port: int) -> Service:
     return serve_console
 
 
+def _lag_of(running: RunningStack) -> dict[str, int]:
+    """Consumer lag per partition as the worker last measured it."""
+    return {
+        f"{topic}[{partition}]": lag for (topic, partition), lag in running.progress.lag.items()
+    }
+
+
 def _route_routers(running: RunningStack) -> list[Any]:
     """``GET /v1/route``: the version and adapter a serving layer should use for a user."""
+    from trainer.rollout_service import router_for_stack
     from trainer.route_api import make_route_router
-    from trainer.serving import router_from_warehouse
 
-    return [make_route_router(router_from_warehouse(running.warehouse))]
+    return [make_route_router(router_for_stack(running.warehouse))]
+
+
+def rollout_service(settings: Settings) -> Service:
+    """Starts canaries for gated versions, looks at them, advances / rolls back / completes."""
+
+    async def serve_rollout(running: RunningStack) -> None:
+        from trainer.registry import Registry
+        from trainer.rollout_service import router_for_stack, serve_rollouts
+        from trainer.rollout_service_config import RolloutServiceSettings
+        from trainer.service_config import TrainerSettings
+
+        stop = asyncio.Event()
+        router = await running.warehouse.run(router_for_stack, running.warehouse)
+        registry = Registry(TrainerSettings().registry_root(settings.data_dir))
+        try:
+            await serve_rollouts(
+                running.warehouse, RolloutServiceSettings(), router, stop, registry=registry
+            )
+        finally:
+            stop.set()
+
+    return serve_rollout
 
 
 def trainer_service(settings: Settings) -> Service:

@@ -13,7 +13,12 @@ from loraloop.cli.common import DataDir, console, fail, load_settings
 
 def up(data_dir: DataDir = None) -> None:
     """Run the embedded stack (broker, worker, warehouse owner) until SIGINT/SIGTERM."""
-    from loraloop.cli.services import console_service, qa_labeller, trainer_service
+    from loraloop.cli.services import (
+        console_service,
+        qa_labeller,
+        rollout_service,
+        trainer_service,
+    )
     from streams.broker import free_port
     from streams.stack import RunningStack, run_stack
 
@@ -29,7 +34,11 @@ def up(data_dir: DataDir = None) -> None:
     run_stack(
         settings,
         on_ready=announce,
-        services=[console_service(settings, port), trainer_service(settings)],
+        services=[
+            console_service(settings, port),
+            trainer_service(settings),
+            rollout_service(settings),
+        ],
         console_url=console_url,
         qa_labeller=qa_labeller(),
     )

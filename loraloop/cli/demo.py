@@ -1,0 +1,110 @@
+"""``loraloop demo``: the whole closed loop on the embedded stack, with simulated users.
+
+Traffic from simulated users reaches the served model (SmolLM2-135M-Instruct and its
+LoRA adapters; a tiny model with ``--fast``) through the canary router; their reactions,
+QA verdicts and outcomes go through Kafka into the stack like production events. The
+loop runs capture → labels → training → gate → canary → verdicts → proposals →
+approvals (only with ``--approve-as``) for each cycle, then prints a summary and
+writes ``report.html``, charts and ``summary.json`` (docs/demo.md).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import typer
+
+from loraloop.cli.common import DataDir, console, load_settings
+
+DEMO_DATA_DIR: Final = Path(".loraloop/demo")
+REPORT_DIR: Final = "report"
+
+DEMO_ENVIRONMENT: Final = {
+    # Every flagged conversation is captured (p = 1), and one repeat is a follow-up:
+    # the demo's traffic is small, and its users are impatient.
+    "LORALOOP_DETECTORS__SAMPLER_BASE_RATE": "1.0",
+    "LORALOOP_DETECTORS__REPEAT_MIN_TURNS": "1",
+    "LORALOOP_DETECTORS__UNIFORM_QA_RATE": "0.05",
+    "LORALOOP_TRAINER__ENABLED": "false",
+}
+"""Settings of other components the demo sets for its own process unless already set."""
+
+
+def _environment(fast: bool) -> None:
+    from loraloop.simulation import SimulationSettings
+
+    sim = SimulationSettings()
+    events = sim.fast_min_events_per_arm if fast else sim.min_events_per_arm
+    defaults = {
+        **DEMO_ENVIRONMENT,
+        "LORALOOP_COMPARE__MIN_EVENTS_PER_ARM": str(events),
+        "LORALOOP_COMPARE__MIN_EVENTS_FOR_REGRESSION": str(events),
+    }
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
+
+
+def demo(
+    data_dir: DataDir = None,
+    approve_as: Annotated[
+        str | None,
+        typer.Option(
+            "--approve-as",
+            help="Name of the person who approves promotions into the baseline; without it "
+            "proposals stay pending.",
+        ),
+    ] = None,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Tiny model and small scenario (under 2 minutes).")
+    ] = False,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report-dir", help="Default: <data dir>/report.")
+    ] = None,
+) -> None:
+    """Run the whole loop on the embedded stack with simulated users, then report."""
+    _environment(fast)
+    from loraloop.cli.demo_run.driver import make_driver
+    from loraloop.cli.demo_run.summary import cycle_table, overview_table
+    from loraloop.cli.services import console_service, qa_labeller
+    from loraloop.simulation import SimulationSettings
+    from loraloop.simulation.exceptions import DemoError
+    from streams.broker import free_port
+    from streams.stack import run_stack
+
+    settings = load_settings(data_dir or DEMO_DATA_DIR)
+    out = report_dir or settings.data_dir / REPORT_DIR
+    port = free_port(settings.stream.web_host)
+    console_url = f"http://{settings.stream.web_host}:{port}"
+    console.stdout_console.print(f"[bold]review console:[/] {console_url}")
+    if not approve_as:
+        console.stdout_console.print(
+            "[yellow]no --approve-as: promotions stay pending for a person to approve[/]"
+        )
+    result: dict[str, Any] = {}
+    driver = make_driver(
+        sim=SimulationSettings(), approver=approve_as, fast=fast, report_dir=out,
+        console=console.stdout_console, result=result,
+    )  # fmt: skip
+    run_stack(
+        settings,
+        on_ready=driver,
+        services=[console_service(settings, port)],
+        console_url=console_url,
+        qa_labeller=qa_labeller(),
+    )
+    if "summary" not in result:
+        msg = f"the demo did not finish: {result.get('error', 'the stack stopped early')}"
+        raise DemoError(msg)
+    summary = result["summary"]
+    console.stdout_console.print(overview_table(summary))
+    for cycle in summary["cycles"]:
+        console.stdout_console.print(cycle_table(cycle))
+    if not approve_as:
+        console.stdout_console.print("proposals are pending: nobody was named to approve them")
+    check = summary.get("warehouse_check") or []
+    console.stdout_console.print(
+        "summary.json agrees with the warehouse" if not check else f"[red]mismatches:[/] {check}"
+    )
+    console.stdout_console.print(f"report: {out / 'report.html'}")

@@ -1,0 +1,141 @@
+"""The demo's ready hook: seed the baseline, run the cycles, write the report, stop the stack."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loraloop.cli.demo_run.context import DemoContext, SimUser
+from loraloop.simulation import SimulationSettings, scenario_items
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from streams.stack import RunningStack
+
+logger = logging.getLogger(__name__)
+
+
+def make_users(sim: SimulationSettings, *, fast: bool, rng: random.Random) -> list[SimUser]:
+    """The simulated users with tiers drawn from the configured shares."""
+    count = sim.fast_users if fast else sim.users
+    tiers, weights = zip(*sim.tier_shares.items(), strict=True)
+    return [SimUser(f"user-{i:04d}", rng.choices(tiers, weights)[0]) for i in range(count)]
+
+
+async def _profiles(ctx: DemoContext) -> None:
+    from datetime import UTC, datetime
+
+    from loraloop.cli.demo_run.events import profile
+
+    now = datetime.now(UTC)
+    value = {"standard": 0.0, "high_value": 500.0, "vip": 2000.0}
+    await ctx.publish([profile(u.user_id, u.tier, value.get(u.tier, 0.0), now) for u in ctx.users])
+
+
+def make_driver(
+    *,
+    sim: SimulationSettings,
+    approver: str | None,
+    fast: bool,
+    report_dir: Path,
+    console: Console,
+    result: dict[str, Any],
+) -> Any:
+    """The ``on_ready`` coroutine of ``run_stack``; fills ``result`` with the summary."""
+
+    async def drive(running: RunningStack) -> None:
+        try:
+            result["summary"] = await _drive(running, sim, approver, fast, report_dir, console)
+        except Exception as error:
+            logger.exception("the demo failed")
+            result["error"] = f"{type(error).__name__}: {error}"
+        finally:
+            running.stop()
+
+    return drive
+
+
+async def _drive(
+    running: RunningStack,
+    sim: SimulationSettings,
+    approver: str | None,
+    fast: bool,
+    report_dir: Path,
+    console: Console,
+) -> dict[str, Any]:
+    import asyncio
+
+    from loraloop.cli.demo_run.cycle import run_cycle
+    from loraloop.cli.demo_run.labelling import seed_baseline
+    from loraloop.cli.demo_run.model import load_generator
+    from loraloop.cli.demo_run.report import write_report
+    from streams.producer import EventPublisher
+    from trainer.generate import BASE_VERSION
+    from trainer.rollout import Router, RoutingTable
+    from trainer.rollout_config import RolloutSettings
+    from trainer.service_config import TrainerSettings
+
+    settings = running.settings
+    rng = random.Random(sim.seed)  # noqa: S311 (a reproducible simulation, not a secret)
+    rollout = RolloutSettings(
+        steps=sim.rollout_steps,
+        min_conversations_per_step=(
+            sim.fast_min_conversations_per_step if fast else sim.min_conversations_per_step
+        ),
+        require_guardrails_non_inferior=False,
+        record_batch_size=1_000_000,
+        actor="demo-rollout",
+    )
+    from trainer.assignments import AssignmentRecorder, WarehouseAssignmentStore
+
+    recorder = AssignmentRecorder(
+        WarehouseAssignmentStore(running.warehouse),
+        batch_size=rollout.record_batch_size,
+        cache_size=rollout.recorder_cache_size,
+    )
+    router = Router(RoutingTable(stable=BASE_VERSION), settings=rollout, recorder=recorder)
+    registry_root = TrainerSettings().registry_root(settings.data_dir)
+    console.print("[dim]loading the base model…[/]")
+    generator = await asyncio.to_thread(
+        load_generator, settings.data_dir, sim, fast=fast, registry_root=registry_root
+    )
+    async with EventPublisher(running.bootstrap, settings.stream) as publisher:
+        ctx = DemoContext(
+            running=running, settings=settings, sim=sim, rollout=rollout, publisher=publisher,
+            generator=generator, router=router,
+            items=scenario_items(sim.fast_variants_per_intent if fast else sim.variants_per_intent),
+            users=make_users(sim, fast=fast, rng=rng), console=console, approver=approver,
+            fast=fast, rng=rng,
+        )  # fmt: skip
+        await _profiles(ctx)
+        ctx.stage("seeding the baseline from the scenario's reference answers")
+        seed = await seed_baseline(ctx)
+        ctx.stage(f"  seed: {seed}")
+        cycles = []
+        stable = BASE_VERSION
+        for number in range(1, sim.cycles + 1):
+            cycle = await run_cycle(ctx, number, stable)
+            cycles.append(cycle)
+            if cycle.get("rollout", {}).get("status") == "completed":
+                stable = cycle["version"]
+    summary: dict[str, Any] = {
+        "fast": fast, "approver": approver, "model": "tiny" if fast else "SmolLM2-135M-Instruct",
+        "seed_baseline": seed, "cycles": cycles, "served_generations": generator.generated,
+        "seconds": round(ctx_elapsed(ctx), 1),
+    }  # fmt: skip
+    from loraloop.cli.demo_run.check import verify
+
+    check: list[str] = await running.warehouse.run(lambda: verify(running.warehouse, summary))
+    summary["warehouse_check"] = check
+    ctx.stage(f"writing the report to {report_dir}")
+    await asyncio.to_thread(write_report, summary, report_dir)
+    return summary
+
+
+def ctx_elapsed(ctx: DemoContext) -> float:
+    import time
+
+    return time.perf_counter() - ctx.started

@@ -1,0 +1,182 @@
+"""The simulated QA reviewer at work, and the seeded baseline.
+
+``sim-qa`` works the review queue like a person: it reads the captured samples'
+transcripts, applies :func:`loraloop.simulation.review` and publishes a QA verdict
+per sample on ``llm.qa``; the stream labels the sample from it
+(``analytics.pool.label_from_qa``). The demo then marks those labels simulated
+(``sample_labels.simulated``, a new revision with the same content).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from loraloop.cli.demo_run.context import DemoContext
+from loraloop.cli.demo_run.events import ConversationEvents, qa_verdict
+from loraloop.simulation import review
+from loraloop.simulation.reviewer import REVIEWER
+from loraloop.simulation.scenario import BASELINE_INTENTS, item_for_text
+from trainer.generate import BASE_VERSION
+
+CURATOR: Final = "seed-curator"
+SEED_REASON: Final = "seed baseline: the scenario's reference answer, curated before launch"
+
+_CONVERSATIONS_SQL = (
+    "SELECT count() FROM conversations FINAL WHERE conversation_id IN {ids:Array(String)}"
+)
+_CAPTURED_SQL = (
+    "SELECT sample_id, conversation_id FROM pool "
+    "WHERE conversation_id IN {ids:Array(String)} AND status = 'captured' ORDER BY sample_id"
+)
+_LABELLED_SQL = (
+    "SELECT count() FROM pool WHERE conversation_id IN {ids:Array(String)} "
+    "AND status != 'captured' AND acceptance != ''"
+)
+_TURNS_SQL = (
+    "SELECT conversation_id, role, text FROM turns FINAL "
+    "WHERE conversation_id IN {ids:Array(String)} ORDER BY conversation_id, turn_index"
+)
+_MARK_SIMULATED_SQL = """
+INSERT INTO sample_labels (sample_id, revision, acceptance, problem_types, risk_level,
+    corrected_response, notes, labelled_by, role, source, simulated, ts)
+SELECT sample_id, revision + 1, acceptance, problem_types, risk_level, corrected_response,
+    notes, labelled_by, role, source, true, ts
+FROM sample_labels FINAL
+WHERE sample_id IN {ids:Array(String)} AND NOT simulated AND labelled_by = {reviewer:String}
+"""
+
+
+@dataclass
+class LabelStats:
+    """Samples captured and labelled in a batch, and the problem types found."""
+
+    captured: int = 0
+    labelled: int = 0
+    problems: Counter[str] = field(default_factory=Counter)
+    acceptance: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: LabelStats) -> None:
+        self.captured += other.captured
+        self.labelled += other.labelled
+        self.problems.update(other.problems)
+        self.acceptance.update(other.acceptance)
+
+
+async def wait_written(ctx: DemoContext, ids: list[str]) -> None:
+    """Wait until the stack wrote a conversation row for each id."""
+    await ctx.wait_count(_CONVERSATIONS_SQL, {"ids": ids}, len(ids), "conversations")
+
+
+async def _transcripts(ctx: DemoContext, ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+    found: dict[str, list[tuple[str, str]]] = {}
+    for conversation, role, text in await ctx.query(_TURNS_SQL, {"ids": ids}):
+        found.setdefault(str(conversation), []).append((str(role), str(text)))
+    return found
+
+
+async def _review(
+    ctx: DemoContext, targets: list[tuple[str | None, str]], stats: LabelStats
+) -> list[str]:
+    """Publish a verdict per (sample_id, conversation); returns the ids that become samples."""
+    chats = await _transcripts(ctx, [c for _, c in targets])
+    now = datetime.now(UTC)
+    messages, labelled = [], []
+    for sample_id, conversation in targets:
+        turns = chats.get(conversation, [])
+        item = item_for_text(ctx.items, turns[0][1]) if turns else None
+        if item is None:
+            continue
+        verdict = review(item, [t for r, t in turns if r == "assistant"], ctx.sim.rules)
+        stats.acceptance[verdict.acceptance] += 1
+        stats.problems.update(verdict.problem_types)
+        messages.append(qa_verdict(conversation, sample_id, verdict, REVIEWER, now))
+        if sample_id is not None or verdict.acceptance != "Accept":
+            labelled.append(conversation)
+    await ctx.publish(messages)
+    return labelled
+
+
+async def _await_labels(ctx: DemoContext, conversations: list[str]) -> None:
+    await ctx.wait_count(_LABELLED_SQL, {"ids": conversations}, len(conversations), "labels")
+    rows = await ctx.query(
+        "SELECT sample_id FROM pool WHERE conversation_id IN {ids:Array(String)}",
+        {"ids": conversations},
+    )
+    warehouse = ctx.running.warehouse
+    params = {"ids": [str(r[0]) for r in rows], "reviewer": REVIEWER}
+    await warehouse.run(warehouse.command, _MARK_SIMULATED_SQL, params)
+
+
+async def label_captured(ctx: DemoContext, conversation_ids: list[str]) -> LabelStats:
+    """Review every captured sample among ``conversation_ids``; wait until labelled."""
+    stats = LabelStats()
+    rows = await ctx.query(_CAPTURED_SQL, {"ids": conversation_ids})
+    stats.captured = len(rows)
+    if not rows:
+        return stats
+    labelled = await _review(ctx, [(str(s), str(c)) for s, c in rows], stats)
+    await _await_labels(ctx, labelled)
+    stats.labelled = len(labelled)
+    return stats
+
+
+async def seed_conversations(ctx: DemoContext) -> list[str]:
+    """The curator asks each launch-FAQ prompt; the base model answers (published)."""
+    items = [i for i in ctx.items if i.intent in BASELINE_INTENTS]
+    prompts = [(("user", i.text),) for i in items]
+    replies = await asyncio.to_thread(ctx.generator.replies, BASE_VERSION, prompts)
+    start = datetime.now(UTC)
+    ids, messages = [], []
+    for item, reply in zip(items, replies, strict=True):
+        events = ConversationEvents(ctx.next_id("seed-"), CURATOR, "standard", start)
+        events.turn(0, "user", item.text)
+        events.assistant(1, reply, BASE_VERSION, has_cta=False)
+        ids.append(events.conversation_id)
+        messages.extend(events.messages)
+    await ctx.publish(messages)
+    return ids
+
+
+async def seed_baseline(ctx: DemoContext) -> dict[str, Any]:
+    """Label the seed conversations (sim-qa); an approver moves them into core."""
+    ids = await seed_conversations(ctx)
+    await wait_written(ctx, ids)
+    stats = LabelStats()
+    labelled = await _review(ctx, [(None, c) for c in ids], stats)
+    if labelled:
+        await _await_labels(ctx, labelled)
+    promoted = 0
+    if ctx.approver and labelled:
+        promoted = await promote_to_core(ctx, labelled)
+    return {
+        "conversations": len(ids),
+        "labelled_problems": len(labelled),
+        "moved_to_core": promoted,
+        "approver": ctx.approver,
+    }
+
+
+async def promote_to_core(ctx: DemoContext, conversations: list[str]) -> int:
+    """The approver moves the seed samples problem → candidate → secondary → core."""
+    from analytics.pool import approve
+    from loraloop.lifecycle import Role
+
+    rows = await ctx.query(
+        "SELECT sample_id FROM pool WHERE conversation_id IN {ids:Array(String)} "
+        "AND status = 'problem' ORDER BY sample_id",
+        {"ids": conversations},
+    )
+    warehouse = ctx.running.warehouse
+    approver = ctx.approver or ""
+    for (sample_id,) in rows:
+        for _ in range(3):
+            await warehouse.run(
+                lambda s=str(sample_id): approve(
+                    warehouse, s, actor=approver, roles=[Role.APPROVER], reason=SEED_REASON
+                )
+            )
+    return len(rows)

@@ -1,0 +1,78 @@
+"""The served and trained model of the demo: SmolLM2-135M-Instruct, or a tiny one with --fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loraloop.simulation import SimulationSettings
+from loraloop.simulation.scenario import REPEAT_SUFFIX, SIGNUP_URL, scenario_items
+
+if TYPE_CHECKING:
+    from loraloop.cli.demo_run.context import DemoContext
+    from trainer.config import TrainConfig
+    from trainer.generate import ReplyGenerator
+    from trainer.service import CycleConfigs
+
+TINY_DIR = "cache/tiny-demo-model"
+
+FAST_TRAIN: dict[str, Any] = {
+    "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "learning_rate": 3e-2,
+    "warmup_ratio": 0.0, "epochs": 4, "batch_size": 4, "grad_accum": 2, "max_seq_len": 128,
+}  # fmt: skip
+"""Hyperparameters that make the tiny random model learn within a few steps."""
+
+
+def _corpus() -> list[str]:
+    lines = []
+    for item in scenario_items(3):
+        lines += [item.text, item.reference, item.text + REPEAT_SUFFIX[item.lang]]
+    return [*lines, SIGNUP_URL] * 3
+
+
+def train_config(data_dir: Path, sim: SimulationSettings, *, fast: bool) -> TrainConfig:
+    """LoRA settings: the tiny model's with --fast, else the real model's (environment first)."""
+    from trainer.config import TrainConfig
+    from trainer.tiny_model import build_tiny_checkpoint
+
+    if fast:
+        tiny = data_dir / TINY_DIR
+        if not (tiny / "config.json").is_file():
+            build_tiny_checkpoint(tiny, _corpus())
+        return TrainConfig(base_model=str(tiny), progress=False, **FAST_TRAIN)
+    return TrainConfig(
+        epochs=sim.train_epochs,
+        learning_rate=sim.train_learning_rate,
+        max_seq_len=sim.train_max_seq_len,
+        progress=False,
+    )
+
+
+def cycle_configs(ctx: DemoContext) -> CycleConfigs:
+    """The dataset mix (environment), LoRA settings and gate of a demo cycle."""
+    from trainer.config import GateConfig
+    from trainer.service import CycleConfigs
+
+    train = train_config(ctx.settings.data_dir, ctx.sim, fast=ctx.fast)
+    gate = GateConfig(probe_prompts=2, probe_max_new_tokens=8) if ctx.fast else GateConfig()
+    return CycleConfigs(train=train, gate=gate)
+
+
+def load_generator(
+    data_dir: Path, sim: SimulationSettings, *, fast: bool, registry_root: Path
+) -> ReplyGenerator:
+    """The base model (converted once, cached) behind a reply generator."""
+    from trainer.base_model import load_base, resolve_base_model
+    from trainer.generate import ReplyGenerator
+
+    cfg = train_config(data_dir, sim, fast=fast)
+    cache = cfg.base_model_cache or data_dir / "cache" / "base-model"
+    model, tokenizer = load_base(resolve_base_model(base_model=cfg.base_model, cache_dir=cache))
+    model.eval()
+    return ReplyGenerator(
+        model,
+        tokenizer,
+        registry_root=registry_root,
+        max_new_tokens=sim.fast_max_new_tokens if fast else sim.max_new_tokens,
+        batch_size=sim.generation_batch_size,
+    )

@@ -1,0 +1,108 @@
+"""Simulated traffic: users open conversations, the routed version replies, users react.
+
+Each conversation: the user's question (turn 0), the reply of the version the router
+assigns the user (turn 1), then the judge's reaction (``loraloop.simulation.judge``):
+feedback, a click and conversion, or a second ask (turns 2-3) and, if that fails too,
+a demand for a human (turn 4), a handoff and the human agent's reference answer (turn 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from loraloop.cli.demo_run.context import DemoContext, SimUser
+from loraloop.cli.demo_run.events import ConversationEvents
+from loraloop.simulation import ScenarioItem, judge_reply
+from loraloop.simulation.judge import demands_human
+from loraloop.simulation.scenario import HUMAN_DEMAND, REPEAT_SUFFIX
+from loraloop.simulation.text_rules import has_cta
+from trainer.generate import Messages
+
+USER, ASSISTANT = "user", "assistant"
+
+
+@dataclass
+class BatchStats:
+    """What one traffic batch did: conversations per version and reactions per rule."""
+
+    conversation_ids: list[str] = field(default_factory=list)
+    per_version: Counter[str] = field(default_factory=Counter)
+    rules: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Chat:
+    conversation_id: str
+    user: SimUser
+    item: ScenarioItem
+    version: str
+    first: Messages
+    reply: str = ""
+
+
+async def _replies(ctx: DemoContext, chats: list[_Chat], contexts: list[Messages]) -> list[str]:
+    """Replies of each chat's version to its context (grouped by version, in a thread)."""
+    out: dict[int, str] = {}
+    for version in sorted({c.version for c in chats}):
+        idx = [i for i, c in enumerate(chats) if c.version == version]
+        texts = await asyncio.to_thread(ctx.generator.replies, version, [contexts[i] for i in idx])
+        out.update(zip(idx, texts, strict=True))
+    return [out[i] for i in range(len(chats))]
+
+
+def _open(ctx: DemoContext, count: int, prefix: str) -> list[_Chat]:
+    chats = []
+    for _ in range(count):
+        user = ctx.rng.choice(ctx.users)
+        item = ctx.rng.choice(ctx.items)
+        version = ctx.router.route(user.user_id).version
+        chats.append(_Chat(ctx.next_id(prefix), user, item, version, ((USER, item.text),)))
+    return chats
+
+
+async def run_batch(ctx: DemoContext, count: int, prefix: str) -> BatchStats:
+    """Simulate and publish ``count`` conversations; returns what happened."""
+    chats = _open(ctx, count, prefix)
+    for chat, reply in zip(
+        chats, await _replies(ctx, chats, [c.first for c in chats]), strict=True
+    ):
+        chat.reply = reply
+    start = datetime.now(UTC)
+    stats = BatchStats()
+    builders: dict[str, ConversationEvents] = {}
+    again: list[tuple[_Chat, Messages]] = []
+    for chat in chats:
+        events = ConversationEvents(chat.conversation_id, chat.user.user_id, chat.user.tier, start)
+        builders[chat.conversation_id] = events
+        events.turn(0, USER, chat.item.text)
+        cta = has_cta(chat.reply, ctx.sim.rules)
+        events.assistant(1, chat.reply, chat.version, has_cta=cta)
+        reaction = judge_reply(chat.item, chat.reply, ctx.sim, ctx.rng)
+        stats.rules[reaction.rule] += 1
+        stats.per_version[chat.version] += 1
+        stats.conversation_ids.append(chat.conversation_id)
+        if reaction.feedback:
+            events.feedback(reaction.feedback, 1)
+        if reaction.cta_click:
+            events.outcome("cta_click", 1.0)
+        if reaction.conversion:
+            events.outcome("conversion", ctx.sim.course_price)
+        if reaction.ask_again:
+            repeat = chat.item.text + REPEAT_SUFFIX[chat.item.lang]
+            events.turn(2, USER, repeat)
+            again.append((chat, (*chat.first, (ASSISTANT, chat.reply), (USER, repeat))))
+    if again:
+        seconds = await _replies(ctx, [c for c, _ in again], [m for _, m in again])
+        for (chat, _), second in zip(again, seconds, strict=True):
+            events = builders[chat.conversation_id]
+            events.assistant(3, second, chat.version, has_cta=has_cta(second, ctx.sim.rules))
+            if demands_human(chat.item, second, ctx.sim):
+                stats.rules["handoff"] += 1
+                events.turn(4, USER, HUMAN_DEMAND[chat.item.lang])
+                events.handoff(4, "the assistant did not answer")
+                events.turn(5, "human_agent", chat.item.reference)
+    await ctx.publish([m for b in builders.values() for m in b.messages])
+    return stats

@@ -1,0 +1,100 @@
+"""Settings of the closed-loop demo: judge rules, traffic sizes, loop parameters.
+
+``LORALOOP_DEMO__*`` variables (nested with ``__``), e.g.
+``LORALOOP_DEMO__CONVERSATIONS_PER_BATCH=300`` or
+``LORALOOP_DEMO__RULES__OVER_PROMISE_TERMS='["guarantee"]'``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class JudgeRules(BaseModel):
+    """The lexicons behind the users' reactions and the QA reviewer (case-insensitive)."""
+
+    over_promise_terms: tuple[str, ...] = Field(
+        ("guarantee", "100%", "promise you", "保证", "百分之百", "一定能"),
+        description="A reply containing one over-promises: the user complains, QA rejects.",
+    )
+    cta_terms: tuple[str, ...] = Field(
+        ("learn.example.com/signup", "sign-up link", "signup link", "报名链接"),
+        description="A reply containing one offers the sign-up link (has_cta).",
+    )
+    objection_terms: tuple[str, ...] = Field(
+        ("free", "installment", "免费", "分期", "试听"),
+        description="A reply to a price objection must offer the free lessons or installments.",
+    )
+    required_facts: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {
+            "refund": ("14 days", "14-day", "14 天", "14天", "十四天"),
+            "pricing": ("199",),
+            "curriculum": ("project", "项目"),
+        },
+        description="Per intent, the facts a first reply must state (one of the terms); "
+        "a reply without them misses knowledge: the user asks again, QA labels it.",
+    )
+    policy_boundary_terms: tuple[str, ...] = Field(
+        ("discount code", "coupon", "优惠码", "打折"),
+        description="A reply offering discounts the policy does not have is a policy risk.",
+    )
+
+
+class SimulationSettings(BaseSettings):
+    """The demo's scenario, traffic and loop (``LORALOOP_DEMO__*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LORALOOP_DEMO__", env_nested_delimiter="__", extra="ignore"
+    )
+
+    rules: JudgeRules = Field(default_factory=JudgeRules)
+    seed: int = Field(7, description="Seeds users, tiers, prompts and reactions.")
+    variants_per_intent: int = Field(
+        3, ge=1, le=3, description="Phrasings per intent and language (the finite prompt set)."
+    )
+    fast_variants_per_intent: int = Field(1, ge=1, le=3, description="The same with --fast.")
+    users: int = Field(400, ge=1, description="Simulated users (each holds several chats).")
+    fast_users: int = Field(120, ge=1, description="Simulated users with --fast.")
+    conversations_per_batch: int = Field(
+        240, ge=1, description="Conversations published per traffic batch."
+    )
+    fast_conversations_per_batch: int = Field(80, ge=1, description="The same with --fast.")
+    cycles: int = Field(2, ge=1, description="Training cycles the demo runs.")
+    max_looks: int = Field(4, ge=1, description="Canary looks per rollout at most.")
+    tier_shares: dict[str, float] = Field(
+        default_factory=lambda: {"standard": 0.5, "high_value": 0.35, "vip": 0.15},
+        description="Share of users per tier.",
+    )
+    thumbs_up_probability: float = Field(
+        0.3, ge=0, le=1, description="A satisfied user gives a thumbs-up this often."
+    )
+    conversion_probability: float = Field(
+        0.5, ge=0, le=1, description="A click on a well-timed sign-up link converts this often."
+    )
+    course_price: float = Field(199.0, gt=0, description="Value of a conversion.")
+    rollout_steps: list[float] = Field(
+        default_factory=lambda: [20.0, 50.0, 100.0], description="Canary steps (percent)."
+    )
+    min_conversations_per_step: int = Field(
+        40, ge=1, description="Conversations per arm before a step may advance."
+    )
+    fast_min_conversations_per_step: int = Field(10, ge=1, description="The same with --fast.")
+    min_events_per_arm: int = Field(
+        80, ge=1, description="Conversations per arm before a type may be called solved."
+    )
+    fast_min_events_per_arm: int = Field(15, ge=1, description="The same with --fast.")
+    max_new_tokens: int = Field(48, ge=1, description="Tokens generated per reply.")
+    fast_max_new_tokens: int = Field(16, ge=1, description="The same with --fast.")
+    generation_batch_size: int = Field(16, ge=1, description="Prompts per generate() call.")
+    stream_timeout_s: float = Field(
+        120.0, gt=0, description="How long to wait for the stack to write a batch."
+    )
+    poll_interval_s: float = Field(0.5, gt=0, description="Warehouse polling interval.")
+    train_epochs: int = Field(3, ge=1, description="LoRA epochs per cycle (real model).")
+    train_learning_rate: float = Field(1e-3, gt=0, description="LoRA learning rate (real model).")
+    train_max_seq_len: int = Field(256, ge=8, description="Longest training sequence (tokens).")
+    approver_role_reason: str = Field(
+        "demo approver: the fix matches the course policy and is safe to keep",
+        description="Reason recorded with each approval.",
+    )

@@ -1,0 +1,289 @@
+"""The rollout service: canary every gated version, look at it on a schedule, act on it.
+
+Closes the loop in the running system (design: Training cycle, steps 6–7). Each step:
+
+- a running canary (registry status ``canary``) is looked at every ``tick_interval_s``
+  by :class:`trainer.rollout.RolloutController` (compare, decide, record with evidence,
+  re-route); the registry follows the decision: ``complete`` makes the canary ``active``
+  and retires its parent, ``roll_back`` marks it ``rolled_back`` (the parent stays
+  active), ``advance`` / ``stay`` / ``hold`` change no status;
+- with no canary, the newest ``trained`` version whose gate passed is started next to its
+  parent (status ``canary`` in the registry and ``model_versions``, a ``start`` row in
+  ``rollouts``), provided the parent is still the active version; a version that can no
+  longer be rolled out (a newer one exists, its parent was replaced) is retired;
+- the shared :class:`~trainer.router.Router` is set to what the registry and the rollout
+  log describe (:func:`trainer.serving.current_table`), so ``GET /v1/route`` serves the
+  split at once.
+
+Statuses are derived from the rollout log on every step (:meth:`RolloutService.settle`),
+so a process killed between the rollout row and the status change is repaired on the
+next step. :class:`RolloutService` is synchronous; :func:`serve_rollouts` runs it on the
+warehouse thread (``Warehouse.run``) and never lets an error end the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from loraloop.settings import Settings
+from trainer.manifest import MANIFEST_FILE, read_manifest
+from trainer.mirror import set_status
+from trainer.registry import Registry
+from trainer.rollout import (
+    FINAL_STATUSES,
+    RolloutController,
+    RolloutDecision,
+    RolloutState,
+    RolloutStatus,
+)
+from trainer.rollout_config import RolloutSettings
+from trainer.rollout_service_config import RolloutServiceSettings
+from trainer.router import Router
+from trainer.service_config import TrainerSettings
+from trainer.serving import BASE_VERSION, current_table, router_from_warehouse
+from trainer.versions import TRANSITIONS, VersionInfo, VersionStatus, utc_now
+
+if TYPE_CHECKING:
+    from analytics.warehouse import Warehouse
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RolloutService",
+    "ServiceAction",
+    "StepReport",
+    "router_for_stack",
+    "serve_rollouts",
+]
+
+SOURCE_IDS_KEY = "source_sample_ids"
+"""The manifest field listing the samples a version was trained on."""
+
+
+class ServiceAction(StrEnum):
+    """What one step of the service did."""
+
+    IDLE = "idle"
+    STARTED = "started"
+    WAITING = "waiting"
+    LOOKED = "looked"
+    SETTLED = "settled"
+    RETIRED = "retired"
+
+
+@dataclass(frozen=True, slots=True)
+class StepReport:
+    """One step: what it did, to which version, the controller's decision if it looked."""
+
+    action: ServiceAction
+    version: str | None = None
+    reason: str = ""
+    decision: RolloutDecision | None = None
+
+
+class RolloutService:
+    """Starts, watches and finishes rollouts; blocking (call through ``Warehouse.run``)."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        registry: Registry,
+        router: Router,
+        *,
+        settings: RolloutServiceSettings | None = None,
+    ) -> None:
+        self._warehouse = warehouse
+        self._registry = registry
+        self._router = router
+        self.settings = settings or RolloutServiceSettings()
+        self.controller = RolloutController(warehouse, router)
+        self._last_look: dict[str, datetime] = {}
+        self._trained_ids: dict[str, list[str] | None] = {}
+
+    @property
+    def rollout_settings(self) -> RolloutSettings:
+        return self.controller.settings
+
+    def step(self, *, now: datetime | None = None) -> StepReport:
+        """Watch the running canary, or start the next one; then refresh the router."""
+        when = now or utc_now()
+        versions = self._registry.versions()
+        canaries = [v for v in versions if v.status is VersionStatus.CANARY]
+        if canaries:
+            report = self._watch(canaries[-1], when)
+        else:
+            report = self._start_next(versions, when)
+        self.refresh_router()
+        return report
+
+    def refresh_router(self) -> None:
+        """Serve what the registry mirror and the rollout log describe now."""
+        table = current_table(self._warehouse, self.rollout_settings)
+        if table != self._router.table:
+            self._router.update(table)
+
+    # ------------------------------------------------------------------ watching
+
+    def _watch(self, info: VersionInfo, when: datetime) -> StepReport:
+        state = self.controller.store.load(info.name)
+        if state is None:  # status changed, then the process stopped before the start row
+            return self._start(info, when)
+        if state.status in FINAL_STATUSES:
+            self.settle(state)
+            return StepReport(ServiceAction.SETTLED, info.name, f"rollout {state.status}")
+        last = self._last_look.get(info.name, state.step_started_at)
+        due = last + timedelta(seconds=self.settings.tick_interval_s)
+        if when < due:
+            return StepReport(ServiceAction.WAITING, info.name, f"next look at {due.isoformat()}")
+        decision = self.controller.tick(
+            info.name, trained_sample_ids=self._trained_sample_ids(info.name), now=when
+        )
+        self._last_look[info.name] = when
+        self.settle(decision.state)
+        return StepReport(ServiceAction.LOOKED, info.name, decision.reason, decision)
+
+    def settle(self, state: RolloutState) -> None:
+        """Make the registry statuses agree with a rollout state (idempotent)."""
+        if state.status is RolloutStatus.COMPLETED:
+            self._move(state.version, VersionStatus.ACTIVE)
+            self._retire_parent(state.parent)
+        elif state.status is RolloutStatus.ROLLED_BACK:
+            self._move(state.version, VersionStatus.ROLLED_BACK)
+        else:
+            self._move(state.version, VersionStatus.CANARY)
+
+    def _retire_parent(self, parent: str) -> None:
+        if parent == BASE_VERSION:
+            return
+        if self._registry.get(parent).status is VersionStatus.ACTIVE:
+            self._move(parent, VersionStatus.RETIRED)
+
+    def _move(self, name: str, target: VersionStatus) -> None:
+        """Set ``name`` to ``target``, through ``canary`` when the direct move is not allowed."""
+        current = self._registry.get(name).status
+        if current is target:
+            return
+        if target not in TRANSITIONS[current] and VersionStatus.CANARY in TRANSITIONS[current]:
+            set_status(self._warehouse, self._registry, name, VersionStatus.CANARY)
+        set_status(self._warehouse, self._registry, name, target)
+        logger.info("%s: %s -> %s", name, current, target)
+
+    # ------------------------------------------------------------------ starting
+
+    def _start_next(self, versions: list[VersionInfo], when: datetime) -> StepReport:
+        ready = [v for v in versions if v.status is VersionStatus.TRAINED and v.gate_passed]
+        if not ready:
+            return StepReport(ServiceAction.IDLE)
+        newest, older = ready[-1], ready[:-1]
+        for info in older:
+            self._retire(info, f"superseded by {newest.name}")
+        active = self._registry.latest(VersionStatus.ACTIVE)
+        stable = active.name if active is not None else BASE_VERSION
+        parent = newest.parent or BASE_VERSION
+        if parent != stable:
+            reason = f"trained next to {parent}, but {stable} is active now"
+            return self._retire(newest, reason)
+        state = self.controller.store.load(newest.name)
+        if state is not None:  # rolled out before (by hand?): only align the statuses
+            self.settle(state)
+            return StepReport(ServiceAction.SETTLED, newest.name, f"rollout {state.status}")
+        return self._start(newest, when)
+
+    def _start(self, info: VersionInfo, when: datetime) -> StepReport:
+        parent = info.parent or BASE_VERSION
+        self._move(info.name, VersionStatus.CANARY)
+        state = self.controller.store.start(info.name, parent, now=when)
+        self._last_look[info.name] = when
+        share = state.share_percent(self.rollout_settings)
+        logger.info("rollout of %s next to %s started at %g %%", info.name, parent, share)
+        return StepReport(
+            ServiceAction.STARTED, info.name, f"canary at {share:g} % next to {parent}"
+        )
+
+    def _retire(self, info: VersionInfo, reason: str) -> StepReport:
+        if not self.settings.retire_superseded:
+            return StepReport(ServiceAction.IDLE, info.name, f"not rolled out: {reason}")
+        logger.warning("retiring %s without a rollout: %s", info.name, reason)
+        self._move(info.name, VersionStatus.RETIRED)
+        return StepReport(ServiceAction.RETIRED, info.name, reason)
+
+    def _trained_sample_ids(self, name: str) -> list[str] | None:
+        """The samples ``name`` was trained on (its manifest); None when it has none."""
+        if name not in self._trained_ids:
+            directory = self._registry.path(name)
+            ids = None
+            if (directory / MANIFEST_FILE).is_file():
+                found = read_manifest(directory).get(SOURCE_IDS_KEY)
+                ids = [str(i) for i in found] if isinstance(found, list) else None
+            self._trained_ids[name] = ids
+        return self._trained_ids[name]
+
+
+# ---------------------------------------------------------------------------- the stack
+
+_ROUTERS: weakref.WeakKeyDictionary[Warehouse, Router] = weakref.WeakKeyDictionary()
+_ROUTERS_LOCK = threading.Lock()
+
+
+def router_for_stack(warehouse: Warehouse, settings: RolloutSettings | None = None) -> Router:
+    """The one router of ``warehouse``'s stack, made on first use (blocking: one query).
+
+    ``GET /v1/route`` and :func:`serve_rollouts` must share it: the service re-routes it
+    and flushes the assignments it recorded before every look.
+    """
+    with _ROUTERS_LOCK:
+        router = _ROUTERS.get(warehouse)
+        if router is None:
+            router = router_from_warehouse(warehouse, settings)
+            _ROUTERS[warehouse] = router
+        return router
+
+
+def default_registry() -> Registry:
+    """The registry the training service writes (``LORALOOP_TRAINER__REGISTRY_DIR``)."""
+    return Registry(TrainerSettings().registry_root(Settings().data_dir))
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def serve_rollouts(
+    warehouse: Warehouse,
+    settings: RolloutServiceSettings,
+    router: Router,
+    stop: asyncio.Event,
+    *,
+    registry: Registry | None = None,
+) -> None:
+    """Run :meth:`RolloutService.step` every ``poll_interval_s`` until ``stop`` is set.
+
+    Every warehouse and registry call runs on the warehouse thread; a failing step is
+    logged and retried at the next poll. ``registry`` defaults to the training service's
+    (:func:`default_registry`). With ``settings.enabled`` false it only waits.
+    """
+    if not settings.enabled:
+        logger.info("rollout service disabled (LORALOOP_ROLLOUT_SERVICE__ENABLED=false)")
+        await stop.wait()
+        return
+    service = RolloutService(warehouse, registry or default_registry(), router, settings=settings)
+    while not stop.is_set():
+        try:
+            report = await warehouse.run(service.step)
+        except Exception:  # a warehouse hiccup or a broken version: log, look again later
+            logger.exception(
+                "rollout service step failed; retrying in %ss", settings.poll_interval_s
+            )
+        else:
+            if report.action is not ServiceAction.WAITING:
+                logger.debug("rollout step: %s %s %s", report.action, report.version, report.reason)
+        await _pause(stop, settings.poll_interval_s)
