@@ -93,6 +93,11 @@ def create_app(settings: Settings, *, bootstrap: str, web_port: int) -> faust.Ap
         web_host=stream.web_host,
         web_port=web_port,
         producer_acks=-1,
+        # Tansu answers ListOffsets(latest) with the last batch's base offset + 1, so a
+        # multi-record batch hides its tail from Faust's table recovery (state lost after
+        # a crash). One record per batch keeps the changelog's end offset exact; markers
+        # after flushed batches were tried and still lost state under SIGKILL.
+        producer_max_batch_size=1,
     )
 
 
@@ -239,29 +244,12 @@ async def _capture_batch(
     return batch, decoded, letters
 
 
-CHANGELOG_MARKER_KEY = "__loraloop_changelog_marker__"
-
-
 async def _save_states(table: Any, batch: CaptureBatch) -> None:
-    """Save each touched conversation's state once, then close the batch with a marker.
-
-    Tansu answers ListOffsets(latest) with the LAST BATCH's base offset + 1, so Faust's
-    table recovery reads a changelog only up to the first record of its last produce
-    batch. Flushing the states and then sending a lone marker per partition makes every
-    record that matters end before a marker; what recovery may still miss is the tail
-    of a batch sent after the last marker, i.e. state of input that was not committed
-    and is therefore replayed (and re-derived) after a crash.
-    """
+    """Save each touched conversation's state once per batch (coalesced)."""
     for cid, entry in batch.touched.items():
         value = entry.to_dict()
         table.data[cid] = value
         table.send_changelog(entry.partition, cid, value)
-    partitions = {entry.partition for entry in batch.touched.values()}
-    if not partitions:
-        return
-    await table.app.producer.flush()
-    for partition in sorted(partitions):
-        table.send_changelog(partition, CHANGELOG_MARKER_KEY, {"marker": True})
 
 
 def _count_batch(progress: Progress, batch: CaptureBatch, letters: int) -> None:

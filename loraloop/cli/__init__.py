@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.logging import RichHandler
 
-from loraloop.cli import admin, compare, events, samples, stack, train, web
+from loraloop.cli import admin, compare, events, samples, stack, train, web, worker
 from loraloop.cli.common import console, fail
 from loraloop.exceptions import LoraloopError
 
@@ -28,6 +28,8 @@ app.command("train")(train.train)
 app.command("trainer")(train.trainer)
 app.command("web")(web.web)
 app.command("compare")(compare.compare)
+app.command("worker")(worker.worker)
+app.command("topics")(worker.topics)
 app.add_typer(samples.samples_app, name="samples")
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 
 from loraloop.cli.common import DataDir, console, fail, load_settings
@@ -16,11 +17,20 @@ from loraloop.settings import Settings
 _HTTP_TIMEOUT_S = 10
 
 
-def migrate(data_dir: DataDir = None) -> None:
+def migrate(
+    data_dir: DataDir = None,
+    print_ddl: Annotated[
+        bool,
+        typer.Option("--print-ddl", help="Print the DDL that would run (cluster mode included)."),
+    ] = False,
+) -> None:
     """Apply pending warehouse migrations (re-runnable)."""
-    from analytics.warehouse import Warehouse
+    from analytics.warehouse import Warehouse, migration_ddl
 
     settings = load_settings(data_dir)
+    if print_ddl:
+        console.stdout_console.print(migration_ddl(settings), highlight=False, markup=False)
+        return
     warehouse = Warehouse.from_settings(settings, migrate=False)
     try:
         applied = warehouse.migrate(text_ttl_days=settings.warehouse.text_ttl_days)
@@ -50,11 +60,15 @@ def _counts_direct(settings: Settings) -> dict[str, int]:
 async def _offsets(bootstrap: str, settings: Settings) -> list[tuple[str, int, int, int | None]]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    # committed() asks the group coordinator without joining the group.
+    from streams.security import client_kwargs
     from streams.topics import all_topics, topic_name
 
-    # committed() asks the group coordinator without joining the group.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=settings.stream.app_id, enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        group_id=settings.stream.app_id,
+        enable_auto_commit=False,
+        **client_kwargs(settings.kafka),
     )
     await consumer.start()
     try:

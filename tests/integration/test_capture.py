@@ -154,7 +154,23 @@ def _kill_three_times_and_compare(
         LORALOOP_STREAM__BATCH_WITHIN_S="0.05",
     )
     worker = _start_worker(env)
-    web = _wait_stack(isolated_env, worker)
+    try:
+        worker = _produce_and_kill_three_times(isolated_env, worker, env, stream)
+        _wait_rows(_wait_stack(isolated_env, worker), expected)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=60)
+    got = _snapshot(isolated_env)
+    assert total > len(expected["turns"])
+    for table in TABLE_QUERIES:
+        assert got[table] == expected[table], table
+
+
+def _produce_and_kill_three_times(
+    data_dir: Path, worker: subprocess.Popen[str], env: dict[str, str], stream: Path
+) -> subprocess.Popen[str]:
+    """Publish the stream, then SIGKILL the worker three times as rows land; the last lives."""
+    web = _wait_stack(data_dir, worker)
     produced = subprocess.run(
         [sys.executable, "-m", "loraloop", "produce", str(stream)],
         env=env,
@@ -164,26 +180,23 @@ def _kill_three_times_and_compare(
         check=False,
     )
     assert produced.returncode == 0, produced.stderr
-    kills = 0
-    while kills < 3:
+    for _ in range(3):
         deadline = time.monotonic() + 120
         start_rows = _counts(web)["turns"]
         while _counts(web)["turns"] <= start_rows and time.monotonic() < deadline:
             time.sleep(0.05)
         worker.send_signal(signal.SIGKILL)
         worker.communicate()
-        kills += 1
         worker = _start_worker(env)
-        web = _wait_stack(isolated_env, worker)
+        web = _wait_stack(data_dir, worker)
+    return worker
+
+
+def _wait_rows(web: str, expected: dict[str, list[tuple[Any, ...]]]) -> None:
     deadline = time.monotonic() + 300
-    want = len(expected["turns"])
-    while _counts(web)["turns"] < want or _counts(web)["signals"] < len(expected["signals"]):
+    while _counts(web)["turns"] < len(expected["turns"]) or _counts(web)["signals"] < len(
+        expected["signals"]
+    ):
         assert time.monotonic() < deadline, _counts(web)
         time.sleep(0.5)
     time.sleep(3)  # let in-flight batches of later tables settle
-    worker.send_signal(signal.SIGTERM)
-    worker.communicate(timeout=60)
-    got = _snapshot(isolated_env)
-    assert total > len(expected["turns"])
-    for table in TABLE_QUERIES:
-        assert got[table] == expected[table], table

@@ -108,7 +108,17 @@ async def rollout(
         await warehouse.run(set_status, warehouse, registry, version, final)
     rows = await ctx.query(_LOOK_SQL, {"new": version, "prev": parent})
     comparison = orjson.loads(rows[0][0]) if rows else None
-    return {"looks": looks, "status": status.value, "traffic": totals, "comparison": comparison}
+    result = {"looks": looks, "status": status.value, "traffic": totals, "comparison": comparison}
+    from loraloop.cli.demo_run.check import check_comparison
+
+    problems: list[str] = []
+    await warehouse.run(
+        lambda: check_comparison(
+            warehouse, {"cycle": cycle, "rollout": result}, problems, recompute=True
+        )
+    )
+    result["recomputed_check"] = problems
+    return result
 
 
 def _batch(ctx: DemoContext) -> int:

@@ -40,7 +40,8 @@ def test_every_table_becomes_a_replicated_local_table_and_a_distributed_one() ->
     assert set(created) == tables | {f"{t}{LOCAL_SUFFIX}" for t in tables}
     for table in tables:
         local, dist = created[f"{table}{LOCAL_SUFFIX}"], created[table]
-        assert "ON CLUSTER `main`" in local and "ON CLUSTER `main`" in dist
+        assert "ON CLUSTER `main`" in local
+        assert "ON CLUSTER `main`" in dist
         assert re.search(r"ENGINE = Replicated\w*MergeTree\(", local), table
         assert f"'/clickhouse/tables/{{shard}}/{{database}}/{table}', '{{replica}}'" in local
         assert (

@@ -15,6 +15,8 @@ from streams.app import create_app
 from streams.producer import EventPublisher
 from streams.security import client_kwargs, faust_credentials, ssl_context
 
+PASSWORD = "s3cret"  # noqa: S105 - a test credential, never a real one
+
 
 def _kafka(**values: Any) -> KafkaSettings:
     return KafkaSettings(**values)
@@ -32,7 +34,7 @@ def test_sasl_ssl_reaches_aiokafka_and_faust() -> None:
         security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512",
         sasl_username="loop",
-        sasl_password=SecretStr("s3cret"),
+        sasl_password=SecretStr(PASSWORD),
     )
     kwargs = client_kwargs(kafka)
     assert kwargs["security_protocol"] == "SASL_SSL"
@@ -43,7 +45,7 @@ def test_sasl_ssl_reaches_aiokafka_and_faust() -> None:
     assert isinstance(credentials, SASLCredentials)
     assert credentials.protocol.value == "SASL_SSL"
     assert credentials.mechanism.value == "SCRAM-SHA-512"
-    assert credentials.password == "s3cret"
+    assert credentials.password == PASSWORD
 
 
 def test_ssl_without_sasl_and_hostname_checking() -> None:
@@ -55,8 +57,8 @@ def test_ssl_without_sasl_and_hostname_checking() -> None:
 
 
 def test_the_password_is_a_secret_in_the_settings_dump() -> None:
-    kafka = _kafka(security_protocol="SASL_SSL", sasl_username="u", sasl_password="s3cret")
-    assert "s3cret" not in Settings(kafka=kafka).model_dump_json()
+    kafka = _kafka(security_protocol="SASL_SSL", sasl_username="u", sasl_password=PASSWORD)
+    assert PASSWORD not in Settings(kafka=kafka).model_dump_json()
 
 
 @pytest.mark.parametrize(
@@ -64,7 +66,11 @@ def test_the_password_is_a_secret_in_the_settings_dump() -> None:
     [
         ({"security_protocol": "SASL_SSL"}, "SASL_USERNAME"),
         (
-            {"security_protocol": "SASL_PLAINTEXT", "sasl_username": "u", "sasl_password": "p"},
+            {
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl_username": "u",
+                "sasl_password": PASSWORD,
+            },
             "in clear",
         ),
         ({"ssl_cafile": "/ca.pem"}, "need SSL or SASL_SSL"),
@@ -80,7 +86,7 @@ def test_plaintext_sasl_can_be_allowed_explicitly() -> None:
     kafka = _kafka(
         security_protocol="SASL_PLAINTEXT",
         sasl_username="u",
-        sasl_password="p",
+        sasl_password=PASSWORD,
         allow_plaintext_sasl=True,
     )
     assert "ssl_context" not in client_kwargs(kafka)
@@ -98,7 +104,7 @@ def test_environment_variables_configure_it(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_the_worker_app_gets_the_credentials_and_the_replication(tmp_path: Any) -> None:
-    kafka = _kafka(security_protocol="SASL_SSL", sasl_username="u", sasl_password="p")
+    kafka = _kafka(security_protocol="SASL_SSL", sasl_username="u", sasl_password=PASSWORD)
     settings = Settings(data_dir=tmp_path, kafka_bootstrap="kafka:9092", kafka=kafka)
     settings.stream.replication_factor = 3
     app = create_app(settings, bootstrap="kafka:9092", web_port=6066)
