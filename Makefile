@@ -33,7 +33,7 @@ test: $(STAMP) $(CHROMIUM)
 
 demo: $(STAMP)
 	rm -rf .loraloop/demo
-	$(VENV)/bin/loraloop replay examples/events.jsonl --data-dir .loraloop/demo
+	$(VENV)/bin/loraloop demo --approve-as demo-approver --data-dir .loraloop/demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.logging import RichHandler
 
-from loraloop.cli import admin, compare, events, samples, stack, train, web, worker
+from loraloop.cli import admin, compare, demo, events, samples, stack, train, web, worker
 from loraloop.cli.common import console, fail
 from loraloop.exceptions import LoraloopError
 
@@ -30,6 +30,7 @@ app.command("web")(web.web)
 app.command("compare")(compare.compare)
 app.command("worker")(worker.worker)
 app.command("topics")(worker.topics)
+app.command("demo")(demo.demo)
 app.add_typer(samples.samples_app, name="samples")
 
 

@@ -52,7 +52,10 @@ def overview_table(summary: dict[str, Any]) -> Table:
             str(cycle["cycle"]),
             str(prod.get("captured", 0) + canary.get("captured", 0)),
             str(prod.get("labelled", 0) + canary.get("labelled", 0)),
-            ", ".join(f"{k} {v}" for k, v in cycle.get("dataset", {}).get("counts", {}).items())
+            ", ".join(
+                f"{k} {v}"
+                for k, v in cycle.get("dataset", {}).get("counts", {}).get("per_tier", {}).items()
+            )
             or cycle.get("training", {}).get("error")
             or "–",
             "–" if gate is None else ("passed" if gate.get("passed") else "failed"),
