@@ -74,7 +74,10 @@ class SimulationSettings(BaseSettings):
     )
     course_price: float = Field(199.0, gt=0, description="Value of a conversion.")
     rollout_steps: list[float] = Field(
-        default_factory=lambda: [20.0, 50.0, 100.0], description="Canary steps (percent)."
+        default_factory=lambda: [25.0, 50.0, 75.0, 100.0],
+        description="Canary steps (percent). Solved needs two consecutive looks with at "
+        "least min_events_per_arm conversations per arm: with 240 conversations a batch the "
+        "25 % look is too small, the 50 % and 75 % looks can both count.",
     )
     min_conversations_per_step: int = Field(
         40, ge=1, description="Conversations per arm before a step may advance."
@@ -84,15 +87,32 @@ class SimulationSettings(BaseSettings):
         80, ge=1, description="Conversations per arm before a type may be called solved."
     )
     fast_min_events_per_arm: int = Field(15, ge=1, description="The same with --fast.")
-    max_new_tokens: int = Field(48, ge=1, description="Tokens generated per reply.")
+    max_new_tokens: int = Field(
+        64,
+        ge=1,
+        description="Tokens generated per reply (the longest Chinese reference answer is "
+        "about 80 tokens; its facts come within the first 60).",
+    )
     fast_max_new_tokens: int = Field(16, ge=1, description="The same with --fast.")
     generation_batch_size: int = Field(16, ge=1, description="Prompts per generate() call.")
     stream_timeout_s: float = Field(
         120.0, gt=0, description="How long to wait for the stack to write a batch."
     )
     poll_interval_s: float = Field(0.5, gt=0, description="Warehouse polling interval.")
-    train_epochs: int = Field(3, ge=1, description="LoRA epochs per cycle (real model).")
-    train_learning_rate: float = Field(1e-3, gt=0, description="LoRA learning rate (real model).")
+    train_epochs: int = Field(
+        6,
+        ge=1,
+        description="LoRA epochs per cycle (real model). The deduplicated dataset is small "
+        "(a few dozen prompt → reference pairs): it takes a few dozen optimizer steps to learn.",
+    )
+    train_learning_rate: float = Field(2e-3, gt=0, description="LoRA learning rate (real model).")
+    train_batch_size: int = Field(4, ge=1, description="Samples per LoRA step (real model).")
+    train_grad_accum: int = Field(
+        1, ge=1, description="Micro-batches per optimizer step (real model): 1 gives more steps."
+    )
+    train_warmup_ratio: float = Field(
+        0.1, ge=0, lt=1, description="Warm-up share of the LoRA steps (real model)."
+    )
     train_max_seq_len: int = Field(256, ge=8, description="Longest training sequence (tokens).")
     approver_role_reason: str = Field(
         "demo approver: the fix matches the course policy and is safe to keep",

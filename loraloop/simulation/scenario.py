@@ -67,7 +67,7 @@ _REFERENCE: Final[dict[tuple[Intent, str], str]] = {
         "zh",
     ): "理解。前两课可以免费试听，看看是否适合你；也可以分 3 期付款，每期 69 美元。",
     (Intent.JOB_GUARANTEE, "en"): (
-        "No course can promise you a job. The course gives you real projects for your "
+        "Nobody can honestly promise a job. The course gives you real projects for your "
         "portfolio and interview practice, which many learners use when they apply."
     ),
     (

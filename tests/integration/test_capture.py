@@ -95,13 +95,16 @@ def _counts(web_url: str) -> dict[str, int]:
 
 
 def _start_worker(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "loraloop", "up"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    """``loraloop up`` with its output in a file: an unread pipe would fill and stall it."""
+    log = Path(env["LORALOOP_DATA_DIR"]).parent / f"worker-{time.monotonic_ns()}.log"
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "loraloop", "up"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
 
 
 def _wait_stack(data_dir: Path, proc: subprocess.Popen[str], timeout: float = 60) -> str:
@@ -112,7 +115,7 @@ def _wait_stack(data_dir: Path, proc: subprocess.Popen[str], timeout: float = 60
             info = json.loads(path.read_text())
             if info["pid"] == proc.pid:
                 return str(info["web_url"])
-        assert proc.poll() is None, proc.communicate()[1]
+        assert proc.poll() is None, "the worker exited; see worker-*.log next to the data dir"
         time.sleep(0.2)
     msg = "worker did not start"
     raise AssertionError(msg)

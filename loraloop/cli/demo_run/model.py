@@ -43,6 +43,9 @@ def train_config(data_dir: Path, sim: SimulationSettings, *, fast: bool) -> Trai
     return TrainConfig(
         epochs=sim.train_epochs,
         learning_rate=sim.train_learning_rate,
+        batch_size=sim.train_batch_size,
+        grad_accum=sim.train_grad_accum,
+        warmup_ratio=sim.train_warmup_ratio,
         max_seq_len=sim.train_max_seq_len,
         progress=False,
     )

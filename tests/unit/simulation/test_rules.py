@@ -109,3 +109,13 @@ def test_scenario_is_finite_and_bilingual() -> None:
     items = scenario_items(3)
     assert len(items) == len({i.text for i in items}) == 36
     assert {i.lang for i in items} == {"en", "zh"}
+
+
+@pytest.mark.parametrize("question", scenario_items(3), ids=lambda i: i.item_id)
+def test_reference_answers_break_no_rule(question: ScenarioItem) -> None:
+    # A version that learned the human agent's answer must be judged a good one.
+    reply = question.reference
+    assert review(question, [reply], SETTINGS.rules).acceptance == "Accept"
+    reaction = judge_reply(question, reply, SETTINGS, rng())
+    assert reaction.rule in {"satisfied", "silent", "well_timed_cta"}
+    assert not demands_human(question, reply, SETTINGS)
