@@ -40,7 +40,8 @@ _ENGINE = re.compile(r"^\s*ENGINE\s*=\s*(\w+)", re.IGNORECASE)
 _ORDER_BY = re.compile(r"\bORDER BY\s+(\([^()]*\)|\w+)", re.IGNORECASE)
 _ALTER_TABLE = re.compile(r"^ALTER TABLE (\w+)\s+(.*)$", re.IGNORECASE | re.DOTALL)
 _CREATE_VIEW = re.compile(
-    r"^CREATE (MATERIALIZED )?VIEW (IF NOT EXISTS )?(\w+)\s+(.*)$", re.IGNORECASE | re.DOTALL
+    r"^CREATE (OR REPLACE )?(MATERIALIZED )?VIEW (IF NOT EXISTS )?(\w+)\s+(.*)$",
+    re.IGNORECASE | re.DOTALL,
 )
 _MV_TO = re.compile(r"^TO\s+(\w+)\s+", re.IGNORECASE)
 _INSERT = re.compile(r"^INSERT INTO\b", re.IGNORECASE)
@@ -236,7 +237,8 @@ class ClusterDDL:
         return [replicated, distributed]
 
     def _view(self, view: re.Match[str], tables: set[str]) -> str:
-        materialized, exists, name, body = view[1] or "", view[2] or "", view[3], view[4]
+        replace = view[1] or ""
+        materialized, exists, name, body = view[2] or "", view[3] or "", view[4], view[5]
         to = _MV_TO.match(body)
         if materialized and to is not None:
             target = to[1]
@@ -247,7 +249,7 @@ class ClusterDDL:
             for table in sorted(tables, key=len, reverse=True):
                 select = re.sub(rf"\b(FROM|JOIN)\s+{table}\b", rf"\1 {table}{LOCAL_SUFFIX}", select)
             body = f"TO {target}{LOCAL_SUFFIX}\n{select}"
-        return f"CREATE {materialized}VIEW {exists}{name} {self.on_cluster}\n{body}"
+        return f"CREATE {replace}{materialized}VIEW {exists}{name} {self.on_cluster}\n{body}"
 
 
 def created_tables(statements: Iterable[str]) -> set[str]:

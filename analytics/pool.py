@@ -38,6 +38,7 @@ from loraloop.lifecycle import (
     Transition,
     TransitionRefused,
     build_transition,
+    first_seen_version,
 )
 from loraloop.pii import mask_pii
 
@@ -51,8 +52,37 @@ CONSOLE_SOURCE: Final = "console"
 
 LABEL_COLUMNS: Final = (
     "sample_id", "revision", "acceptance", "problem_types", "risk_level", "corrected_response",
-    "notes", "labelled_by", "role", "source", "ts",
+    "notes", "labelled_by", "role", "source", "ts", "first_seen_version",
 )  # fmt: skip
+
+_OBSERVED_SQL: Final = """
+SELECT DISTINCT model_version FROM conversations FINAL
+WHERE hasAny(qa_problem_types, {types:Array(String)}) AND model_version != ''
+UNION DISTINCT
+SELECT DISTINCT model_version FROM pool
+WHERE hasAny(problem_types, {types:Array(String)}) AND model_version != ''
+UNION DISTINCT
+SELECT model_version FROM samples FINAL
+WHERE sample_id = {sid:String} AND model_version != ''
+"""
+
+_LINEAGE_SQL: Final = (
+    "SELECT version, argMax(parent, updated_at) FROM model_versions GROUP BY version"
+)
+
+
+def first_seen_of(warehouse: Warehouse, sample_id: str, problem_types: Iterable[str]) -> str:
+    """The earliest version, following the registry's lineage, where a type was observed.
+
+    Observed = served in a conversation whose QA verdict or label carries one of the
+    sample's problem types (the sample's own conversation included). '' when unknown.
+    """
+    types = sorted(problem_types)
+    rows = warehouse.query(_OBSERVED_SQL, {"types": types, "sid": sample_id}).result_rows
+    observed = {str(r[0]) for r in rows}
+    lineage = {str(v): (str(p) or None) for v, p in warehouse.query(_LINEAGE_SQL).result_rows}
+    return first_seen_version(observed, lineage) or ""
+
 
 NEXT_TIER: Final = {
     SampleStatus.PROBLEM: SampleStatus.CANDIDATE_BASELINE,
@@ -439,6 +469,7 @@ def _write_label(
         {"sid": sample_id},
     ).result_rows
     revision = int(rows[0][0] or 0) + 1
+    first_seen = first_seen_of(warehouse, sample_id, valid.problem_types)
     warehouse.insert(
         "sample_labels",
         [
@@ -446,6 +477,7 @@ def _write_label(
                 sample_id, revision, valid.acceptance.value, list(valid.problem_types),
                 valid.risk_level.value, mask_pii(valid.corrected_response or ""),
                 mask_pii(valid.notes or ""), actor, role.value, source, datetime.now(UTC),
+                first_seen,
             ]
         ],
         column_names=LABEL_COLUMNS,

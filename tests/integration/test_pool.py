@@ -186,3 +186,99 @@ def test_labelling_through_the_api(tmp_path: Path) -> None:
             refused = client.post(f"/api/samples/{sid}/approve", json={}, headers=lena)
             assert refused.status_code == 403
             assert pool.get_sample(wh, sid).summary.status == "problem"
+
+
+def test_first_seen_version_follows_the_lineage(tmp_path: Path) -> None:
+    """A type observed in model_v2 and in its ancestor model_v1 was first seen in model_v1."""
+    from datetime import UTC, datetime
+
+    from analytics.pool import first_seen_of
+    from analytics.warehouse import Warehouse
+
+    wh = Warehouse.connect(dsn=f"chdb://{tmp_path}/warehouse", database="loraloop")
+    try:
+        wh.migrate(text_ttl_days=30)
+        now = datetime.now(UTC)
+        versions = [("model_v1", ""), ("model_v2", "model_v1"), ("model_v3", "model_v2")]
+        wh.insert(
+            "model_versions",
+            [[v, p, "base", "active", "", True, "{}", now, now] for v, p in versions],
+            column_names=[
+                "version",
+                "parent",
+                "base_model",
+                "status",
+                "path",
+                "gate_passed",
+                "metrics",
+                "created_at",
+                "updated_at",
+            ],
+        )
+        rows = [
+            [
+                "c1",
+                "u1",
+                "",
+                "model_v2",
+                now,
+                now,
+                1,
+                [],
+                False,
+                "Reject",
+                ["over_promise"],
+                0,
+                0,
+                0,
+                False,
+                0.0,
+                1,
+            ],
+            [
+                "c2",
+                "u2",
+                "",
+                "model_v1",
+                now,
+                now,
+                1,
+                [],
+                False,
+                "Risk",
+                ["over_promise"],
+                0,
+                0,
+                0,
+                False,
+                0.0,
+                1,
+            ],
+            [
+                "c3",
+                "u3",
+                "",
+                "model_v3",
+                now,
+                now,
+                1,
+                [],
+                False,
+                "Reject",
+                ["missing_knowledge"],
+                0,
+                0,
+                0,
+                False,
+                0.0,
+                1,
+            ],
+        ]
+        from analytics.rows import CONVERSATION_COLUMNS
+
+        wh.insert("conversations", rows, column_names=CONVERSATION_COLUMNS)
+        assert first_seen_of(wh, "smp-c1", ["over_promise"]) == "model_v1"
+        assert first_seen_of(wh, "smp-c3", ["missing_knowledge"]) == "model_v3"
+        assert first_seen_of(wh, "smp-none", ["wrong_CTA_timing"]) == ""
+    finally:
+        wh.close()

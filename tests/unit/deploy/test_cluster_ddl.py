@@ -93,7 +93,7 @@ def test_alters_change_the_local_and_the_distributed_table() -> None:
 def test_views_run_on_the_cluster_and_the_incremental_view_reads_local_tables() -> None:
     statements = _cluster()
     views = [s for s in statements if "VIEW" in s.split("\n", 1)[0]]
-    assert len(views) == 4
+    assert len(views) == 5  # pool is created in 0003 and replaced in 0007
     assert all("ON CLUSTER `main`" in v.split("\n", 1)[0] for v in views)
     (incremental,) = [v for v in views if "conversation_metrics_hourly_mv" in v]
     assert "TO conversation_metrics_hourly_local" in incremental
@@ -102,6 +102,8 @@ def test_views_run_on_the_cluster_and_the_incremental_view_reads_local_tables() 
     assert "FROM conversations FINAL" in snapshot
     (pool,) = [v for v in views if v.startswith("CREATE VIEW IF NOT EXISTS pool")]
     assert "FROM samples FINAL" in pool
+    (replaced,) = [v for v in views if v.startswith("CREATE OR REPLACE VIEW pool")]
+    assert "first_seen_version" in replaced
 
 
 def test_backfills_run_once_through_the_distributed_tables() -> None:
