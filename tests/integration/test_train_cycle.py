@@ -300,7 +300,7 @@ def test_observations_read_labels_and_rates(warehouse: Warehouse) -> None:
 
 def test_serve_records_why_a_cycle_started(warehouse: Warehouse, tiny_env: Settings) -> None:
     seed_pool(warehouse, problems=False)
-    trainer = TrainerSettings(poll_interval_s=0.05)
+    trainer = TrainerSettings(poll_interval_s=0.05, enabled=True)
 
     async def scenario() -> list[dict[str, Any]]:
         stop = asyncio.Event()
