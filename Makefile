@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install test demo lint typecheck clean
+.PHONY: install test demo reliability lint typecheck clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ test: $(STAMP) $(CHROMIUM)
 demo: $(STAMP)
 	rm -rf .loraloop/demo
 	$(VENV)/bin/loraloop demo --approve-as demo-approver --data-dir .loraloop/demo
+
+# Faults, bad input, security and a soak: regenerates docs/reliability.md.
+reliability: $(STAMP)
+	$(PY) benchmarks/reliability_report.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
