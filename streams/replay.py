@@ -13,11 +13,12 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loraloop.eventfile import LineError, read_events, strip_type
+from loraloop.eventfile import LineError, ParsedLine, read_events, strip_type
 from loraloop.events import DLQ_TOPIC, DeadLetter
 from loraloop.settings import Settings
 from streams.capture import QaLabeller
@@ -44,32 +45,47 @@ class ReplayResult:
     error: str | None = None
 
 
-def plan_messages(path: Path) -> tuple[list[Outgoing], list[LineError], int]:
-    """Messages for every line: routable ones to their topic, the rest to the DLQ."""
-    messages: list[Outgoing] = []
-    errors: list[LineError] = []
-    lines = 0
+@dataclass
+class Plan:
+    """What reading the file found; filled in while the messages are consumed."""
+
+    lines: int = 0
+    errors: list[LineError] = field(default_factory=list)
+    direct_dlq: int = 0
+    max_errors_kept: int = 1000
+
+
+def plan_messages(path: Path, plan: Plan) -> Iterator[Outgoing]:
+    """Messages for every line, lazily: routable ones to their topic, the rest to the DLQ.
+
+    A generator, so a huge file is published in windows and never held in memory;
+    ``plan`` counts lines and dead letters as they go (only the first line errors are
+    kept for the report).
+    """
     for item in read_events(path):
-        lines += 1
-        if isinstance(item, LineError):
-            errors.append(item)
-            if item.kind is not None:
-                key = f"line-{item.line_no}"
-                messages.append(Outgoing(item.kind.topic, key, strip_type(item.raw)))
-                continue
-            letter = DeadLetter(
-                source_topic=f"file:{path.name}",
-                partition=0,
-                offset=item.line_no,
-                raw_b64=base64.b64encode(item.raw).decode("ascii"),
-                error=item.message,
-                ts=datetime.now(UTC),
-            )
-            payload = letter.model_dump_json().encode()
-            messages.append(Outgoing(DLQ_TOPIC, letter.source_topic, payload))
+        plan.lines += 1
+        if isinstance(item, ParsedLine):
+            yield Outgoing(item.kind.topic, item.key, strip_type(item.raw))
             continue
-        messages.append(Outgoing(item.kind.topic, item.key, strip_type(item.raw)))
-    return messages, errors, lines
+        if len(plan.errors) < plan.max_errors_kept:
+            plan.errors.append(item)
+        if item.kind is not None:
+            yield Outgoing(item.kind.topic, f"line-{item.line_no}", strip_type(item.raw))
+            continue
+        plan.direct_dlq += 1
+        yield _direct_dead_letter(path, item)
+
+
+def _direct_dead_letter(path: Path, item: LineError) -> Outgoing:
+    letter = DeadLetter(
+        source_topic=f"file:{path.name}",
+        partition=0,
+        offset=item.line_no,
+        raw_b64=base64.b64encode(item.raw).decode("ascii"),
+        error=item.message,
+        ts=datetime.now(UTC),
+    )
+    return Outgoing(DLQ_TOPIC, letter.source_topic, letter.model_dump_json().encode())
 
 
 async def _wait_written(
@@ -94,19 +110,21 @@ def replay_file(
     path: Path, settings: Settings, *, qa_labeller: QaLabeller | None = None
 ) -> ReplayResult:
     """Run the embedded stack over ``path``; returns when every event is written."""
-    messages, errors, lines = plan_messages(path)
-    direct_dlq = sum(1 for m in messages if m.topic == DLQ_TOPIC)
-    result = ReplayResult(lines=lines, line_errors=[str(e) for e in errors])
+    plan = Plan()
+    result = ReplayResult()
     started = time.perf_counter()
 
     async def drive(running: RunningStack) -> None:
         try:
             async with EventPublisher(running.bootstrap, settings.stream) as publisher:
-                report = await publisher.publish(messages)
+                report = await publisher.publish(plan_messages(path, plan))
             result.published = report.sent
-            await _wait_written(running, report, direct_dlq, settings.stream.replay_timeout_s)
+            result.lines = plan.lines
+            result.line_errors = [str(e) for e in plan.errors]
+            timeout = settings.stream.replay_timeout_s
+            await _wait_written(running, report, plan.direct_dlq, timeout)
             result.accepted = sum(running.progress.written.values())
-            result.dead_lettered = sum(running.progress.dead_lettered.values()) + direct_dlq
+            result.dead_lettered = sum(running.progress.dead_lettered.values()) + plan.direct_dlq
             result.tables = await running.warehouse.run(running.warehouse.table_counts)
         except Exception as e:  # reported to the caller; the stack still shuts down cleanly
             logger.exception("replay failed")

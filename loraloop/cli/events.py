@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -27,23 +28,26 @@ def produce(
 
     settings = load_settings(data_dir)
     target = bootstrap or settings.kafka_bootstrap or read_stack(settings).bootstrap
-    good: list[Outgoing] = []
     bad = 0
-    for item in read_events(file):
-        if isinstance(item, LineError):
-            bad += 1
-            console.stderr_console.print(f"[yellow]bad line[/] {item}", highlight=False)
-            continue
-        good.append(Outgoing(item.kind.topic, item.key, strip_type(item.raw)))
+
+    def good_events() -> Iterator[Outgoing]:
+        """Valid lines as messages, read lazily so a huge file never sits in memory."""
+        nonlocal bad
+        for item in read_events(file):
+            if isinstance(item, LineError):
+                bad += 1
+                console.stderr_console.print(f"[yellow]bad line[/] {item}", highlight=False)
+                continue
+            yield Outgoing(item.kind.topic, item.key, strip_type(item.raw))
 
     async def send() -> int:
         await ensure_topics(target, settings.stream)
         async with EventPublisher(target, settings.stream) as publisher:
-            return (await publisher.publish(good)).sent
+            return (await publisher.publish(good_events())).sent
 
-    sent = asyncio.run(send()) if good else 0
+    sent = asyncio.run(send())
     console.stdout_console.print(f"published {sent} events to {target}; {bad} bad lines skipped")
     if bad:
         raise typer.Exit(code=1)
-    if not good:
+    if not sent:
         fail(f"{file} holds no events")

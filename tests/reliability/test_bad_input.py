@@ -405,13 +405,9 @@ def test_huge_event_file_is_parsed_streaming_in_bounded_memory(tmp_path: Path) -
     )  # fmt: skip
 
 
-@pytest.mark.xfail(
-    reason="`loraloop produce` and `replay` (plan_messages) hold every message of the file "
-    "in a list before publishing: memory grows with the file (see docs/reliability.md)",
-    strict=True,
-)
 def test_replay_plan_holds_bounded_memory(tmp_path: Path) -> None:
-    from streams.replay import plan_messages
+    """`replay` (and `produce`) read the file lazily and publish it in windows."""
+    from streams.replay import Plan, plan_messages
 
     path = tmp_path / "big.jsonl"
     with path.open("wb") as fh:
@@ -419,8 +415,10 @@ def test_replay_plan_holds_bounded_memory(tmp_path: Path) -> None:
             fh.write(_good_line(i) + b"\n")
     tracemalloc.start()
     try:
-        plan_messages(path)
+        plan = Plan()
+        count = sum(1 for _ in plan_messages(path, plan))
         _, peak = tracemalloc.get_traced_memory()
+        assert count == plan.lines == 60_000
     finally:
         tracemalloc.stop()
     assert peak < 4 * 1024 * 1024, peak
