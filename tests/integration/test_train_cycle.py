@@ -8,6 +8,8 @@ in ``turns`` (Chinese and English, with phone numbers and e-mail addresses).
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -318,3 +320,45 @@ def test_serve_records_why_a_cycle_started(warehouse: Warehouse, tiny_env: Setti
     assert len(rows) == 1  # the min gap holds the next period-triggered cycle back
     assert (rows[0]["reason"], rows[0]["status"]) == ("period", "no_data")
     assert orjson.loads(rows[0]["details"])["period"]["last_cycle_at"] is None
+
+
+def _kill_training_child() -> bool:
+    """SIGKILL this process's `python -m trainer.worker` child; True when one was found."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields[1] == me and b"trainer.worker" in cmdline:
+            os.kill(int(stat.parent.name), signal.SIGKILL)
+            return True
+    return False
+
+
+def test_training_killed_midway_registers_nothing_and_the_next_cycle_runs(
+    warehouse: Warehouse, tiny_env: Settings
+) -> None:
+    seed_pool(warehouse)
+    killed: list[bool] = []
+
+    def kill_at_second_step(progress: TrainProgress) -> None:
+        if progress.step == 2 and not killed:
+            killed.append(_kill_training_child())
+
+    first = run_cycle_now(
+        warehouse, tiny_env, TrainerSettings(), reason="manual", on_progress=kill_at_second_step
+    )
+    assert killed == [True]
+    assert first.status is CycleStatus.FAILED
+    assert first.version is None
+    registry = Registry(tiny_env.data_dir / "registry")
+    assert registry.versions() == []
+    assert warehouse.count("model_versions") == 0
+
+    second = run_cycle_now(warehouse, tiny_env, TrainerSettings(), reason="manual")
+    assert second.status is CycleStatus.REGISTERED, second.error
+    assert second.version is not None
+    assert [v.name for v in registry.versions()] == [second.version.name]
+    assert [c["status"] for c in cycles(warehouse)] == ["failed", "registered"]
