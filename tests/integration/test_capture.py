@@ -62,6 +62,9 @@ def test_example_conversations_are_captured_row_by_row(
         samples = wh.query(
             "SELECT sample_id, status, inclusion_probability FROM samples FINAL ORDER BY 1"
         ).result_rows
+        pool = wh.query(
+            "SELECT sample_id, status, acceptance, labelled_by FROM pool ORDER BY 1"
+        ).result_rows
         qa_evidence = wh.query(
             "SELECT evidence FROM signals FINAL WHERE detector = 'qa_flag' "
             "AND conversation_id = 'conv-zh-004'"
@@ -87,6 +90,11 @@ def test_example_conversations_are_captured_row_by_row(
         assert probability == pytest.approx(conversation[7])
         assert 0 < probability <= 1
     assert "over_promise" in json.loads(qa_evidence[0][0]).__repr__()
+    # QA verdicts on llm.qa label their samples through the stream, like a console labeller.
+    labelled = {r[0]: (r[1], r[2], r[3]) for r in pool if r[0] in flagged}
+    assert labelled["smp-conv-en-002"] == ("problem", "Reject", "qa-maria")
+    assert labelled["smp-conv-zh-003"] == ("problem", "Risk", "qa-zhang")
+    assert {status for status, _, _ in labelled.values()} == {"problem"}
 
 
 def _counts(web_url: str) -> dict[str, int]:
