@@ -57,6 +57,7 @@ SAMPLE_COLUMNS: Final = (
 
 
 COLUMNS["conversations"] = CONVERSATION_COLUMNS
+COLUMNS["conversation_state"] = ("conversation_id", "state", "revision", "updated_at")
 COLUMNS["samples"] = SAMPLE_COLUMNS
 
 TABLE_OF: Final[dict[type[Contract], str]] = {

@@ -45,13 +45,11 @@ class StreamSettings(BaseSettings):
         0, ge=0, le=65535, description="Worker HTTP port (health, metrics); 0 picks a free one."
     )
     web_host: str = Field("127.0.0.1", description="Worker HTTP bind address.")
-    conversation_idle_s: float = Field(
-        172_800.0,
-        gt=0,
-        description="Detector state of a conversation idle this long (stream time) is dropped.",
-    )
-    expiry_interval_s: float = Field(
-        60.0, gt=0, description="How often the worker looks for idle conversations."
+    state_cache_size: int = Field(
+        200_000,
+        ge=1,
+        description="Conversations whose detector state the worker keeps in memory (LRU); "
+        "the rest are read back from the warehouse's conversation_state table.",
     )
     lag_interval_s: float = Field(
         5.0, gt=0, description="How often consumer lag is measured for /metrics and /health."

@@ -8,9 +8,7 @@ sink, and only then acks: at-least-once in, idempotent (ReplacingMergeTree) out.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,6 @@ from pydantic import ValidationError
 from analytics.rows import dead_letter_row
 from analytics.warehouse import Warehouse
 from detectors.config import DetectorSettings
-from detectors.exceptions import StateFormatError
 from loraloop.events import (
     DLQ_TOPIC,
     KINDS,
@@ -36,19 +33,12 @@ from loraloop.events import (
 from loraloop.exceptions import LoraloopError
 from loraloop.settings import Settings
 from streams import metrics
-from streams.capture import (
-    Capture,
-    CaptureBatch,
-    Entry,
-    QaLabeller,
-    TierLookup,
-    idle_keys,
-    needs_tier,
-)
+from streams.capture import Capture, CaptureBatch, Entry, QaLabeller, TierLookup, needs_tier
 from streams.ingest import dead_letter, decode_batch
 from streams.progress import Progress
 from streams.security import faust_credentials
 from streams.sink import WarehouseSink
+from streams.state_store import STATE_TABLE, StateStore, state_rows
 from streams.topics import base_name, topic_name
 
 logger = logging.getLogger(__name__)
@@ -93,11 +83,6 @@ def create_app(settings: Settings, *, bootstrap: str, web_port: int) -> faust.Ap
         web_host=stream.web_host,
         web_port=web_port,
         producer_acks=-1,
-        # Tansu answers ListOffsets(latest) with the last batch's base offset + 1, so a
-        # multi-record batch hides its tail from Faust's table recovery (state lost after
-        # a crash). One record per batch keeps the changelog's end offset exact; markers
-        # after flushed batches were tried and still lost state under SIGKILL.
-        producer_max_batch_size=1,
     )
 
 
@@ -188,46 +173,40 @@ def add_web(app: faust.App, warehouse: Warehouse, progress: Progress) -> None:
 
 def capture_agent(
     capture: Capture,
-    table: Any,
+    store: StateStore,
     dlq: Any,
     sink: WarehouseSink,
     progress: Progress,
     settings: Settings,
     qa_labeller: QaLabeller | None = None,
 ) -> AgentFn:
-    """The agent over every conversation topic: detect, sample, write, save state, ack."""
+    """The agent over every conversation topic: detect, sample, write rows + state, ack."""
     stream_settings = settings.stream
-    watch = _Expiry(stream_settings.expiry_interval_s)
 
     async def capture_conversations(stream: Any) -> None:
         async for events in stream.noack_take(
             stream_settings.batch_size, within=stream_settings.batch_within_s
         ):
             messages = [event.message for event in events]
-            batch, decoded, letters = await _capture_batch(
-                capture, table, dlq, sink, messages, qa_labeller
-            )
+            batch, letters = await _capture_batch(capture, store, dlq, sink, messages, qa_labeller)
             for event in events:
                 await stream.ack(event)
             for message in messages:
                 progress.mark(message.topic, message.partition, message.offset)
             _count_batch(progress, batch, len(letters))
-            watch.observe(decoded)
-            if watch.due():
-                _expire(table, watch, stream_settings.conversation_idle_s)
 
     return capture_conversations
 
 
 async def _capture_batch(
     capture: Capture,
-    table: Any,
+    store: StateStore,
     dlq: Any,
     sink: WarehouseSink,
     messages: list[Any],
     qa_labeller: QaLabeller | None,
-) -> tuple[CaptureBatch, list[Any], list[DeadLetter]]:
-    """Everything before the ack: dead letters, rows in the warehouse, state saved."""
+) -> tuple[CaptureBatch, list[DeadLetter]]:
+    """Everything before the ack: dead letters, then rows and states in the warehouse."""
     for message in messages:
         metrics.EVENTS_IN.labels(base_name(capture.stream_settings, message.topic)).inc()
     decoded, letters = capture.decode(messages)
@@ -235,21 +214,20 @@ async def _capture_batch(
         await _send_dead_letter(dlq, letter)
     await _load_tiers(capture, decoded, sink)
     conversation_ids = {event.conversation_id for _, event in decoded}
-    entries = {cid: _stored_entry(table, cid) for cid in conversation_ids}
+    entries: dict[str, Entry | None] = dict(store.cached(conversation_ids))
+    missing = sorted(conversation_ids - entries.keys())
+    if missing:
+        loaded = await sink.retrying(store.fetch_async, missing)
+        store.remember(loaded)
+        entries.update(loaded)
     batch = capture.process(decoded, entries)
+    # Last table of the write: a stored state never runs ahead of the rows it produced.
+    batch.rows[STATE_TABLE] = state_rows(batch.touched)
     await sink.write(batch.rows, topic="conversations")
+    store.remember(batch.touched)
     if qa_labeller is not None:
         await _label_from_qa(qa_labeller, decoded, sink)
-    await _save_states(table, batch)
-    return batch, decoded, letters
-
-
-async def _save_states(table: Any, batch: CaptureBatch) -> None:
-    """Save each touched conversation's state once per batch (coalesced)."""
-    for cid, entry in batch.touched.items():
-        value = entry.to_dict()
-        table.data[cid] = value
-        table.send_changelog(entry.partition, cid, value)
+    return batch, letters
 
 
 def _count_batch(progress: Progress, batch: CaptureBatch, letters: int) -> None:
@@ -258,48 +236,6 @@ def _count_batch(progress: Progress, batch: CaptureBatch, letters: int) -> None:
     metrics.SAMPLES.inc(batch.samples)
     progress.written["conversations"] += batch.events
     progress.dead_lettered["conversations"] += letters
-
-
-class _Expiry:
-    """Tracks stream time and when the next idle-state sweep is due."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self.stream_time: datetime | None = None
-        self._next = time.monotonic() + interval_s
-
-    def observe(self, decoded: Any) -> None:
-        for _, event in decoded:
-            if self.stream_time is None or event.ts > self.stream_time:
-                self.stream_time = event.ts
-
-    def due(self) -> bool:
-        if time.monotonic() < self._next or self.stream_time is None:
-            return False
-        self._next = time.monotonic() + self.interval_s
-        return True
-
-
-def _expire(table: Any, watch: _Expiry, idle_s: float) -> None:
-    assert watch.stream_time is not None  # noqa: S101 - due() guarantees it
-    stale = idle_keys(table.data, idle_s=idle_s, stream_time=watch.stream_time)
-    for key in stale:
-        partition = int(table.data[key]["p"])
-        del table.data[key]
-        table.send_changelog(partition, key, None, value_serializer="raw")
-    if stale:
-        logger.info("dropped the state of %d idle conversations", len(stale))
-
-
-def _stored_entry(table: Any, cid: str) -> Entry | None:
-    value = table.data.get(cid)
-    if value is None:
-        return None
-    try:
-        return Entry.from_dict(value)
-    except (StateFormatError, KeyError, TypeError, ValueError) as e:
-        logger.warning("conversation %s: unreadable stored state (%s); starting afresh", cid, e)
-        return None
 
 
 async def _send_dead_letter(dlq: Any, letter: DeadLetter) -> None:
@@ -369,12 +305,13 @@ def build_worker_app(
     users_topic = _raw_topic(app, settings, users.topic)
     agent = ingest_agent(users, dlq, sink, progress, settings, tiers=tiers)
     app.agent(users_topic, name="ingest-users", concurrency=1)(agent)
-    table = app.Table(
-        "conversation-state",
-        default=None,
-        partitions=settings.stream.partitions,
-        key_type=str,
-    )
+    store = StateStore(warehouse, capacity=settings.stream.state_cache_size)
+
+    async def forget_states(*_args: Any, **_kwargs: Any) -> None:
+        store.clear()  # another worker may have moved these conversations on meanwhile
+
+    app.on_partitions_revoked.connect(forget_states)
+    app.on_partitions_assigned.connect(forget_states)
     conversation_topics = [k.topic for k in KINDS.values() if k.name != "user"]
     source = app.topic(
         *(topic_name(settings.stream, t) for t in conversation_topics),
@@ -385,7 +322,7 @@ def build_worker_app(
         partitions=settings.stream.partitions,
     )
     capture = Capture(settings.stream, DetectorSettings(), tiers)
-    agent = capture_agent(capture, table, dlq, sink, progress, settings, qa_labeller)
+    agent = capture_agent(capture, store, dlq, sink, progress, settings, qa_labeller)
     app.agent(source, name="capture", concurrency=1)(agent)
     app.agent(dlq, name="dead-letters", concurrency=1)(dead_letter_agent(sink, progress, settings))
     add_web(app, warehouse, progress)

@@ -20,7 +20,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
 from analytics.rows import event_row, signal_row
@@ -171,17 +170,3 @@ class Capture:
                 batch.rows["samples"].append(sample_row(entry.state, entry.rollup, decision))
                 batch.samples += 1
         return batch
-
-
-def idle_keys(entries: Any, *, idle_s: float, stream_time: datetime) -> list[str]:
-    """Conversations idle for ``idle_s`` seconds of stream time (the newest event seen).
-
-    Stream time, not the wall clock, so a backfill of old traffic keeps its state.
-    """
-    cutoff = stream_time - timedelta(seconds=idle_s)
-    stale = []
-    for key, value in entries.items():
-        last = value.get("s", {}).get("last_ts")
-        if last is not None and datetime.fromisoformat(last) < cutoff:
-            stale.append(key)
-    return stale
