@@ -134,14 +134,21 @@ def resolve_base_model(*, base_model: str, cache_dir: Path) -> BaseModelRef:
     return BaseModelRef(cache_dir, identity["name"], identity["source"], identity["sha256"])
 
 
-def load_base(ref: BaseModelRef, *, device: str = "cpu") -> tuple[Any, Any]:
-    """Load (model, tokenizer) from the resolved checkpoint, frozen, in float32."""
+def load_base(
+    ref: BaseModelRef, *, device: str = "cpu", attn_implementation: str | None = None
+) -> tuple[Any, Any]:
+    """Load (model, tokenizer) from the resolved checkpoint, frozen, in float32.
+
+    ``attn_implementation="flash_attention_2"`` on a GPU lets packed rows keep their
+    samples apart through ``position_ids`` (see trainer/packing.py).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(ref.path)
-        model: Any = AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch.float32)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model: Any = AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch.float32, **extra)
     except (OSError, ValueError) as error:
         msg = f"cannot load the base model from {ref.path}: {error}"
         raise BaseModelError(msg) from error

@@ -96,6 +96,12 @@ class TrainConfig(BaseSettings):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA when supported, fp32 elsewhere."
     )
+    packing: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Pack samples into rows of max_seq_len tokens. auto: on CUDA with "
+        "FlashAttention 2 (boundaries from position_ids); on elsewhere uses an exact "
+        "block-diagonal mask (for checks, not speed).",
+    )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     seed: int = Field(0, description="Seeds LoRA init, dropout and shuffling.")
     progress: bool = Field(True, description="Show a rich progress bar with the step loss.")

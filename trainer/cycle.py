@@ -25,6 +25,7 @@ from trainer.gate import GateResult, run_gate
 from trainer.lora import StepInfo, TrainMetrics, attach_adapter, train_adapter
 from trainer.manifest import MANIFEST_FILE, read_manifest, read_rows
 from trainer.registry import Registry, write_version
+from trainer.schedule import flash_attention_available, resolve_device, use_packing
 from trainer.versions import VersionInfo, VersionStatus, utc_now
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,9 @@ def run_cycle(
         raise DatasetError(msg)
     cache = train_config.base_model_cache or data_dir / BASE_MODEL_CACHE
     ref = resolve_base_model(base_model=train_config.base_model, cache_dir=cache)
-    base, tokenizer = load_base(ref)
+    device = resolve_device(train_config.device)
+    flash = use_packing(train_config, device) and flash_attention_available()
+    base, tokenizer = load_base(ref, attn_implementation="flash_attention_2" if flash else None)
     train = _encode(tokenizer, _split(rows, SPLIT_TRAIN), train_config)
     heldout_rows = _split(rows, SPLIT_HELDOUT)
     heldout = _encode(tokenizer, heldout_rows, train_config)

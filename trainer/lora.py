@@ -20,7 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from trainer.config import TrainConfig
 from trainer.encoding import EncodedSample
 from trainer.loss import collate, weighted_loss_sum, weighted_token_count
-from trainer.schedule import autocast, optimizer_steps, resolve_device, total_steps, use_bf16
+from trainer.packing import block_causal_mask, collate_packed, pack_samples, packed_loss_sum
+from trainer.schedule import (
+    autocast,
+    optimizer_steps,
+    resolve_device,
+    total_steps,
+    use_bf16,
+    use_packing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,7 @@ class TrainMetrics:
     losses: list[float] = field(default_factory=list)
     device: str = "cpu"
     bf16: bool = False
+    packed: bool = False
     trainable_params: int = 0
     total_params: int = 0
 
@@ -97,11 +106,21 @@ def attach_adapter(base_model: Any, config: TrainConfig) -> Any:
 
 
 def step_backward(
-    model: Any, micro: Sequence[Sequence[EncodedSample]], *, pad_id: int, bf16: bool
+    model: Any,
+    micro: Sequence[Sequence[EncodedSample]],
+    *,
+    pad_id: int,
+    bf16: bool,
+    pack_len: int | None = None,
 ) -> tuple[float, int]:
-    """Accumulate one optimizer step's gradients; return (step loss, tokens)."""
+    """Accumulate one optimizer step's gradients; return (step loss, tokens).
+
+    With ``pack_len`` each micro-batch is packed into rows of that many tokens.
+    """
     device = next(p for p in model.parameters() if p.requires_grad).device
     denominator = weighted_token_count([s for batch in micro for s in batch])
+    if pack_len is not None:
+        return _packed_step(model, micro, pad_id, bf16, pack_len, denominator, device)
     total, tokens = 0.0, 0
     for samples in micro:
         batch = collate(samples, pad_id=pad_id).to(device)
@@ -111,6 +130,33 @@ def step_backward(
         loss.backward()  # type: ignore[no-untyped-call]
         total += float(loss.detach())
         tokens += int(batch.attention_mask.sum())
+    return total, tokens
+
+
+def _packed_step(
+    model: Any,
+    micro: Sequence[Sequence[EncodedSample]],
+    pad_id: int,
+    bf16: bool,
+    pack_len: int,
+    denominator: float,
+    device: torch.device,
+) -> tuple[float, int]:
+    flash = getattr(model.config, "_attn_implementation", "") == "flash_attention_2"
+    total, tokens = 0.0, 0
+    for samples in micro:
+        batch = collate_packed(pack_samples(samples, max_len=pack_len), pad_id=pad_id).to(device)
+        # FlashAttention reads sample boundaries from position_ids; other kernels need
+        # the explicit block-diagonal mask.
+        mask = None if flash else block_causal_mask(batch, torch.float32).to(device)
+        with autocast(device, bf16):
+            logits = model(
+                input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=mask
+            ).logits
+        loss = packed_loss_sum(logits, batch) / denominator
+        loss.backward()  # type: ignore[no-untyped-call]
+        total += float(loss.detach())
+        tokens += sum(sum(lengths) for lengths in batch.lengths)
     return total, tokens
 
 
@@ -139,6 +185,7 @@ def train_adapter(
 
     device = resolve_device(config.device)
     bf16 = use_bf16(config, device)
+    pack_len = config.max_seq_len if use_packing(config, device) else None
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -150,6 +197,7 @@ def train_adapter(
         train_samples=len(samples),
         device=str(device),
         bf16=bf16,
+        packed=pack_len is not None,
         trainable_params=sum(p.numel() for p in params),
         total_params=sum(p.numel() for p in model.parameters()),
     )
@@ -157,7 +205,7 @@ def train_adapter(
     with _progress(config.progress) as progress:
         task = progress.add_task("train", total=steps, loss=float("nan"))
         for epoch, micro in optimizer_steps(samples, config):
-            loss, tokens = step_backward(model, micro, pad_id=pad_id, bf16=bf16)
+            loss, tokens = step_backward(model, micro, pad_id=pad_id, bf16=bf16, pack_len=pack_len)
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             learning_rate = scheduler.get_last_lr()[0]
             optimizer.step()

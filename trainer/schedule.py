@@ -48,6 +48,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def flash_attention_available() -> bool:
+    """FlashAttention 2 is installed and usable by transformers."""
+    try:
+        from transformers.utils import is_flash_attn_2_available  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - transformers is a training dependency
+        return False
+    return bool(is_flash_attn_2_available())
+
+
+def use_packing(config: TrainConfig, device: torch.device) -> bool:
+    """Packing when asked, or under ``auto`` on CUDA where FlashAttention 2 is available."""
+    if config.packing != "auto":
+        return config.packing == "on"
+    return device.type == "cuda" and flash_attention_available()
+
+
 def use_bf16(config: TrainConfig, device: torch.device) -> bool:
     """bf16 autocast: when asked, or on a CUDA device that supports it under ``auto``."""
     if config.precision == "bf16":
