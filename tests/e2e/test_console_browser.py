@@ -32,6 +32,7 @@ FLAGS = (
     "--disable-dev-shm-usage", "--window-size=1400,1000",
 )  # fmt: skip
 START_TIMEOUT_S = 20.0
+PAGE_WAIT_S = 15.0
 POLL_S = 0.05
 SCREENSHOTS = REPO / "test-output"
 
@@ -77,6 +78,9 @@ def browser() -> Iterator[webdriver.Chrome]:
     for flag in FLAGS:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    # Page loads after a click are not awaited by find_element; poll for elements so a
+    # loaded machine (CI's two cores) does not race the next page.
+    driver.implicitly_wait(PAGE_WAIT_S)
     try:
         yield driver
     finally:
