@@ -46,10 +46,10 @@ class StreamSettings(BaseSettings):
     )
     web_host: str = Field("127.0.0.1", description="Worker HTTP bind address.")
     state_cache_size: int = Field(
-        200_000,
+        10_000,
         ge=1,
-        description="Conversations whose detector state the worker keeps in memory (LRU); "
-        "the rest are read back from the warehouse's conversation_state table.",
+        description="Conversations whose detector state the worker keeps in memory (LRU, "
+        "about 6 KB each); the rest are read back from the conversation_state table.",
     )
     lag_interval_s: float = Field(
         5.0, gt=0, description="How often consumer lag is measured for /metrics and /health."
