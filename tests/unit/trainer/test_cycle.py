@@ -10,7 +10,7 @@ import orjson
 import pytest
 import torch
 
-from tests.trainer_fixtures import make_pool
+from tests.trainer_fixtures import TINY_TRAIN, make_pool
 from trainer.config import DatasetConfig, GateConfig, TrainConfig
 from trainer.cycle import run_cycle
 from trainer.dataset import build_dataset
@@ -26,19 +26,7 @@ from trainer.versions import VersionStatus
 
 def tiny_train_config(checkpoint: Path, **overrides: Any) -> TrainConfig:
     """Hyperparameters that make the tiny random model learn within a few steps."""
-    values: dict[str, Any] = {
-        "base_model": str(checkpoint),
-        "lora_r": 8,
-        "lora_alpha": 16,
-        "lora_dropout": 0.0,
-        "learning_rate": 3e-2,
-        "warmup_ratio": 0.0,
-        "epochs": 4,
-        "batch_size": 4,
-        "grad_accum": 2,
-        "max_seq_len": 128,
-        "progress": False,
-    }
+    values: dict[str, Any] = {"base_model": str(checkpoint), **TINY_TRAIN}
     return TrainConfig(**(values | overrides))
 
 
