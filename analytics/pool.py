@@ -15,14 +15,25 @@ write the same ``transition_id`` and one move would be lost.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from pydantic import ValidationError
 
 from analytics import pool_queries as q
-from analytics.pool_log import LogState, ensure_capture, read_state, transition_exists
+from analytics.first_seen import FirstSeen, first_seen_of
+from analytics.pool_log import (
+    TRANSITION_COLUMNS,
+    LogState,
+    capture_row,
+    captured,
+    ensure_capture,
+    read_state,
+    read_states,
+    transition_row,
+)
 from analytics.pool_log import write_transition as _write
 from analytics.pool_models import SampleDetail, SampleFilter, SamplePage, TransitionView
 from analytics.warehouse import Warehouse
@@ -38,7 +49,6 @@ from loraloop.lifecycle import (
     Transition,
     TransitionRefused,
     build_transition,
-    first_seen_version,
 )
 from loraloop.pii import mask_pii
 
@@ -54,35 +64,6 @@ LABEL_COLUMNS: Final = (
     "sample_id", "revision", "acceptance", "problem_types", "risk_level", "corrected_response",
     "notes", "labelled_by", "role", "source", "ts", "first_seen_version",
 )  # fmt: skip
-
-_OBSERVED_SQL: Final = """
-SELECT DISTINCT model_version FROM conversations FINAL
-WHERE hasAny(qa_problem_types, {types:Array(String)}) AND model_version != ''
-UNION DISTINCT
-SELECT DISTINCT model_version FROM pool
-WHERE hasAny(problem_types, {types:Array(String)}) AND model_version != ''
-UNION DISTINCT
-SELECT model_version FROM samples FINAL
-WHERE sample_id = {sid:String} AND model_version != ''
-"""
-
-_LINEAGE_SQL: Final = (
-    "SELECT version, argMax(parent, updated_at) FROM model_versions GROUP BY version"
-)
-
-
-def first_seen_of(warehouse: Warehouse, sample_id: str, problem_types: Iterable[str]) -> str:
-    """The earliest version, following the registry's lineage, where a type was observed.
-
-    Observed = served in a conversation whose QA verdict or label carries one of the
-    sample's problem types (the sample's own conversation included). '' when unknown.
-    """
-    types = sorted(problem_types)
-    rows = warehouse.query(_OBSERVED_SQL, {"types": types, "sid": sample_id}).result_rows
-    observed = {str(r[0]) for r in rows}
-    lineage = {str(v): (str(p) or None) for v, p in warehouse.query(_LINEAGE_SQL).result_rows}
-    return first_seen_version(observed, lineage) or ""
-
 
 NEXT_TIER: Final = {
     SampleStatus.PROBLEM: SampleStatus.CANDIDATE_BASELINE,
@@ -323,42 +304,102 @@ def record_proposals(
 
 
 def label_from_qa(warehouse: Warehouse, verdict: QAVerdict, *, taxonomy: Iterable[str]) -> bool:
-    """Label the verdict's sample as its reviewer (role labeller, source ``qa_event``).
+    """Label the verdict's sample as its reviewer (see :func:`label_from_verdicts`)."""
+    return label_from_verdicts(warehouse, [verdict], taxonomy=taxonomy)[0]
 
-    Idempotent: the move's ``transition_id`` is ``<sample_id>:qa-<event_id>`` and
-    a verdict already applied is not applied again. Returns True when the
-    verdict's label is in force (now or from an earlier delivery); False when
-    the conversation has no sample (not sampled, or not written yet), the
-    sample is no longer ``captured`` (labelled already: the first label stands)
-    or the verdict is not a valid label (e.g. Risk without a corrected response).
+
+def label_from_verdicts(
+    warehouse: Warehouse, verdicts: Sequence[QAVerdict], *, taxonomy: Iterable[str]
+) -> list[bool]:
+    """Label each verdict's sample as its reviewer (role labeller, source ``qa_event``).
+
+    Idempotent: a move's ``transition_id`` is ``<sample_id>:qa-<event_id>`` and a
+    verdict already applied is not applied again. Per verdict, in order: True when
+    its label is in force (now or from an earlier delivery); False when the
+    conversation has no sample (not sampled, or not written yet), the sample is no
+    longer ``captured`` (labelled already: the first label stands) or the verdict
+    is not a valid label (e.g. Risk without a corrected response). A batch costs a
+    handful of queries and two inserts however many verdicts it holds.
     """
-    sample_id = verdict.sample_id or SAMPLE_ID_PREFIX + verdict.conversation_id
-    transition_id = f"{sample_id}:qa-{verdict.event_id}"
-    state = read_state(warehouse, sample_id)
+    allowed = frozenset(taxonomy)
+    sample_ids = [v.sample_id or SAMPLE_ID_PREFIX + v.conversation_id for v in verdicts]
+    stored = read_states(warehouse, sample_ids)
+    states = dict(stored)  # moves this batch makes, so a second verdict sees the first
+    accepted: list[tuple[QAVerdict, str, Label]] = []
+    results = []
+    for verdict, sample_id in zip(verdicts, sample_ids, strict=True):
+        outcome = _qa_label(verdict, sample_id, states.get(sample_id), allowed)
+        results.append(outcome is not None)
+        if isinstance(outcome, Label):
+            state = states[sample_id]
+            states[sample_id] = replace(
+                state,
+                status=outcome.target_status,
+                transition_ids=state.transition_ids | {_qa_transition_id(sample_id, verdict)},
+            )
+            accepted.append((verdict, sample_id, outcome))
+    if accepted:
+        _write_qa_labels(warehouse, accepted, stored)
+    return results
+
+
+def _qa_transition_id(sample_id: str, verdict: QAVerdict) -> str:
+    return f"{sample_id}:qa-{verdict.event_id}"
+
+
+def _qa_label(
+    verdict: QAVerdict, sample_id: str, state: LogState | None, taxonomy: frozenset[str]
+) -> Label | bool | None:
+    """The label a verdict writes; True when applied before; None when it labels nothing."""
     if state is None:
-        return False
-    if transition_exists(warehouse, sample_id, transition_id):
+        return None
+    if _qa_transition_id(sample_id, verdict) in state.transition_ids:
         return True
     if state.status is not SampleStatus.CAPTURED:
         logger.info("QA verdict %s: %s is %s already", verdict.event_id, sample_id, state.status)
-        return False
+        return None
     data = verdict.model_dump(
         include={"acceptance", "problem_types", "risk_level", "corrected_response", "notes"}
     )
     try:
-        valid = validate_label(data, taxonomy)
+        return validate_label(data, taxonomy)
     except InvalidAction as e:
         logger.warning("QA verdict %s does not label %s: %s", verdict.event_id, sample_id, e)
-        return False
-    _write_label(
-        warehouse, sample_id, valid, actor=verdict.reviewer, role=Role.LABELLER, source=QA_SOURCE
-    )
-    _move(
-        warehouse, sample_id, state, valid.target_status, verdict.reviewer, Role.LABELLER,
-        ActorKind.HUMAN, evidence={"qa_event_id": verdict.event_id}, now=verdict.ts,
-        transition_id=transition_id,
-    )  # fmt: skip
-    return True
+        return None
+
+
+def _write_qa_labels(
+    warehouse: Warehouse,
+    accepted: list[tuple[QAVerdict, str, Label]],
+    states: dict[str, LogState],
+) -> None:
+    """Label rows, then the (capture and) label moves, for verdicts checked as valid."""
+    ids = [sample_id for _, sample_id, _ in accepted]
+    revisions = _label_revisions(warehouse, ids)
+    first_seen = FirstSeen(warehouse, ids, (t for _, _, v in accepted for t in v.problem_types))
+    labels, moves = [], []
+    for verdict, sample_id, valid in accepted:
+        labels.append(
+            label_row(
+                sample_id, revisions.get(sample_id, 0) + 1, valid,
+                actor=verdict.reviewer, role=Role.LABELLER, source=QA_SOURCE,
+                first_seen=first_seen.of(sample_id, valid.problem_types),
+            )
+        )  # fmt: skip
+        state = states[sample_id]
+        if not (state.has_capture or state.next_seq > 0):
+            capture = capture_row(sample_id, state)
+            moves.append(transition_row(capture))
+            state = captured(state, capture)
+        row = build_transition(
+            sample_id, state.status, valid.target_status, actor=verdict.reviewer,
+            role=Role.LABELLER, actor_kind=ActorKind.HUMAN, seq=state.next_seq,
+            ts=state.next_ts(verdict.ts), evidence={"qa_event_id": verdict.event_id},
+        )  # fmt: skip
+        moves.append(transition_row(row, transition_id=_qa_transition_id(sample_id, verdict)))
+        logger.info("%s: %s → %s by QA %s", sample_id, state.status, row.to_status, row.actor)
+    warehouse.insert("sample_labels", labels, column_names=LABEL_COLUMNS)
+    warehouse.insert("sample_transitions", moves, column_names=TRANSITION_COLUMNS)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -464,25 +505,41 @@ def _move(
 def _write_label(
     warehouse: Warehouse, sample_id: str, valid: Label, *, actor: str, role: Role, source: str
 ) -> int:
-    rows = warehouse.query(
-        "SELECT max(revision) FROM sample_labels WHERE sample_id = {sid:String}",
-        {"sid": sample_id},
-    ).result_rows
-    revision = int(rows[0][0] or 0) + 1
+    revision = _label_revisions(warehouse, [sample_id]).get(sample_id, 0) + 1
     first_seen = first_seen_of(warehouse, sample_id, valid.problem_types)
-    warehouse.insert(
-        "sample_labels",
-        [
-            [
-                sample_id, revision, valid.acceptance.value, list(valid.problem_types),
-                valid.risk_level.value, mask_pii(valid.corrected_response or ""),
-                mask_pii(valid.notes or ""), actor, role.value, source, datetime.now(UTC),
-                first_seen,
-            ]
-        ],
-        column_names=LABEL_COLUMNS,
-    )  # fmt: skip
+    row = label_row(
+        sample_id, revision, valid, actor=actor, role=role, source=source, first_seen=first_seen
+    )
+    warehouse.insert("sample_labels", [row], column_names=LABEL_COLUMNS)
     return revision
+
+
+def _label_revisions(warehouse: Warehouse, sample_ids: Sequence[str]) -> dict[str, int]:
+    """The latest label revision of each sample that has one."""
+    rows = warehouse.query(
+        "SELECT sample_id, max(revision) FROM sample_labels "
+        "WHERE sample_id IN {ids:Array(String)} GROUP BY sample_id",
+        {"ids": sorted(set(sample_ids))},
+    ).result_rows
+    return {str(sid): int(revision) for sid, revision in rows}
+
+
+def label_row(
+    sample_id: str,
+    revision: int,
+    valid: Label,
+    *,
+    actor: str,
+    role: Role,
+    source: str,
+    first_seen: str,
+) -> list[Any]:
+    """A ``sample_labels`` row (LABEL_COLUMNS order); free texts are PII-masked."""
+    return [
+        sample_id, revision, valid.acceptance.value, list(valid.problem_types),
+        valid.risk_level.value, mask_pii(valid.corrected_response or ""),
+        mask_pii(valid.notes or ""), actor, role.value, source, datetime.now(UTC), first_seen,
+    ]  # fmt: skip
 
 
 __all__ = [
@@ -501,7 +558,9 @@ __all__ = [
     "export_samples",
     "get_sample",
     "label",
+    "first_seen_of",
     "label_from_qa",
+    "label_from_verdicts",
     "list_samples",
     "propose",
     "record_proposals",

@@ -11,7 +11,9 @@ order is append order even when event times run ahead of the clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -48,6 +50,7 @@ class LogState:
     has_capture: bool
     created_at: datetime
     sampled_by: str
+    transition_ids: frozenset[str] = frozenset()
 
     def next_ts(self, now: datetime) -> datetime:
         """``now``, or the latest row's ts when the log already runs ahead of the clock."""
@@ -56,19 +59,36 @@ class LogState:
 
 def read_state(warehouse: Warehouse, sample_id: str) -> LogState | None:
     """The log state of ``sample_id``; None when capture has not written the sample."""
-    sample = warehouse.query(
-        "SELECT status, created_at, sampled_by FROM samples FINAL "
-        "WHERE sample_id = {sid:String} LIMIT 1",
-        {"sid": sample_id},
+    return read_states(warehouse, [sample_id]).get(sample_id)
+
+
+def read_states(warehouse: Warehouse, sample_ids: Iterable[str]) -> dict[str, LogState]:
+    """Log states of the samples capture has written, by id (two queries for any number)."""
+    ids = sorted(set(sample_ids))
+    if not ids:
+        return {}
+    samples = warehouse.query(
+        "SELECT sample_id, any(status), any(created_at), any(sampled_by) FROM samples FINAL "
+        "WHERE sample_id IN {ids:Array(String)} GROUP BY sample_id",
+        {"ids": ids},
     ).result_rows
-    if not sample:
-        return None
-    captured_status, created_at, sampled_by = sample[0]
-    rows = warehouse.query(
-        "SELECT seq, to_status, proposal, ts, action FROM sample_transitions FINAL "
-        "WHERE sample_id = {sid:String} ORDER BY ts, seq",
-        {"sid": sample_id},
-    ).result_rows
+    logs: dict[str, list[Sequence[Any]]] = defaultdict(list)
+    for row in warehouse.query(
+        "SELECT sample_id, seq, to_status, proposal, ts, action, transition_id "
+        "FROM sample_transitions FINAL WHERE sample_id IN {ids:Array(String)} "
+        "ORDER BY sample_id, ts, seq",
+        {"ids": ids},
+    ).result_rows:
+        logs[str(row[0])].append(row[1:])
+    return {
+        str(sid): _state_of(status, created_at, sampled_by, logs.get(str(sid), []))
+        for sid, status, created_at, sampled_by in samples
+    }
+
+
+def _state_of(
+    captured_status: str, created_at: datetime, sampled_by: str, rows: list[Sequence[Any]]
+) -> LogState:
     moves = [r for r in rows if not r[2]]
     status = SampleStatus(moves[-1][1] if moves else captured_status or SampleStatus.CAPTURED)
     return LogState(
@@ -78,6 +98,7 @@ def read_state(warehouse: Warehouse, sample_id: str) -> LogState | None:
         has_capture=any(r[4] == "capture" for r in moves),
         created_at=utc(created_at),
         sampled_by=str(sampled_by),
+        transition_ids=frozenset(str(r[5]) for r in rows),
     )
 
 
@@ -102,13 +123,17 @@ def ensure_capture(warehouse: Warehouse, sample_id: str, state: LogState) -> Log
         return state
     row = capture_row(sample_id, state)
     write_transition(warehouse, row)
-    return LogState(
-        status=state.status,
+    return captured(state, row)
+
+
+def captured(state: LogState, capture: Transition) -> LogState:
+    """The state after its backfilled capture row ``capture``."""
+    return replace(
+        state,
         next_seq=1,
-        last_ts=row.ts,
+        last_ts=capture.ts,
         has_capture=True,
-        created_at=state.created_at,
-        sampled_by=state.sampled_by,
+        transition_ids=state.transition_ids | {capture.transition_id},
     )
 
 
@@ -140,12 +165,3 @@ def write_transition(
         [transition_row(row, transition_id=transition_id)],
         column_names=TRANSITION_COLUMNS,
     )
-
-
-def transition_exists(warehouse: Warehouse, sample_id: str, transition_id: str) -> bool:
-    rows = warehouse.query(
-        "SELECT count() FROM sample_transitions "
-        "WHERE sample_id = {sid:String} AND transition_id = {tid:String}",
-        {"sid": sample_id, "tid": transition_id},
-    ).result_rows
-    return int(rows[0][0]) > 0

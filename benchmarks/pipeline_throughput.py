@@ -5,7 +5,7 @@ Prints ratios measured in one run, on one broker and the same topics:
 * raw ceiling: a confluent-kafka consumer that only decodes JSON;
 * bare Faust: a Faust agent that only decodes the same messages (noack_take + ack);
 * full pipeline: `loraloop` worker (validation, detectors, sampling, ClickHouse writes,
-  per-batch state saves), one process and two processes sharing the consumer group
+  per-batch state saves, QA verdicts labelling their samples), one process and two processes sharing the consumer group
   (each with its own embedded chdb store: chdb allows one process per store);
 * end-to-end latency at a fixed offered load (event produced -> row inserted);
 * worker memory over a long stream (growth after warm-up).
@@ -181,6 +181,7 @@ def role_bare(bootstrap: str, prefix: str, expect: int, app_id: str) -> dict[str
 def role_full(
     bootstrap: str, prefix: str, expect: int, app_id: str, data_dir: str, latency: bool
 ) -> dict[str, Any]:
+    from loraloop.cli.services import qa_labeller
     from streams.stack import RunningStack, run_stack
 
     settings = Settings(
@@ -222,7 +223,7 @@ def role_full(
             result["latency_ms"] = list(q.result_rows[0][0])
         running.stop()
 
-    run_stack(settings, on_ready=drive)
+    run_stack(settings, on_ready=drive, qa_labeller=qa_labeller())  # as `loraloop up` runs it
     return result
 
 

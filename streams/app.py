@@ -26,19 +26,19 @@ from loraloop.events import (
     KINDS,
     DeadLetter,
     Kind,
-    QAVerdict,
     UserProfile,
     describe_error,
 )
-from loraloop.exceptions import LoraloopError
 from loraloop.settings import Settings
 from streams import metrics
-from streams.capture import Capture, CaptureBatch, Entry, QaLabeller, TierLookup, needs_tier
+from streams.capture import Capture, QaLabeller, TierLookup
+from streams.capture_agent import CaptureAgent
+from streams.dlq import send_dead_letter
 from streams.ingest import dead_letter, decode_batch
 from streams.progress import Progress
 from streams.security import faust_credentials
 from streams.sink import WarehouseSink
-from streams.state_store import STATE_TABLE, StateStore, state_rows
+from streams.state_store import StateStore
 from streams.topics import base_name, topic_name
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def ingest_agent(
             metrics.EVENTS_IN.labels(topic).inc(len(messages))
             batch = decode_batch(kind, messages)
             for letter in batch.letters:
-                await _send_dead_letter(dlq, letter)
+                await send_dead_letter(dlq, letter)
             await sink.write(batch.rows, topic=topic)
             if tiers is not None:
                 for event in batch.events:
@@ -171,102 +171,6 @@ def add_web(app: faust.App, warehouse: Warehouse, progress: Progress) -> None:
         return web.bytes(orjson.dumps({"tables": tables}), content_type="application/json")
 
 
-def capture_agent(
-    capture: Capture,
-    store: StateStore,
-    dlq: Any,
-    sink: WarehouseSink,
-    progress: Progress,
-    settings: Settings,
-    qa_labeller: QaLabeller | None = None,
-) -> AgentFn:
-    """The agent over every conversation topic: detect, sample, write rows + state, ack."""
-    stream_settings = settings.stream
-
-    async def capture_conversations(stream: Any) -> None:
-        async for events in stream.noack_take(
-            stream_settings.batch_size, within=stream_settings.batch_within_s
-        ):
-            messages = [event.message for event in events]
-            batch, letters = await _capture_batch(capture, store, dlq, sink, messages, qa_labeller)
-            for event in events:
-                await stream.ack(event)
-            for message in messages:
-                progress.mark(message.topic, message.partition, message.offset)
-            _count_batch(progress, batch, len(letters))
-
-    return capture_conversations
-
-
-async def _capture_batch(
-    capture: Capture,
-    store: StateStore,
-    dlq: Any,
-    sink: WarehouseSink,
-    messages: list[Any],
-    qa_labeller: QaLabeller | None,
-) -> tuple[CaptureBatch, list[DeadLetter]]:
-    """Everything before the ack: dead letters, then rows and states in the warehouse."""
-    for message in messages:
-        metrics.EVENTS_IN.labels(base_name(capture.stream_settings, message.topic)).inc()
-    decoded, letters = capture.decode(messages)
-    for letter in letters:
-        await _send_dead_letter(dlq, letter)
-    await _load_tiers(capture, decoded, sink)
-    conversation_ids = {event.conversation_id for _, event in decoded}
-    entries: dict[str, Entry | None] = dict(store.cached(conversation_ids))
-    missing = sorted(conversation_ids - entries.keys())
-    if missing:
-        loaded = await sink.retrying(store.fetch_async, missing)
-        store.remember(loaded)
-        entries.update(loaded)
-    batch = capture.process(decoded, entries)
-    # Last table of the write: a stored state never runs ahead of the rows it produced.
-    batch.rows[STATE_TABLE] = state_rows(batch.touched)
-    await sink.write(batch.rows, topic="conversations")
-    store.remember(batch.touched)
-    if qa_labeller is not None:
-        await _label_from_qa(qa_labeller, decoded, sink)
-    return batch, letters
-
-
-def _count_batch(progress: Progress, batch: CaptureBatch, letters: int) -> None:
-    for detector, count in batch.signals.items():
-        metrics.SIGNALS.labels(detector).inc(count)
-    metrics.SAMPLES.inc(batch.samples)
-    progress.written["conversations"] += batch.events
-    progress.dead_lettered["conversations"] += letters
-
-
-async def _send_dead_letter(dlq: Any, letter: DeadLetter) -> None:
-    fut = await dlq.send(key=letter.source_topic.encode(), value=letter.model_dump_json().encode())
-    await fut
-    logger.info(
-        "dead-lettered %s[%s]@%s: %s",
-        letter.source_topic,
-        letter.partition,
-        letter.offset,
-        letter.error,
-    )
-
-
-async def _label_from_qa(labeller: QaLabeller, decoded: Any, sink: WarehouseSink) -> None:
-    """QA verdicts label their conversation's sample (after the sample row is written)."""
-    for _, event in decoded:
-        if not isinstance(event, QAVerdict):
-            continue
-        try:
-            await sink.retrying(sink.run_on_warehouse, labeller, event)
-        except LoraloopError as e:  # a verdict that is not a valid label never stops the agent
-            logger.warning("QA verdict %s did not label its sample: %s", event.event_id, e)
-
-
-async def _load_tiers(capture: Capture, decoded: Any, sink: WarehouseSink) -> None:
-    user_ids = {event.user_id for _, event in decoded if needs_tier(event)}
-    if user_ids:
-        await sink.retrying(capture.tiers.load, user_ids)
-
-
 def add_lag_monitor(app: faust.App, progress: Progress, interval_s: float) -> None:
     """Every ``interval_s``: lag = high watermark - next offset written, per partition.
 
@@ -322,8 +226,8 @@ def build_worker_app(
         partitions=settings.stream.partitions,
     )
     capture = Capture(settings.stream, DetectorSettings(), tiers)
-    agent = capture_agent(capture, store, dlq, sink, progress, settings, qa_labeller)
-    app.agent(source, name="capture", concurrency=1)(agent)
+    capture_agent = CaptureAgent(capture, store, dlq, sink, progress, settings, qa_labeller)
+    app.agent(source, name="capture", concurrency=1)(capture_agent.run)
     app.agent(dlq, name="dead-letters", concurrency=1)(dead_letter_agent(sink, progress, settings))
     add_web(app, warehouse, progress)
     add_lag_monitor(app, progress, settings.stream.lag_interval_s)

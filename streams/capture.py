@@ -20,7 +20,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from analytics.rows import event_row, signal_row
 from analytics.warehouse import Warehouse
@@ -36,8 +36,8 @@ from streams.topics import base_name
 
 logger = logging.getLogger(__name__)
 
-QaLabeller = Callable[[Warehouse, QAVerdict], bool]
-"""Labels a conversation's sample from a QA verdict (runs on the warehouse thread)."""
+QaLabeller = Callable[[Warehouse, Sequence[QAVerdict]], list[bool]]
+"""Labels conversations' samples from a batch of QA verdicts (on the warehouse thread)."""
 
 
 @dataclass
@@ -107,7 +107,8 @@ class TierLookup:
             self._store(user_id, found.get(user_id))
 
 
-def needs_tier(event: ConversationEvent) -> bool:
+def needs_tier(event: ConversationEvent) -> TypeGuard[Feedback]:
+    """A thumbs-down whose user tier must come from the users table."""
     return (
         isinstance(event, Feedback)
         and event.kind is FeedbackKind.THUMBS_DOWN

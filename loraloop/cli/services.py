@@ -2,7 +2,7 @@
 
 The composition root of the embedded stack. It lives in the CLI because only
 the CLI may import every layer; the stream layer only knows "tasks to run once
-the worker is up" and "a function that labels a sample from a QA verdict".
+the worker is up" and "a function that labels samples from QA verdicts".
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 from loraloop.settings import Settings
 
 if TYPE_CHECKING:
-    from analytics.warehouse import Warehouse
-    from loraloop.events import QAVerdict
+    from streams.capture import QaLabeller
     from streams.stack import RunningStack
 
 logger = logging.getLogger(__name__)
@@ -26,12 +25,12 @@ logger = logging.getLogger(__name__)
 Service = Callable[["RunningStack"], Awaitable[None]]
 
 
-def qa_labeller() -> Callable[[Warehouse, QAVerdict], bool]:
+def qa_labeller() -> QaLabeller:
     """QA verdicts from ``llm.qa`` label samples the way a person in the console does."""
     from analytics.console.config import ConsoleSettings
-    from analytics.pool import label_from_qa
+    from analytics.pool import label_from_verdicts
 
-    return partial(label_from_qa, taxonomy=ConsoleSettings().taxonomy)
+    return partial(label_from_verdicts, taxonomy=ConsoleSettings().taxonomy)
 
 
 def console_service(settings: Settings, port: int) -> Service:

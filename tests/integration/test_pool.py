@@ -145,6 +145,33 @@ def test_label_from_qa_is_idempotent(tmp_path: Path) -> None:
         assert pool.label_from_qa(wh, invalid, taxonomy=DEFAULT_TAXONOMY) is False
 
 
+def test_label_from_verdicts_batch_matches_one_by_one(tmp_path: Path) -> None:
+    with fresh_warehouse(tmp_path) as wh:
+        a, b = seed_sample(wh, "c1"), seed_sample(wh, "c2")
+        batch = [
+            _qa("c1", "qa-1"),
+            _qa("c1", "qa-1"),  # redelivered in the same batch: applied once, in force
+            _qa("c1", "qa-2"),  # second verdict on a sample labelled by this batch
+            _qa("c2", "qa-3", corrected_response=None),  # Reject without a correction
+            _qa("c2", "qa-4", acceptance="Risk", problem_types=["missing_knowledge"]),
+            _qa("nope", "qa-5"),  # no sample
+        ]
+        results = pool.label_from_verdicts(wh, batch, taxonomy=DEFAULT_TAXONOMY)
+        assert results == [True, True, False, False, True, False]
+        first, second = pool.get_sample(wh, a), pool.get_sample(wh, b)
+        assert [t.action for t in first.transitions] == ["capture", "label"]
+        assert [t.seq for t in first.transitions] == [0, 1]
+        assert first.transitions[-1].transition_id == f"{a}:qa-qa-1"
+        assert first.label is not None
+        assert first.label.revision == 1
+        assert second.label is not None
+        assert second.label.problem_types == ("missing_knowledge",)
+        assert second.transitions[-1].transition_id == f"{b}:qa-qa-4"
+        again = pool.label_from_verdicts(wh, batch, taxonomy=DEFAULT_TAXONOMY)
+        assert again == results
+        assert len(pool.get_sample(wh, a).transitions) == 2
+
+
 def test_filters_and_masking(tmp_path: Path) -> None:
     with fresh_warehouse(tmp_path) as wh:
         seed_sample(wh, "c1", detectors=("complaint",), risk_weight=1.0)
