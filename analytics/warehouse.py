@@ -111,6 +111,7 @@ class Warehouse:
         self.database = database
         self.cluster = cluster
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-read")
         # Most calls go through the warehouse thread; a lock also covers callers on other
         # threads (e.g. sync web handlers), since the embedded engine is one session.
         self._lock = threading.RLock()
@@ -231,12 +232,23 @@ class Warehouse:
         return {t: self.count(t) for t in EVENT_TABLES + LOOP_TABLES}
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking warehouse call on the warehouse thread."""
+        """Run a blocking warehouse call on the warehouse thread (calls run in order)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
+    async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking read on the reader thread, beside the warehouse thread.
+
+        Statements still run one at a time (the lock), but a read waits for at
+        most the statement in progress, not for every insert queued before it.
+        Use it only for reads that do not depend on writes still queued.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, fn, *args)
+
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
         try:
             self._client.close()
         except Exception:  # the chdb backend may already be closed at interpreter exit

@@ -8,7 +8,7 @@ applied turn indices and non-turn event ids (the replay guard), a few counters,
 the detectors that already fired with their highest risk weight, and the last
 activity time (the stream layer expires idle conversations with it).
 
-Every update returns a new state (frozen dataclass, ``dataclasses.replace``):
+Every update returns a new state (frozen dataclass, :func:`detectors.evolve.evolve`):
 the detectors see the state as it was before the event, and a replayed event
 leaves the state exactly as it was.
 """
@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from bisect import insort
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from detectors.evolve import evolve
 from detectors.exceptions import StateFormatError
 from loraloop.events import Feedback, Handoff, Outcome, QAVerdict, Signal, Tier, Turn
 
@@ -77,9 +78,9 @@ class ConversationState:
         if isinstance(event, Turn):
             turns = list(self.applied_turns)
             insort(turns, event.turn_index)
-            return replace(self, applied_turns=tuple(turns[-window:]), last_ts=last_ts)
+            return evolve(self, applied_turns=tuple(turns[-window:]), last_ts=last_ts)
         ids = (*self.recent_event_ids, event.event_id)[-window:]
-        return replace(self, recent_event_ids=ids, last_ts=last_ts)
+        return evolve(self, recent_event_ids=ids, last_ts=last_ts)
 
     # -- updates ------------------------------------------------------------------------------
 
@@ -89,7 +90,7 @@ class ConversationState:
         new_tier = self.user_tier if tier is None else tier
         if new_user == self.user_id and new_tier == self.user_tier:
             return self
-        return replace(self, user_id=new_user, user_tier=new_tier)
+        return evolve(self, user_id=new_user, user_tier=new_tier)
 
     def with_user_turn(
         self, turn_index: int, shingles: frozenset[int] | None, *, repeated: bool, keep: int
@@ -98,7 +99,7 @@ class ConversationState:
         prints = self.prints
         if shingles is not None:
             prints = (*prints, UserTurnPrint(turn_index, shingles))[-keep:]
-        return replace(
+        return evolve(
             self,
             prints=prints,
             user_turns=self.user_turns + 1,
@@ -112,7 +113,7 @@ class ConversationState:
         indices = list(self.assistant_turn_indices)
         insort(indices, turn_index)
         latest = self.last_assistant_turn is None or turn_index >= self.last_assistant_turn
-        return replace(
+        return evolve(
             self,
             assistant_turn_indices=tuple(indices[-keep:]),
             assistant_turns=self.assistant_turns + 1,
@@ -122,7 +123,7 @@ class ConversationState:
 
     def with_other_event(self) -> ConversationState:
         """Count a feedback, handoff, QA verdict or outcome."""
-        return replace(self, other_events=self.other_events + 1)
+        return evolve(self, other_events=self.other_events + 1)
 
     def with_fired(self, signals: Sequence[Signal]) -> ConversationState:
         """Remember each detector that fired, with the highest risk weight so far."""
@@ -131,7 +132,7 @@ class ConversationState:
         fired = dict(self.fired)
         for signal in signals:
             fired[signal.detector] = max(signal.risk_weight, fired.get(signal.detector, 0.0))
-        return self if fired == self.fired else replace(self, fired=fired)
+        return self if fired == self.fired else evolve(self, fired=fired)
 
     # -- queries ------------------------------------------------------------------------------
 

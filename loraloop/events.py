@@ -223,14 +223,16 @@ KINDS: Final[dict[str, Kind]] = {
 
 DLQ_TOPIC: Final = "llm.dlq"
 
+_KIND_BY_TOPIC: Final = {kind.topic: kind for kind in KINDS.values()}
+
 
 def kind_of_topic(topic: str) -> Kind:
     """The event kind carried by a (prefix-free) topic name."""
-    for kind in KINDS.values():
-        if kind.topic == topic:
-            return kind
-    msg = f"no event kind is carried on topic {topic!r}"
-    raise KeyError(msg)
+    kind = _KIND_BY_TOPIC.get(topic)
+    if kind is None:
+        msg = f"no event kind is carried on topic {topic!r}"
+        raise KeyError(msg)
+    return kind
 
 
 def describe_error(error: ValidationError) -> str:

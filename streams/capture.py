@@ -96,7 +96,7 @@ class TierLookup:
         missing = sorted(u for u in user_ids if u not in self._tiers)
         if not missing:
             return
-        result = await self._warehouse.run(
+        result = await self._warehouse.run_read(  # profiles come from another agent
             self._warehouse.query,
             "SELECT user_id, argMax(tier, ts) FROM user_profiles FINAL "
             "WHERE user_id IN {ids:Array(String)} GROUP BY user_id",

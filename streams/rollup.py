@@ -8,11 +8,12 @@ leaves the rollup unchanged too.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from analytics.rows import CONVERSATION_COLUMNS, SAMPLE_COLUMNS
+from detectors.evolve import evolve
 from detectors.sampler import SampleDecision
 from detectors.state import ConversationEvent, ConversationState
 from loraloop.events import Handoff, Outcome, OutcomeKind, QAVerdict, Role, Turn
@@ -38,16 +39,16 @@ class ConversationRollup:
         first = self.first_ts
         if first is None or event.ts.isoformat() < first:
             first = event.ts.isoformat()
-        updated = replace(self, first_ts=first, events=self.events + 1)
+        updated = evolve(self, first_ts=first, events=self.events + 1)
         if isinstance(event, Turn):
             served = self.served_version
             if event.role is Role.ASSISTANT and served is None:
                 served = event.model_version
-            return replace(updated, turns=self.turns + 1, served_version=served)
+            return evolve(updated, turns=self.turns + 1, served_version=served)
         if isinstance(event, Handoff):
-            return replace(updated, handoff=True)
+            return evolve(updated, handoff=True)
         if isinstance(event, QAVerdict):
-            return replace(
+            return evolve(
                 updated,
                 qa_acceptance=event.acceptance.value,
                 qa_problem_types=tuple(event.problem_types),
@@ -68,10 +69,10 @@ class ConversationRollup:
 
 def _count_outcome(rollup: ConversationRollup, outcome: Outcome) -> ConversationRollup:
     if outcome.kind is OutcomeKind.CTA_CLICK:
-        return replace(rollup, cta_clicks=rollup.cta_clicks + 1)
+        return evolve(rollup, cta_clicks=rollup.cta_clicks + 1)
     if outcome.kind is OutcomeKind.CONVERSION:
-        return replace(rollup, conversions=rollup.conversions + 1)
-    return replace(rollup, refunds=rollup.refunds + 1)
+        return evolve(rollup, conversions=rollup.conversions + 1)
+    return evolve(rollup, refunds=rollup.refunds + 1)
 
 
 __all__ = ["CONVERSATION_COLUMNS", "SAMPLE_COLUMNS", "ConversationRollup"]

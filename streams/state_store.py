@@ -75,7 +75,8 @@ class StateStore:
         return found
 
     async def fetch_async(self, conversation_ids: list[str]) -> dict[str, Entry]:
-        return await self._warehouse.run(self.fetch, conversation_ids)
+        """:meth:`fetch` on the reader thread: callers make sure no queued write holds them."""
+        return await self._warehouse.run_read(self.fetch, conversation_ids)
 
     def remember(self, entries: dict[str, Entry]) -> None:
         """Cache entries just written (or just read), evicting the least recently used."""
