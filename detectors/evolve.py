@@ -9,6 +9,7 @@ slots directly (no validation is lost: these classes have no ``__post_init__``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable
 from functools import cache
 from typing import Any, TypeVar
 
@@ -18,8 +19,11 @@ _set = object.__setattr__
 
 
 @cache
-def _fields(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
-    if not dataclasses.is_dataclass(cls) or hasattr(cls, "__post_init__"):
+def _fields(cls: Hashable) -> tuple[tuple[str, ...], frozenset[str]]:
+    if not isinstance(cls, type) or not dataclasses.is_dataclass(cls):
+        msg = f"evolve needs a dataclass, not {cls!r}"
+        raise TypeError(msg)
+    if hasattr(cls, "__post_init__"):
         msg = f"evolve needs a dataclass without __post_init__, not {cls.__name__}"
         raise TypeError(msg)
     names = tuple(f.name for f in dataclasses.fields(cls))
@@ -28,12 +32,12 @@ def _fields(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
 
 def evolve(obj: T, **changes: Any) -> T:
     """A copy of the dataclass ``obj`` with ``changes`` applied (like ``replace``)."""
-    cls: type[Any] = type(obj)
+    cls = type(obj)
     names, known = _fields(cls)
     if not known.issuperset(changes):
         msg = f"{cls.__name__} has no field {sorted(changes.keys() - known)[0]!r}"
         raise TypeError(msg)
-    new = object.__new__(cls)
+    new: T = object.__new__(cls)
     for name in names:
         _set(new, name, changes[name] if name in changes else getattr(obj, name))
     return new
