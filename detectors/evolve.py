@@ -32,7 +32,7 @@ def _fields(cls: Hashable) -> tuple[tuple[str, ...], frozenset[str]]:
 
 def evolve(obj: T, **changes: Any) -> T:
     """A copy of the dataclass ``obj`` with ``changes`` applied (like ``replace``)."""
-    cls = type(obj)
+    cls: Any = type(obj)
     names, known = _fields(cls)
     if not known.issuperset(changes):
         msg = f"{cls.__name__} has no field {sorted(changes.keys() - known)[0]!r}"
