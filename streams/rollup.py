@@ -8,9 +8,9 @@ leaves the rollup unchanged too.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from analytics.rows import CONVERSATION_COLUMNS, SAMPLE_COLUMNS
 from detectors.evolve import evolve
@@ -36,43 +36,48 @@ class ConversationRollup:
 
     def apply(self, event: ConversationEvent) -> ConversationRollup:
         """The rollup after ``event`` (call only for events not applied before)."""
-        first = self.first_ts
-        if first is None or event.ts.isoformat() < first:
-            first = event.ts.isoformat()
-        updated = evolve(self, first_ts=first, events=self.events + 1)
+        ts = event.ts.isoformat()
+        changes: dict[str, Any] = {"events": self.events + 1}
+        if self.first_ts is None or ts < self.first_ts:
+            changes["first_ts"] = ts
         if isinstance(event, Turn):
-            served = self.served_version
-            if event.role is Role.ASSISTANT and served is None:
-                served = event.model_version
-            return evolve(updated, turns=self.turns + 1, served_version=served)
-        if isinstance(event, Handoff):
-            return evolve(updated, handoff=True)
-        if isinstance(event, QAVerdict):
-            return evolve(
-                updated,
-                qa_acceptance=event.acceptance.value,
-                qa_problem_types=tuple(event.problem_types),
-            )
-        if isinstance(event, Outcome):
-            return _count_outcome(updated, event)
-        return updated
+            changes["turns"] = self.turns + 1
+            if event.role is Role.ASSISTANT and self.served_version is None:
+                changes["served_version"] = event.model_version
+        elif isinstance(event, Handoff):
+            changes["handoff"] = True
+        elif isinstance(event, QAVerdict):
+            changes["qa_acceptance"] = event.acceptance.value
+            changes["qa_problem_types"] = tuple(event.problem_types)
+        elif isinstance(event, Outcome):
+            counter = _OUTCOME_COUNTERS[event.kind]
+            changes[counter] = getattr(self, counter) + 1
+        return evolve(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["qa_problem_types"] = list(self.qa_problem_types)
-        return data
+        return {
+            "first_ts": self.first_ts,
+            "turns": self.turns,
+            "served_version": self.served_version,
+            "handoff": self.handoff,
+            "qa_acceptance": self.qa_acceptance,
+            "qa_problem_types": list(self.qa_problem_types),
+            "cta_clicks": self.cta_clicks,
+            "conversions": self.conversions,
+            "refunds": self.refunds,
+            "events": self.events,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConversationRollup:
         return cls(**{**data, "qa_problem_types": tuple(data.get("qa_problem_types", ()))})
 
 
-def _count_outcome(rollup: ConversationRollup, outcome: Outcome) -> ConversationRollup:
-    if outcome.kind is OutcomeKind.CTA_CLICK:
-        return evolve(rollup, cta_clicks=rollup.cta_clicks + 1)
-    if outcome.kind is OutcomeKind.CONVERSION:
-        return evolve(rollup, conversions=rollup.conversions + 1)
-    return evolve(rollup, refunds=rollup.refunds + 1)
+_OUTCOME_COUNTERS: Final = {
+    OutcomeKind.CTA_CLICK: "cta_clicks",
+    OutcomeKind.CONVERSION: "conversions",
+    OutcomeKind.REFUND: "refunds",
+}
 
 
 __all__ = ["CONVERSATION_COLUMNS", "SAMPLE_COLUMNS", "ConversationRollup"]
