@@ -5,8 +5,9 @@ Prints ratios measured in one run, on one broker and the same topics:
 * raw ceiling: a confluent-kafka consumer that only decodes JSON;
 * bare Faust: a Faust agent that only decodes the same messages (noack_take + ack);
 * full pipeline: `loraloop` worker (validation, detectors, sampling, ClickHouse writes,
-  per-batch state saves, QA verdicts labelling their samples), one process and two processes sharing the consumer group
-  (each with its own embedded chdb store: chdb allows one process per store);
+  per-batch state saves, QA verdicts labelling their samples), one process and two
+  processes sharing the consumer group (each with its own embedded chdb store: chdb
+  allows one process per store);
 * end-to-end latency at a fixed offered load (event produced -> row inserted);
 * worker memory over a long stream (growth after warm-up).
 
@@ -248,6 +249,11 @@ def main() -> None:
     parser.add_argument("--memory-events", type=int, default=1_000_000)
     parser.add_argument("--latency-rate", type=float, default=2000.0)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--sections",
+        default="throughput,latency,memory",
+        help="comma-separated parts to run (throughput, latency, memory)",
+    )
     parser.add_argument("--role")
     parser.add_argument("--bootstrap")
     parser.add_argument("--prefix")
@@ -276,127 +282,141 @@ def _rate(r: dict[str, Any]) -> float:
 
 def run_all(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="loraloop-bench-"))
+    sections = set(args.sections.split(","))
     with EmbeddedBroker() as broker:
         bs = broker.bootstrap
-        prefix = "tp."
         messages = make_messages(args.events, work)
-        n = len(messages)
-        secs = asyncio.run(produce(bs, StreamSettings(topic_prefix=prefix), messages))
-        print(f"produced {n} events in {secs:.1f}s ({n / secs:,.0f}/s)", flush=True)
+        if "throughput" in sections:
+            bench_throughput(bs, work, messages)
+        if "latency" in sections:
+            bench_latency(bs, work, messages, args.latency_rate, args.latency_seconds)
+        if "memory" in sections and args.memory_events:
+            bench_memory(bs, work, args.memory_events)
 
-        raw = collect(spawn("raw", "--bootstrap", bs, "--prefix", prefix, "--expect", str(n)))
-        bare = collect(
-            spawn(
-                "bare",
-                "--bootstrap",
-                bs,
-                "--prefix",
-                prefix,
-                "--expect",
-                str(n),
-                "--app-id",
-                "bench-bare",
-            )
+
+def bench_throughput(bs: str, work: Path, messages: list[Outgoing]) -> None:
+    prefix = "tp."
+    n = len(messages)
+    secs = asyncio.run(produce(bs, StreamSettings(topic_prefix=prefix), messages))
+    print(f"produced {n} events in {secs:.1f}s ({n / secs:,.0f}/s)", flush=True)
+    raw = collect(spawn("raw", "--bootstrap", bs, "--prefix", prefix, "--expect", str(n)))
+    bare = collect(
+        spawn(
+            "bare",
+            "--bootstrap",
+            bs,
+            "--prefix",
+            prefix,
+            "--expect",
+            str(n),
+            "--app-id",
+            "bench-bare",
         )
-        full = collect(
-            spawn(
-                "full",
-                "--bootstrap",
-                bs,
-                "--prefix",
-                prefix,
-                "--expect",
-                str(n),
-                "--app-id",
-                "bench-full",
-                "--data-dir",
-                str(work / "full"),
-            )
-        )
-        two = [
-            spawn(
-                "full",
-                "--bootstrap",
-                bs,
-                "--prefix",
-                prefix,
-                "--expect",
-                str(n // 2 - n // 50),
-                "--app-id",
-                "bench-two",
-                "--data-dir",
-                str(work / f"two{i}"),
-            )
-            for i in range(2)
-        ]
-        pair = [collect(p) for p in two]
-        two_events = sum(p["written"] for p in pair)
-        two_secs = max(p["end_wall"] for p in pair) - min(p["first_wall"] for p in pair)
-
-        print(f"raw confluent-kafka decode : {_rate(raw):>10,.0f} events/s (ceiling)")
-        print(f"bare Faust decode agent    : {_rate(bare):>10,.0f} events/s")
-        print(f"full pipeline, 1 process   : {_rate(full):>10,.0f} events/s")
-        print(f"full pipeline, 2 processes : {two_events / two_secs:>10,.0f} events/s")
-        print(f"ratio full / bare          : {_rate(full) / _rate(bare):.2f}  (target >= 0.6)")
-        print(f"ratio full / raw ceiling   : {_rate(full) / _rate(raw):.2f}")
-        print(f"ratio 2 processes / 1      : {two_events / two_secs / _rate(full):.2f}")
-
-        lat_prefix = "lat."
-        count = int(args.latency_rate * args.latency_seconds)
-        worker = spawn(
+    )
+    full = collect(
+        spawn(
             "full",
             "--bootstrap",
             bs,
             "--prefix",
-            lat_prefix,
+            prefix,
             "--expect",
-            str(count),
+            str(n),
             "--app-id",
-            "bench-lat",
+            "bench-full",
             "--data-dir",
-            str(work / "lat"),
-            "--latency",
+            str(work / "full"),
         )
-        asyncio.run(ensure_topics(bs, StreamSettings(topic_prefix=lat_prefix)))
-        time.sleep(15)  # the worker joins its group (Tansu: half the session timeout)
-        lat_msgs = (messages * (count // max(1, len(messages)) + 1))[:count]
-        asyncio.run(
-            produce(bs, StreamSettings(topic_prefix=lat_prefix), lat_msgs, rate=args.latency_rate)
+    )
+    two = [
+        spawn(
+            "full",
+            "--bootstrap",
+            bs,
+            "--prefix",
+            prefix,
+            "--expect",
+            str(n // 2 - n // 50),
+            "--app-id",
+            "bench-two",
+            "--data-dir",
+            str(work / f"two{i}"),
         )
-        lat = collect(worker)
-        p50, p99 = lat["latency_ms"]
-        print(
-            f"latency at {args.latency_rate:,.0f} events/s: p50 {p50:.0f} ms, "
-            f"p99 {p99:.0f} ms (target p99 <= 2000 ms)"
-        )
+        for i in range(2)
+    ]
+    pair = [collect(p) for p in two]
+    two_events = sum(p["written"] for p in pair)
+    two_secs = max(p["end_wall"] for p in pair) - min(p["first_wall"] for p in pair)
 
-        if args.memory_events:
-            mem_prefix = "mem."
-            mem_msgs = make_messages(args.memory_events, work)
-            asyncio.run(produce(bs, StreamSettings(topic_prefix=mem_prefix), mem_msgs))
-            mem = collect(
-                spawn(
-                    "full",
-                    "--bootstrap",
-                    bs,
-                    "--prefix",
-                    mem_prefix,
-                    "--expect",
-                    str(len(mem_msgs)),
-                    "--app-id",
-                    "bench-mem",
-                    "--data-dir",
-                    str(work / "mem"),
-                )
-            )
-            rss = mem["rss"]
-            warm = next((r for w, r in rss if w >= len(mem_msgs) // 10), rss[0][1])
-            peak_after = max(r for w, r in rss if w >= len(mem_msgs) // 10)
-            print(
-                f"memory over {len(mem_msgs):,} events: {warm:.0f} MB after warm-up (10%), "
-                f"peak {peak_after:.0f} MB after it: growth {peak_after - warm:.0f} MB "
-                "(target <= 50 MB)"
-            )
+    print(f"raw confluent-kafka decode : {_rate(raw):>10,.0f} events/s (ceiling)")
+    print(f"bare Faust decode agent    : {_rate(bare):>10,.0f} events/s")
+    print(f"full pipeline, 1 process   : {_rate(full):>10,.0f} events/s")
+    print(f"full pipeline, 2 processes : {two_events / two_secs:>10,.0f} events/s")
+    print(f"ratio full / bare          : {_rate(full) / _rate(bare):.2f}  (target >= 0.6)")
+    print(f"ratio full / raw ceiling   : {_rate(full) / _rate(raw):.2f}")
+    print(f"ratio 2 processes / 1      : {two_events / two_secs / _rate(full):.2f}")
+
+
+def bench_latency(
+    bs: str, work: Path, messages: list[Outgoing], rate: float, seconds: float
+) -> None:
+    lat_prefix = "lat."
+    count = int(rate * seconds)
+    worker = spawn(
+        "full",
+        "--bootstrap",
+        bs,
+        "--prefix",
+        lat_prefix,
+        "--expect",
+        str(count),
+        "--app-id",
+        "bench-lat",
+        "--data-dir",
+        str(work / "lat"),
+        "--latency",
+    )
+    asyncio.run(ensure_topics(bs, StreamSettings(topic_prefix=lat_prefix)))
+    time.sleep(15)  # the worker joins its group (Tansu: half the session timeout)
+    lat_msgs = (messages * (count // max(1, len(messages)) + 1))[:count]
+    asyncio.run(produce(bs, StreamSettings(topic_prefix=lat_prefix), lat_msgs, rate=rate))
+    lat = collect(worker)
+    p50, p99 = lat["latency_ms"]
+    print(
+        f"latency at {rate:,.0f} events/s: p50 {p50:.0f} ms, "
+        f"p99 {p99:.0f} ms (target p99 <= 2000 ms)"
+    )
+
+
+def bench_memory(bs: str, work: Path, events: int) -> None:
+    mem_prefix = "mem."
+    mem_msgs = make_messages(events, work)
+    asyncio.run(produce(bs, StreamSettings(topic_prefix=mem_prefix), mem_msgs))
+    mem = collect(
+        spawn(
+            "full",
+            "--bootstrap",
+            bs,
+            "--prefix",
+            mem_prefix,
+            "--expect",
+            str(len(mem_msgs)),
+            "--app-id",
+            "bench-mem",
+            "--data-dir",
+            str(work / "mem"),
+        )
+    )
+    rss = mem["rss"]
+    warm = next((r for w, r in rss if w >= len(mem_msgs) // 10), rss[0][1])
+    peak_after = max(r for w, r in rss if w >= len(mem_msgs) // 10)
+    print(
+        f"memory over {len(mem_msgs):,} events: {warm:.0f} MB after warm-up (10%), "
+        f"peak {peak_after:.0f} MB after it: growth {peak_after - warm:.0f} MB "
+        "(target <= 50 MB)"
+    )
+    marks = [next(r for w, r in rss if w >= len(mem_msgs) * q // 10) for q in range(1, 10)]
+    print("RSS at 10%..90% of the stream (MB): " + " ".join(f"{r:.0f}" for r in marks))
 
 
 if __name__ == "__main__":
