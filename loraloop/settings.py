@@ -29,7 +29,14 @@ class StreamSettings(BaseSettings):
     partitions: int = Field(
         4, ge=1, description="Partitions of every source topic (all co-partitioned)."
     )
-    batch_size: int = Field(500, ge=1, description="Events per ClickHouse insert at most.")
+    batch_size: int = Field(
+        2000,
+        ge=1,
+        description=(
+            "Events per ClickHouse insert at most (an embedded-engine insert costs ~5 ms "
+            "however small, so large batches carry the throughput)."
+        ),
+    )
     batch_within_s: float = Field(
         0.5, gt=0, description="Flush a partial batch after this many seconds."
     )
@@ -53,6 +60,18 @@ class StreamSettings(BaseSettings):
     )
     lag_interval_s: float = Field(
         5.0, gt=0, description="How often consumer lag is measured for /metrics and /health."
+    )
+    broker_probe_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often the worker probes the Kafka bootstrap servers; a broker outage "
+        "(/health 503, the loraloop_broker_* metrics) is timed to this resolution.",
+    )
+    broker_storage: Literal["memory", "disk"] = Field(
+        "memory",
+        description="Storage of the embedded Tansu broker: memory (a broker restart loses every "
+        "topic, record and committed offset) or disk (kept in <data_dir>/broker, so a restarted "
+        "broker carries on). Unused with LORALOOP_KAFKA_BOOTSTRAP.",
     )
     tier_cache_size: int = Field(
         100_000, ge=1, description="User tiers cached by the worker for downvote detection."

@@ -31,6 +31,7 @@ from loraloop.events import (
 )
 from loraloop.settings import Settings
 from streams import metrics
+from streams.broker_watch import BrokerWatch, bootstrap_probe
 from streams.capture import Capture, QaLabeller, TierLookup
 from streams.capture_agent import CaptureAgent
 from streams.dlq import send_dead_letter
@@ -156,14 +157,23 @@ def add_web(app: faust.App, warehouse: Warehouse, progress: Progress) -> None:
 
     @app.page("/health")
     async def health(web: View, _request: Request) -> Response:
-        status = "degraded" if progress.sink_error else "ok"
+        watch = progress.broker_watch
+        broker_down = watch is not None and not watch.up
+        status = "degraded" if progress.sink_error or broker_down else "ok"
         lag = sum(progress.lag.values())
-        body = {"status": status, "sink_error": progress.sink_error, "lag": lag}
+        body: dict[str, Any] = {"status": status, "sink_error": progress.sink_error, "lag": lag}
+        if watch is not None:
+            body.update(watch.status())
         return web.json(body, status=200 if status == "ok" else 503)
+
+    # aiohttp refuses a charset inside content_type (500 on every scrape); the text is UTF-8.
+    metrics_type = "; ".join(
+        part for part in CONTENT_TYPE_LATEST.split("; ") if not part.startswith("charset=")
+    )
 
     @app.page("/metrics")
     async def prometheus(web: View, _request: Request) -> Response:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        return web.bytes(generate_latest(), content_type=metrics_type)
 
     @app.page("/api/counts")
     async def counts(web: View, _request: Request) -> Response:
@@ -189,6 +199,21 @@ def add_lag_monitor(app: faust.App, progress: Progress, interval_s: float) -> No
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     app.timer(interval_s, name="measure-lag")(measure_lag)
+
+
+def add_broker_watch(
+    app: faust.App, settings: Settings, bootstrap: str, progress: Progress
+) -> BrokerWatch:
+    """Every ``broker_probe_interval_s``: probe the broker; gaps go to /health and /metrics."""
+    kafka = settings.kafka if settings.kafka_bootstrap else None  # embedded: PLAINTEXT
+    watch = BrokerWatch(bootstrap_probe(bootstrap, kafka), bootstrap=bootstrap)
+    progress.broker_watch = watch
+
+    async def probe_broker() -> None:
+        await watch.check_async()
+
+    app.timer(settings.stream.broker_probe_interval_s, name="probe-broker")(probe_broker)
+    return watch
 
 
 def build_worker_app(
@@ -231,4 +256,5 @@ def build_worker_app(
     app.agent(dlq, name="dead-letters", concurrency=1)(dead_letter_agent(sink, progress, settings))
     add_web(app, warehouse, progress)
     add_lag_monitor(app, progress, settings.stream.lag_interval_s)
+    add_broker_watch(app, settings, bootstrap, progress)
     return app

@@ -24,3 +24,15 @@ CONSUMER_LAG = Gauge(
     "Messages on a partition not yet written to the warehouse (high watermark - written).",
     ["topic", "partition"],
 )
+BROKER_UP = Gauge(
+    "loraloop_broker_up",
+    "1 while the Kafka bootstrap servers answer the worker's probe, 0 while none does.",
+)
+BROKER_GAPS = Counter(
+    "loraloop_broker_gaps_total", "Times the broker became unreachable from the worker."
+)
+BROKER_GAP_SECONDS = Histogram(
+    "loraloop_broker_gap_seconds",
+    "How long the broker stayed unreachable, per gap (to the probe interval).",
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf")),
+)

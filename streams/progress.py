@@ -2,13 +2,18 @@
 
 Agents record the next offset after each batch lands in the warehouse; the
 ``replay`` command and the health endpoint read it to know when a stream is
-fully processed and whether the sink is keeping up.
+fully processed and whether the sink is keeping up; ``broker_watch`` says whether
+the broker answers.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.broker_watch import BrokerWatch
 
 
 @dataclass
@@ -21,6 +26,7 @@ class Progress:
     dead_letters_stored: int = 0
     sink_error: str | None = None
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    broker_watch: BrokerWatch | None = None
 
     def mark(self, topic: str, partition: int, offset: int) -> None:
         key = (topic, partition)

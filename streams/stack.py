@@ -98,7 +98,7 @@ def run_stack(
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    broker = None if settings.kafka_bootstrap else EmbeddedBroker().start()
+    broker = None if settings.kafka_bootstrap else embedded_broker(settings).start()
     bootstrap = settings.kafka_bootstrap or (broker.bootstrap if broker else "")
     warehouse: Warehouse | None = None
     try:
@@ -144,6 +144,12 @@ def run_stack(
             warehouse.close()
         if broker is not None:
             broker.stop()
+
+
+def embedded_broker(settings: Settings) -> EmbeddedBroker:
+    """The embedded broker, keeping its data under ``<data_dir>/broker`` with disk storage."""
+    disk = settings.stream.broker_storage == "disk"
+    return EmbeddedBroker(storage_dir=settings.data_dir / "broker" if disk else None)
 
 
 def _as_task(service: ReadyHook, running: RunningStack) -> Callable[[Any], Awaitable[None]]:
