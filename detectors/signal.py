@@ -1,11 +1,15 @@
 """Detector names, deterministic signal ids, and the once-per-conversation firing rule.
 
-A signal id is a hash of (detector, conversation_id, triggering event_id), so a
-replayed event yields the same id and the warehouse keeps one row for it.
 Each detector fires at most once per conversation, and again only when a later
 trigger carries a strictly higher risk weight (a QA verdict raised from Risk to
 Reject): the sampler keeps the highest weight, and the number of signals per
 conversation stays bounded by the number of distinct weights.
+
+So (detector, conversation_id, risk weight) names a signal, and its id is a hash
+of exactly that, not of the triggering event: a replay yields the same id even
+when the events of a conversation's topics interleave differently the second time
+(Kafka orders a partition, not several topics), e.g. when a complaint turn and a
+complaint feedback swap places after a crash; the warehouse keeps one row.
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ class Detector(StrEnum):
     QA_FLAG = "qa_flag"
 
 
-def signal_id(detector: str, conversation_id: str, event_id: str) -> str:
-    """sha256 of (detector, conversation, triggering event), truncated; stable across replays."""
-    key = _SEPARATOR.join((detector, conversation_id, event_id)).encode()
+def signal_id(detector: str, conversation_id: str, risk_weight: float) -> str:
+    """sha256 of (detector, conversation, risk weight), truncated; stable across replays."""
+    key = _SEPARATOR.join((detector, conversation_id, repr(float(risk_weight)))).encode()
     return hashlib.sha256(key).hexdigest()[:SIGNAL_ID_HEX_CHARS]
 
 
@@ -64,9 +68,9 @@ def make_signal(
     evidence: dict[str, Any],
     ts: datetime,
 ) -> Signal:
-    """A signal whose id is derived from (detector, conversation, triggering event)."""
+    """A signal whose id is derived from (detector, conversation, risk weight)."""
     return Signal(
-        signal_id=signal_id(detector.value, conversation_id, event_id),
+        signal_id=signal_id(detector.value, conversation_id, risk_weight),
         detector=detector.value,
         conversation_id=conversation_id,
         user_id=user_id,

@@ -101,3 +101,19 @@ def test_lexicon_comes_from_settings(make_chat: Callable[..., Chat]) -> None:
 
     assert chat.user("I want a refund") == []
     assert [s.detector for s in chat.user("Terrible   service!")] == [Detector.COMPLAINT]
+
+
+def test_same_signal_id_whichever_complaint_arrives_first(
+    make_chat: Callable[..., Chat],
+) -> None:
+    """A redelivery may interleave the turns and feedback topics differently."""
+    turn_first, feedback_first = make_chat("conv-7"), make_chat("conv-7")
+    for chat in (turn_first, feedback_first):
+        chat.bot("您好")
+    first = turn_first.user("我要投诉") + turn_first.feedback(FeedbackKind.REFUND_REQUEST)
+    second = feedback_first.feedback(FeedbackKind.REFUND_REQUEST) + feedback_first.user("我要投诉")
+
+    assert len(first) == len(second) == 1
+    assert first[0].evidence["source"] == "turn"
+    assert second[0].evidence["source"] == "feedback"
+    assert first[0].signal_id == second[0].signal_id

@@ -209,15 +209,16 @@ def test_signal_ids_are_deterministic(make_chat: Callable[..., Chat]) -> None:
     assert ids == [s.signal_id for s in again.signals]
     assert not set(ids) & {s.signal_id for s in other.signals}
     assert len(set(ids)) == len(ids)
-    assert ids[1] == signal_id("complaint", "conv-1", first.signals[1].evidence["event_id"])
+    complaint = first.signals[1]
+    assert ids[1] == signal_id("complaint", "conv-1", complaint.risk_weight)
 
 
 def test_signal_id_depends_on_each_part() -> None:
-    base = signal_id("complaint", "c", "e")
+    base = signal_id("complaint", "c", 0.5)
 
     assert len(base) == 32
-    assert base == signal_id("complaint", "c", "e")
-    variants = [("qa_flag", "c", "e"), ("complaint", "d", "e"), ("complaint", "c", "f")]
+    assert base == signal_id("complaint", "c", 0.5)
+    variants = [("qa_flag", "c", 0.5), ("complaint", "d", 0.5), ("complaint", "c", 1.0)]
     assert base not in {signal_id(*parts) for parts in variants}
     assert len({signal_id(*parts) for parts in variants}) == len(variants)
 

@@ -18,7 +18,7 @@ T0 = datetime(2025, 3, 1, tzinfo=UTC)
 
 def sig(detector: str, weight: float, conversation_id: str = "c") -> Signal:
     return Signal(
-        signal_id=signal_id(detector, conversation_id, "e"),
+        signal_id=signal_id(detector, conversation_id, 1.0),
         detector=detector,
         conversation_id=conversation_id,
         user_id="u",
