@@ -4,7 +4,9 @@ A label records ``first_seen_version``: the earliest version (by the registry's
 parent links) served in a conversation whose QA verdict or label carries one of
 the label's problem types, the sample's own conversation included. Batched: one
 query answers every problem type of a batch of labels, so the stream's QA
-labelling costs a few queries per batch, not per verdict.
+labelling costs a few queries per batch, not per verdict. ``conversations`` is read
+without FINAL: a version that served a type in any revision of a conversation
+observed it, and skipping the merge makes the scan three times cheaper.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from loraloop.lifecycle import first_seen_version
 
 _OBSERVED_SQL: Final = """
 SELECT t, groupUniqArray(model_version) FROM (
-    SELECT arrayJoin(qa_problem_types) AS t, model_version FROM conversations FINAL
+    SELECT arrayJoin(qa_problem_types) AS t, model_version FROM conversations
     WHERE hasAny(qa_problem_types, {types:Array(String)}) AND model_version != ''
     UNION ALL
     SELECT arrayJoin(problem_types) AS t, model_version FROM pool
