@@ -13,7 +13,9 @@ Prints ratios measured in one run, on one broker and the same topics:
 
 Usage: python benchmarks/pipeline_throughput.py [--events N] [--memory-events M]
 Target (issue 3): full / bare >= 0.6; p99 latency <= 2 s at 2,000 events/s;
-memory growth after warm-up <= 50 MB over 1M events.
+memory growth after warm-up <= 50 MB over 1M events (growth = median RSS over the last
+20% of the stream minus the median at 10-20%; the highest transient peak is printed
+separately).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,7 +43,7 @@ from streams.producer import EventPublisher, Outgoing  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
 from tests.integration.streamgen import write_stream  # noqa: E402
 
-EVENTS_PER_CONVERSATION = 5.4  # measured average of streamgen's scripted conversations
+EVENTS_PER_CONVERSATION = 4.9  # measured average of streamgen's scripted conversations (4.95)
 SOURCE_TOPICS = [k.topic for k in KINDS.values()]
 
 
@@ -408,15 +411,23 @@ def bench_memory(bs: str, work: Path, events: int) -> None:
         )
     )
     rss = mem["rss"]
-    warm = next((r for w, r in rss if w >= len(mem_msgs) // 10), rss[0][1])
-    peak_after = max(r for w, r in rss if w >= len(mem_msgs) // 10)
+    total = len(mem_msgs)
+    warm = _median_rss(rss, total, 0.1, 0.2)
+    end = _median_rss(rss, total, 0.8, 1.01)
+    peak = max(r for w, r in rss if w >= total // 10)
     print(
-        f"memory over {len(mem_msgs):,} events: {warm:.0f} MB after warm-up (10%), "
-        f"peak {peak_after:.0f} MB after it: growth {peak_after - warm:.0f} MB "
-        "(target <= 50 MB)"
+        f"memory over {total:,} events: median RSS {warm:.0f} MB at 10-20% of the stream, "
+        f"{end:.0f} MB over the last 20%: growth {end - warm:.0f} MB (target <= 50 MB); "
+        f"highest transient peak {peak:.0f} MB (+{peak - warm:.0f} MB)"
     )
-    marks = [next(r for w, r in rss if w >= len(mem_msgs) * q // 10) for q in range(1, 10)]
+    marks = [next(r for w, r in rss if w >= total * q // 10) for q in range(1, 10)]
     print("RSS at 10%..90% of the stream (MB): " + " ".join(f"{r:.0f}" for r in marks))
+
+
+def _median_rss(rss: list[tuple[int, float]], total: int, lo: float, hi: float) -> float:
+    """Median RSS of the samples taken while ``lo..hi`` of the stream was written."""
+    window = [r for w, r in rss if lo * total <= w < hi * total]
+    return statistics.median(window) if window else rss[-1][1]
 
 
 if __name__ == "__main__":

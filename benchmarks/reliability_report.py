@@ -1,6 +1,6 @@
 """Run the reliability suite (and a short soak) and regenerate docs/reliability.md.
 
-Usage: python benchmarks/reliability_report.py [--soak-events 20000] [--no-tests]
+Usage: python benchmarks/reliability_report.py [--soak-events 1000000] [--no-tests]
 
 The tests in tests/reliability record their figures (events, faults injected, rows
 lost, rows duplicated, time to recover) into a JSON file named by
@@ -108,7 +108,7 @@ def _table(name: str, figures: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--soak-events", type=int, default=20_000, help="0 skips the soak")
+    parser.add_argument("--soak-events", type=int, default=1_000_000, help="0 skips the soak")
     parser.add_argument("--no-tests", action="store_true")
     args = parser.parse_args()
     failed = False

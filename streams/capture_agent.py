@@ -12,6 +12,8 @@ Batch N's commit runs while batch N+1 is taken from the broker and prepared, so
 the broker, the Python work and the warehouse's C++ work overlap; there is at most
 one commit in flight, and commits run in batch order, so acks never pass a row
 that is not written (at-least-once, see :mod:`streams.capture` for crash safety).
+When the agent stops or fails, the state cache is cleared: it may hold states of a
+batch that was never committed.
 A state the in-flight commit is writing is never read back from the warehouse
 before that commit lands (the cache holds it; after a rebalance clears the cache,
 the agent waits for the commit first).
@@ -82,6 +84,11 @@ class CaptureAgent:
                 await self._settle()
                 self._inflight_ids = frozenset(prepared.batch.touched)
                 self._inflight = asyncio.ensure_future(self._commit(stream, prepared))
+        except BaseException:
+            # The cache runs one batch ahead of the warehouse: states of a batch that was
+            # never committed must not outlive it, or its redelivery would look applied.
+            self._store.clear()
+            raise
         finally:
             await self._settle()
 

@@ -1,0 +1,152 @@
+"""The capture agent's two stages: a batch is prepared while the previous one commits.
+
+Fakes stand in for Faust's stream and for the warehouse (unit level); the real
+broker and engine run the agent in tests/integration/test_capture.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+
+from detectors.config import DetectorSettings
+from loraloop.settings import Settings, StreamSettings
+from streams.capture import Capture, TierLookup
+from streams.capture_agent import CaptureAgent
+from streams.progress import Progress
+from streams.sink import WarehouseSink
+from streams.state_store import StateStore
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass
+class Event:
+    message: Message
+
+
+@dataclass
+class FakeStream:
+    batches: list[list[Event]]
+    taken: int = 0
+    acked: list[int] = field(default_factory=list)
+
+    async def noack_take(self, size: int, *, within: float) -> AsyncIterator[list[Event]]:
+        assert size > 0
+        assert within > 0
+        for batch in self.batches:
+            self.taken += 1
+            yield batch
+
+    async def ack(self, event: Event) -> None:
+        self.acked.append(event.message.offset)
+
+
+@dataclass
+class Result:
+    result_rows: list[Any]
+
+
+@dataclass
+class FakeWarehouse:
+    """Inserts wait for ``gate``; ``fail`` makes them raise something unexpected."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    fail: bool = False
+    inserted: list[tuple[str, list[Any]]] = field(default_factory=list)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        await self.gate.wait()
+        if self.fail:
+            msg = "a bug, not a warehouse outage"
+            raise RuntimeError(msg)
+        return fn(*args)
+
+    async def run_read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
+
+    def query(self, _sql: str, _parameters: dict[str, Any] | None = None) -> Result:
+        return Result([])  # nothing stored yet
+
+    def insert(self, table: str, rows: list[Any], *, column_names: Any) -> int:
+        assert all(len(row) == len(column_names) for row in rows)
+        self.inserted.append((table, rows))
+        return len(rows)
+
+
+def _turn(offset: int, conversation: str) -> Event:
+    payload = {
+        "event_id": f"e{offset}",
+        "ts": f"2026-11-01T10:00:{offset:02d}Z",
+        "conversation_id": conversation,
+        "user_id": "u1",
+        "turn_index": offset,
+        "role": "user",
+        "text": "hello",
+    }
+    return Event(Message("llm.turns", 0, offset, orjson.dumps(payload)))
+
+
+def _agent(warehouse: FakeWarehouse) -> tuple[CaptureAgent, StateStore]:
+    settings = Settings(stream=StreamSettings(retry_initial_s=0.01))
+    store = StateStore(warehouse, capacity=100)  # type: ignore[arg-type]
+    tiers = TierLookup(warehouse, capacity=100)  # type: ignore[arg-type]
+    capture = Capture(settings.stream, DetectorSettings(), tiers)
+    sink = WarehouseSink(warehouse, settings.stream, Progress())  # type: ignore[arg-type]
+    agent = CaptureAgent(capture, store, None, sink, Progress(), settings)
+    return agent, store
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if check():
+            return
+        await asyncio.sleep(0.005)
+    pytest.fail("condition not reached")
+
+
+def test_next_batch_is_prepared_while_the_previous_commits() -> None:
+    async def scenario() -> None:
+        warehouse = FakeWarehouse()
+        agent, store = _agent(warehouse)
+        stream = FakeStream([[_turn(0, "c1"), _turn(1, "c2")], [_turn(2, "c3")]])
+        task = asyncio.ensure_future(agent.run(stream))
+        await _until(lambda: stream.taken == 2 and len(store) == 3)
+        assert stream.acked == []  # the first commit waits for the warehouse: no ack yet
+        assert warehouse.inserted == []
+        warehouse.gate.set()
+        await task
+        assert stream.acked == [0, 1, 2]
+        turns = [row[0] for table, rows in warehouse.inserted if table == "turns" for row in rows]
+        assert turns == ["e0", "e1", "e2"]  # commits land in batch order
+        tables = [table for table, _ in warehouse.inserted]
+        assert tables.index("conversation_state") > tables.index("conversations")
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_commit_clears_the_states_it_never_wrote() -> None:
+    async def scenario() -> None:
+        warehouse = FakeWarehouse(fail=True)
+        agent, store = _agent(warehouse)
+        stream = FakeStream([[_turn(0, "c1")], [_turn(1, "c2")]])
+        task = asyncio.ensure_future(agent.run(stream))
+        await _until(lambda: len(store) == 2)
+        warehouse.gate.set()
+        with pytest.raises(RuntimeError, match="a bug"):
+            await task
+        assert stream.acked == []
+        assert len(store) == 0  # a redelivery is applied afresh, not skipped as seen
+
+    asyncio.run(scenario())
