@@ -18,6 +18,7 @@ from streams.broker import EmbeddedBroker
 from tests.conftest import EXAMPLES
 from tests.integration.conftest import open_warehouse, run_cli
 from tests.integration.streamgen import write_stream
+from tests.reliability.figures import record
 
 EXPECTED_DETECTORS = {
     "conv-en-001": [],
@@ -176,6 +177,14 @@ def _kill_three_times_and_compare(
         worker.send_signal(signal.SIGTERM)
         worker.communicate(timeout=60)
     got = _snapshot(isolated_env)
+    record(
+        "fault: worker SIGKILLed three times",
+        events=total,
+        faults_injected="3 SIGKILLs while rows landed, restarted each time",
+        tables_compared=sorted(TABLE_QUERIES),
+        rows_lost=sum(len(set(expected[t]) - set(got[t])) for t in TABLE_QUERIES),
+        rows_unexpected=sum(len(set(got[t]) - set(expected[t])) for t in TABLE_QUERIES),
+    )
     assert total > len(expected["turns"])
     for table in TABLE_QUERIES:
         assert got[table] == expected[table], table

@@ -21,6 +21,7 @@ import pytest
 from analytics.rows import COLUMNS, CONVERSATION_COLUMNS, SAMPLE_COLUMNS
 from analytics.warehouse import Warehouse
 from loraloop.settings import Settings
+from tests.reliability.figures import record
 from tests.trainer_fixtures import TINY_TRAIN, tiny_checkpoint
 from trainer.cycle_log import CycleStatus
 from trainer.launcher import TrainProgress
@@ -358,6 +359,14 @@ def test_training_killed_midway_registers_nothing_and_the_next_cycle_runs(
     assert warehouse.count("model_versions") == 0
 
     second = run_cycle_now(warehouse, tiny_env, TrainerSettings(), reason="manual")
+    record(
+        "fault: training run SIGKILLed mid-way",
+        faults_injected="trainer child SIGKILLed at step 2",
+        first_cycle=str(first.status),
+        versions_registered_by_killed_run=0,  # asserted above, before the second cycle
+        second_cycle=str(second.status),
+        second_version=second.version.name if second.version else None,
+    )
     assert second.status is CycleStatus.REGISTERED, second.error
     assert second.version is not None
     assert [v.name for v in registry.versions()] == [second.version.name]
