@@ -166,15 +166,7 @@ class EmbeddedBroker:
             self.storage_url,
         ]
         logger.info("starting embedded broker %s on %s", binary, self.bootstrap)
-        with self._log("tansu.log") as log:
-            self._proc = subprocess.Popen(  # noqa: S603
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                preexec_fn=_die_with_parent,
-            )
+        self._proc = self._spawn(cmd, "tansu.log", env)
         self._wait_ready()
         return self
 
@@ -193,6 +185,20 @@ class EmbeddedBroker:
         if proc is not None:
             _end(proc, kill=kill)
         return self.start()
+
+    def _spawn(
+        self, cmd: list[str], log_name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A child that dies with us, its output in ``log_name`` under the storage dir."""
+        with self._log(log_name) as log:
+            return subprocess.Popen(  # noqa: S603
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                preexec_fn=_die_with_parent,
+            )
 
     def _log(self, name: str) -> Any:
         if self.storage_dir is None:
@@ -215,14 +221,7 @@ class EmbeddedBroker:
                 "--port",
                 str(self._store_port),
             ]
-            with self._log("store.log") as log:
-                self._store = subprocess.Popen(  # noqa: S603
-                    cmd,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    preexec_fn=_die_with_parent,
-                )
+            self._store = self._spawn(cmd, "store.log")
             self._wait_store()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(
