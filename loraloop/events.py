@@ -95,7 +95,7 @@ class Turn(Contract):
 
     conversation_id: Id
     user_id: Id
-    turn_index: int = Field(ge=0)
+    turn_index: int = Field(strict=True, ge=0)
     role: Role
     text: Text
     model_version: Id | None = None
@@ -118,7 +118,7 @@ class Feedback(Contract):
 
     conversation_id: Id
     user_id: Id
-    turn_index: int | None = Field(default=None, ge=0)
+    turn_index: int | None = Field(strict=True, default=None, ge=0)
     kind: FeedbackKind
     comment: Text | None = None
     user_tier: Tier | None = None
@@ -129,7 +129,7 @@ class Handoff(Contract):
 
     conversation_id: Id
     user_id: Id
-    turn_index: int = Field(ge=0)
+    turn_index: int = Field(strict=True, ge=0)
     initiated_by: HandoffInitiator
     reason: Text | None = None
 
@@ -153,7 +153,7 @@ class Outcome(Contract):
     conversation_id: Id
     user_id: Id
     kind: OutcomeKind
-    value: float = Field(ge=0, allow_inf_nan=False)
+    value: float = Field(strict=True, ge=0, allow_inf_nan=False)
 
 
 class UserProfile(Contract):
@@ -161,7 +161,7 @@ class UserProfile(Contract):
 
     user_id: Id
     tier: Tier
-    lifetime_value: float = Field(ge=0, allow_inf_nan=False)
+    lifetime_value: float = Field(strict=True, ge=0, allow_inf_nan=False)
 
 
 class Signal(BaseModel):

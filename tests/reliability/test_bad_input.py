@@ -195,19 +195,24 @@ def mutated_events(draw: st.DrawFn) -> tuple[str, dict[str, Any], Mutation]:
     if choice == "drop":
         del data[target]
         return name, data, Mutation(target, choice)
-    annotation = str(kind.model.model_fields[target].annotation)
-    candidates = [v for v in BAD_VALUES if not _fits(annotation, v)]
+    info = kind.model.model_fields[target]
+    annotation = str(info.annotation)
+    blank_ok = not any(getattr(m, "min_length", None) for m in info.metadata)
+    candidates = [v for v in BAD_VALUES if not _fits(annotation, v, blank_ok=blank_ok)]
     data[target] = draw(st.sampled_from(candidates))
     return name, data, Mutation(target, choice)
 
 
-def _fits(annotation: str, value: Any) -> bool:
+def _fits(annotation: str, value: Any, *, blank_ok: bool = False) -> bool:
     """Values that a field of this annotation could legitimately accept (left out).
 
     Pydantic reads a JSON number as a Unix timestamp in UTC, so ``"ts": -1`` is an
     aware datetime (1969-12-31T23:59:59Z): accepted, and noted in docs/reliability.md.
+    A free text without a minimum length (a turn's ``text``) may be blank.
     """
     annotation = annotation.lower()
+    if blank_ok and isinstance(value, str) and not value.strip() and "str" in annotation:
+        return True
     if "datetime" in annotation and isinstance(value, int | float) and value is not True:
         return abs(value) < 1e11
     if value is True:
