@@ -58,6 +58,9 @@ KNOWN = """
 - **`loraloop produce` and `loraloop replay` stream the file.** `read_events` reads line
   by line and both commands publish lazily in windows, so memory stays bounded whatever
   the file size (`test_replay_plan_holds_bounded_memory`: 60k lines under 4 MB peak).
+- **Numbers must be JSON numbers.** `turn_index`, an outcome's `value` and a profile's
+  `lifetime_value` refuse `true` and `"3"`: pydantic's lax mode had read JSON `true` as 1
+  (found by the fuzzing oracle).
 - **A JSON number is accepted as a timestamp.** Pydantic reads `"ts": 1700000000` as Unix
   seconds in UTC (aware), so the contracts' "timezone-aware" rule does not refuse it.
 - **`/health` says 200 until the first write fails.** An outage is reported from the first
