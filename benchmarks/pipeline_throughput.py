@@ -98,30 +98,36 @@ def _restamp(message: Outgoing, now: float) -> Outgoing:
 
 
 def role_raw(bootstrap: str, prefix: str, expect: int) -> dict[str, Any]:
+    """Assign every partition (no group join to wait for) and time fetch + decode from zero."""
     import orjson
-    from confluent_kafka import Consumer
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"raw-{time.time_ns()}",
-            "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([prefix + t for t in SOURCE_TOPICS])
-    seen, first = 0, None
+    topics = [prefix + t for t in SOURCE_TOPICS]
+    metadata = consumer.list_topics(timeout=10)
+    consumer.assign(
+        [
+            TopicPartition(topic, partition, OFFSET_BEGINNING)
+            for topic in topics
+            for partition in metadata.topics[topic].partitions
+        ]
+    )
+    started = time.perf_counter()
+    seen = 0
     while seen < expect:
-        batch = consumer.consume(1000, timeout=1.0)
-        for message in batch:
+        for message in consumer.consume(1000, timeout=1.0):
             if message.error() is None:
                 orjson.loads(message.value())
                 seen += 1
-        if batch and first is None:
-            first, first_count = time.perf_counter(), seen
-    elapsed = time.perf_counter() - (first or time.perf_counter())
+    elapsed = time.perf_counter() - started
     consumer.close()
-    return {"events": seen - first_count, "seconds": elapsed}
+    return {"events": seen, "seconds": elapsed}
 
 
 def role_bare(bootstrap: str, prefix: str, expect: int, app_id: str) -> dict[str, Any]:
@@ -236,6 +242,14 @@ def spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
 
 
+def spawn_full(
+    bs: str, prefix: str, expect: int, app_id: str, data_dir: Path, *, latency: bool = False
+) -> subprocess.Popen[str]:
+    """The full worker role (its own embedded warehouse under ``data_dir``)."""
+    args = ["--bootstrap", bs, "--prefix", prefix, "--expect", str(expect), "--app-id", app_id]
+    return spawn("full", *args, "--data-dir", str(data_dir), *(["--latency"] if latency else []))
+
+
 def collect(proc: subprocess.Popen[str]) -> dict[str, Any]:
     out, _ = proc.communicate(timeout=7200)
     # Faust's worker writes terminal control codes to stdout too: take the JSON line.
@@ -316,36 +330,9 @@ def bench_throughput(bs: str, work: Path, messages: list[Outgoing]) -> None:
             "bench-bare",
         )
     )
-    full = collect(
-        spawn(
-            "full",
-            "--bootstrap",
-            bs,
-            "--prefix",
-            prefix,
-            "--expect",
-            str(n),
-            "--app-id",
-            "bench-full",
-            "--data-dir",
-            str(work / "full"),
-        )
-    )
+    full = collect(spawn_full(bs, prefix, n, "bench-full", work / "full"))
     two = [
-        spawn(
-            "full",
-            "--bootstrap",
-            bs,
-            "--prefix",
-            prefix,
-            "--expect",
-            str(n // 2 - n // 50),
-            "--app-id",
-            "bench-two",
-            "--data-dir",
-            str(work / f"two{i}"),
-        )
-        for i in range(2)
+        spawn_full(bs, prefix, n // 2 - n // 50, "bench-two", work / f"two{i}") for i in range(2)
     ]
     pair = [collect(p) for p in two]
     two_events = sum(p["written"] for p in pair)
@@ -365,20 +352,7 @@ def bench_latency(
 ) -> None:
     lat_prefix = "lat."
     count = int(rate * seconds)
-    worker = spawn(
-        "full",
-        "--bootstrap",
-        bs,
-        "--prefix",
-        lat_prefix,
-        "--expect",
-        str(count),
-        "--app-id",
-        "bench-lat",
-        "--data-dir",
-        str(work / "lat"),
-        "--latency",
-    )
+    worker = spawn_full(bs, lat_prefix, count, "bench-lat", work / "lat", latency=True)
     asyncio.run(ensure_topics(bs, StreamSettings(topic_prefix=lat_prefix)))
     time.sleep(15)  # the worker joins its group (Tansu: half the session timeout)
     lat_msgs = (messages * (count // max(1, len(messages)) + 1))[:count]
@@ -395,21 +369,7 @@ def bench_memory(bs: str, work: Path, events: int) -> None:
     mem_prefix = "mem."
     mem_msgs = make_messages(events, work)
     asyncio.run(produce(bs, StreamSettings(topic_prefix=mem_prefix), mem_msgs))
-    mem = collect(
-        spawn(
-            "full",
-            "--bootstrap",
-            bs,
-            "--prefix",
-            mem_prefix,
-            "--expect",
-            str(len(mem_msgs)),
-            "--app-id",
-            "bench-mem",
-            "--data-dir",
-            str(work / "mem"),
-        )
-    )
+    mem = collect(spawn_full(bs, mem_prefix, len(mem_msgs), "bench-mem", work / "mem"))
     rss = mem["rss"]
     total = len(mem_msgs)
     warm = _median_rss(rss, total, 0.1, 0.2)
