@@ -44,6 +44,15 @@ def _peft_model(checkpoint: Path) -> Any:
     return attach_adapter(base, TrainConfig(lora_dropout=0.0, seed=1))
 
 
+def _live_peft_model(checkpoint: Path) -> Any:
+    """An adapter whose lora_B is non-zero, so every adapter parameter gets a gradient."""
+    model = _peft_model(checkpoint)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.02)
+    return model
+
+
 def _grads(model: Any) -> list[torch.Tensor]:
     return [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
@@ -51,11 +60,7 @@ def _grads(model: Any) -> list[torch.Tensor]:
 def test_accumulated_micro_batches_give_the_full_batch_gradient(
     tiny_checkpoint: Path, tiny_tokenizer: Any, samples: list[EncodedSample]
 ) -> None:
-    model = _peft_model(tiny_checkpoint)
-    # Make lora_B non-zero so every adapter parameter gets a gradient.
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.02)
+    model = _live_peft_model(tiny_checkpoint)
     pad = tiny_tokenizer.pad_token_id
     full_loss, _ = step_backward(model, [samples], pad_id=pad, bf16=False)
     full = _grads(model)

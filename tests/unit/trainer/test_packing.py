@@ -12,7 +12,7 @@ from trainer.encoding import IGNORE_INDEX, EncodedSample
 from trainer.lora import step_backward
 from trainer.packing import collate_packed, pack_samples
 
-from .test_loss import _grads, _peft_model, samples
+from .test_loss import _grads, _live_peft_model, samples
 
 __all__ = ["samples"]  # the fixture, shared with test_loss
 
@@ -37,10 +37,7 @@ def test_rows_respect_the_budget_and_restart_positions() -> None:
 def test_packed_step_gives_the_padded_gradient(
     tiny_checkpoint: Path, tiny_tokenizer: Any, samples: list[EncodedSample]
 ) -> None:
-    model = _peft_model(tiny_checkpoint)
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.02)
+    model = _live_peft_model(tiny_checkpoint)
     pad = tiny_tokenizer.pad_token_id
     budget = sum(len(s.input_ids) for s in samples)  # everything in one row
     padded_loss, _ = step_backward(model, [samples], pad_id=pad, bf16=False)
