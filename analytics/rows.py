@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -68,6 +70,28 @@ TABLE_OF: Final[dict[type[Contract], str]] = {
     Outcome: "outcomes",
     UserProfile: "user_profiles",
 }
+
+
+ENCODED_FORMAT: Final = "JSONCompactEachRow"
+"""How :func:`encode_rows` lays rows out: one JSON array per row, columns in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRows:
+    """Rows already laid out for an insert (see :func:`encode_rows`) and how many."""
+
+    data: bytes
+    count: int
+
+
+def encode_rows(rows: Sequence[Sequence[Any]]) -> EncodedRows:
+    """Rows as ClickHouse input (JSONCompactEachRow), built in C by orjson.
+
+    Several times cheaper than clickhouse-connect's Python Native serializer, and plain
+    bytes, so another process can build them (see :mod:`streams.capture_process`).
+    Datetimes come out as RFC 3339, read back exactly with ``best_effort`` parsing.
+    """
+    return EncodedRows(b"\n".join(map(orjson.dumps, rows)), len(rows))
 
 
 def _plain(value: Any) -> Any:

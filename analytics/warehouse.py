@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -24,6 +24,7 @@ from clickhouse_connect.driver.query import QueryResult
 from analytics import schema
 from analytics.cluster_ddl import ClusterDDL
 from analytics.exceptions import WarehouseError, WarehouseLockedError
+from analytics.rows import ENCODED_FORMAT, EncodedRows
 from loraloop.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ CLUSTER_SESSION_SETTINGS = {
     "distributed_foreground_insert": 1,
 }
 """Session settings of every query in cluster mode."""
+
+ENCODED_INSERT_SETTINGS: Final = {"date_time_input_format": "best_effort"}
+"""Encoded rows carry RFC 3339 datetimes (``2026-11-01T10:00:00.5+00:00``)."""
 
 
 def _open_client(dsn: str, database: str | None, *, cluster: bool = False) -> Client:
@@ -209,6 +213,26 @@ class Warehouse:
             msg = f"insert into {table} failed: {e}"
             raise WarehouseError(msg) from e
         return int(summary.written_rows)
+
+    def insert_encoded(
+        self, table: str, rows: EncodedRows, *, column_names: Sequence[str]
+    ) -> int:
+        """Insert rows made by :func:`analytics.rows.encode_rows`; returns rows written."""
+        if not rows.count:
+            return 0
+        try:
+            with self._lock:
+                self._client.raw_insert(
+                    table,
+                    list(column_names),
+                    insert_block=rows.data,
+                    fmt=ENCODED_FORMAT,
+                    settings=ENCODED_INSERT_SETTINGS,
+                )
+        except Exception as e:
+            msg = f"insert into {table} failed: {e}"
+            raise WarehouseError(msg) from e
+        return rows.count
 
     def _types_of(self, table: str) -> dict[str, str]:
         """``{column: ClickHouse type}`` of ``table``, cached until the next migration."""

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from analytics.exceptions import WarehouseError
-from analytics.rows import COLUMNS
+from analytics.rows import COLUMNS, EncodedRows, encode_rows
 from analytics.warehouse import Warehouse
 from loraloop.settings import StreamSettings
 from streams import metrics
@@ -24,6 +24,8 @@ from streams.progress import Progress
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Rows = Sequence[Sequence[Any]] | EncodedRows
+"""A table's rows for :meth:`WarehouseSink.write`: one sequence per row, or encoded."""
 
 
 class WarehouseSink:
@@ -34,11 +36,15 @@ class WarehouseSink:
         self._stream = stream
         self._progress = progress
 
-    async def write(self, rows: Mapping[str, Sequence[Sequence[Any]]], *, topic: str) -> None:
-        """Store every table's rows; returns only when all are written."""
+    async def write(self, rows: Mapping[str, Rows], *, topic: str) -> None:
+        """Store every table's rows (plain or already encoded); returns when all are written."""
         delay = self._stream.retry_initial_s
         started = time.perf_counter()
-        pending = {table: list(table_rows) for table, table_rows in rows.items() if table_rows}
+        pending = {
+            table: table_rows if isinstance(table_rows, EncodedRows) else encode_rows(table_rows)
+            for table, table_rows in rows.items()
+            if (table_rows.count if isinstance(table_rows, EncodedRows) else table_rows)
+        }
         while pending:
             table, table_rows = next(iter(pending.items()))
             try:
@@ -70,5 +76,5 @@ class WarehouseSink:
         """Run ``fn(warehouse, *args)`` on the warehouse thread."""
         return await self._warehouse.run(fn, self._warehouse, *args)
 
-    def _insert(self, table: str, rows: Sequence[Sequence[Any]]) -> int:
-        return self._warehouse.insert(table, rows, column_names=COLUMNS[table])
+    def _insert(self, table: str, rows: EncodedRows) -> int:
+        return self._warehouse.insert_encoded(table, rows, column_names=COLUMNS[table])

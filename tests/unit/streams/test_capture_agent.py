@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from analytics.rows import EncodedRows
 from detectors.config import DetectorSettings
 from loraloop.settings import Settings, StreamSettings
 from streams.capture import Capture, TierLookup
@@ -79,8 +80,10 @@ class FakeWarehouse:
     def query(self, _sql: str, _parameters: dict[str, Any] | None = None) -> Result:
         return Result([])  # nothing stored yet
 
-    def insert(self, table: str, rows: list[Any], *, column_names: Any) -> int:
+    def insert_encoded(self, table: str, encoded: EncodedRows, *, column_names: Any) -> int:
+        rows = [orjson.loads(line) for line in encoded.data.split(b"\n")]
         assert all(len(row) == len(column_names) for row in rows)
+        assert len(rows) == encoded.count
         self.inserted.append((table, rows))
         return len(rows)
 
