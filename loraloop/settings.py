@@ -58,6 +58,12 @@ class StreamSettings(BaseSettings):
         description="Conversations whose detector state the worker keeps in memory (LRU, "
         "about 6 KB each); the rest are read back from the conversation_state table.",
     )
+    capture_process: bool = Field(
+        True,
+        description="Run decoding and the detectors in a child process of the worker: the "
+        "worker's event loop keeps Faust's per-message work and the two use two cores. Off: "
+        "all on the event loop (one core, or a host that forbids child processes).",
+    )
     lag_interval_s: float = Field(
         5.0, gt=0, description="How often consumer lag is measured for /metrics and /health."
     )

@@ -32,14 +32,15 @@ from loraloop.events import (
 from loraloop.settings import Settings
 from streams import metrics
 from streams.broker_watch import BrokerWatch, bootstrap_probe
-from streams.capture import Capture, QaLabeller, TierLookup
+from streams.capture import QaLabeller, TierLookup
 from streams.capture_agent import CaptureAgent
+from streams.capture_core import CaptureCore, CaptureRunner, InlineCapture
+from streams.capture_process import CaptureProcess
 from streams.dlq import send_dead_letter
 from streams.ingest import dead_letter, decode_batch
 from streams.progress import Progress
 from streams.security import faust_credentials
 from streams.sink import WarehouseSink
-from streams.state_store import StateStore
 from streams.topics import base_name, topic_name
 
 logger = logging.getLogger(__name__)
@@ -216,6 +217,18 @@ def add_broker_watch(
     return watch
 
 
+def capture_runner(settings: Settings) -> CaptureRunner:
+    """The capture core, in a child process unless ``capture_process`` is off."""
+    stream = settings.stream
+    if stream.capture_process:
+        return CaptureProcess(
+            stream, DetectorSettings(), cache_size=stream.state_cache_size
+        ).start()
+    return InlineCapture(
+        CaptureCore(stream, DetectorSettings(), cache_size=stream.state_cache_size)
+    )
+
+
 def build_worker_app(
     settings: Settings,
     *,
@@ -234,13 +247,17 @@ def build_worker_app(
     users_topic = _raw_topic(app, settings, users.topic)
     agent = ingest_agent(users, dlq, sink, progress, settings, tiers=tiers)
     app.agent(users_topic, name="ingest-users", concurrency=1)(agent)
-    store = StateStore(warehouse, capacity=settings.stream.state_cache_size)
+    capture = capture_runner(settings)
 
     async def forget_states(*_args: Any, **_kwargs: Any) -> None:
-        store.clear()  # another worker may have moved these conversations on meanwhile
+        capture.clear()  # another worker may have moved these conversations on meanwhile
+
+    async def stop_capture(*_args: Any, **_kwargs: Any) -> None:
+        capture.close()
 
     app.on_partitions_revoked.connect(forget_states)
     app.on_partitions_assigned.connect(forget_states)
+    app.on_before_shutdown.connect(stop_capture)
     conversation_topics = [k.topic for k in KINDS.values() if k.name != "user"]
     source = app.topic(
         *(topic_name(settings.stream, t) for t in conversation_topics),
@@ -250,8 +267,9 @@ def build_worker_app(
         value_serializer="raw",
         partitions=settings.stream.partitions,
     )
-    capture = Capture(settings.stream, DetectorSettings(), tiers)
-    capture_agent = CaptureAgent(capture, store, dlq, sink, progress, settings, qa_labeller)
+    capture_agent = CaptureAgent(
+        capture, warehouse, tiers, dlq, sink, progress, settings, qa_labeller
+    )
     app.agent(source, name="capture", concurrency=1)(capture_agent.run)
     app.agent(dlq, name="dead-letters", concurrency=1)(dead_letter_agent(sink, progress, settings))
     add_web(app, warehouse, progress)

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from analytics.rows import event_row, signal_row
-from analytics.warehouse import Warehouse
 from detectors.config import DetectorSettings
 from detectors.pipeline import apply, new_state
 from detectors.sampler import decide_for_state
@@ -34,9 +33,12 @@ from streams.ingest import decode_one
 from streams.rollup import ConversationRollup, conversation_row, sample_row
 from streams.topics import base_name
 
+if TYPE_CHECKING:  # the capture process imports this module: no engine there
+    from analytics.warehouse import Warehouse
+
 logger = logging.getLogger(__name__)
 
-QaLabeller = Callable[[Warehouse, Sequence[QAVerdict]], list[bool]]
+QaLabeller = Callable[["Warehouse", Sequence[QAVerdict]], list[bool]]
 """Labels conversations' samples from a batch of QA verdicts (on the warehouse thread)."""
 
 
@@ -91,6 +93,11 @@ class TierLookup:
     def get(self, user_id: str) -> Tier | None:
         return self._tiers.get(user_id)
 
+    def known(self, user_ids: Iterable[str]) -> dict[str, Tier]:
+        """The cached tier of each of ``user_ids`` that has one."""
+        tiers = self._tiers
+        return {u: tier for u in user_ids if (tier := tiers.get(u)) is not None}
+
     async def load(self, user_ids: set[str]) -> None:
         """Fetch the latest tier of users not cached yet (one query per batch at most)."""
         missing = sorted(u for u in user_ids if u not in self._tiers)
@@ -117,12 +124,11 @@ def needs_tier(event: ConversationEvent) -> TypeGuard[Feedback]:
 
 
 class Capture:
-    """Pure-ish batch logic of the capture agent (state lives in ``entries``)."""
+    """Pure batch logic of the capture agent (state lives in ``entries``)."""
 
-    def __init__(self, stream: StreamSettings, detectors: DetectorSettings, tiers: TierLookup):
+    def __init__(self, stream: StreamSettings, detectors: DetectorSettings) -> None:
         self.stream_settings = stream
         self._detectors = detectors
-        self.tiers = tiers
 
     def decode(
         self, messages: Sequence[Any]
@@ -141,9 +147,14 @@ class Capture:
     def process(
         self,
         events: Sequence[tuple[int, ConversationEvent]],
-        entries: dict[str, Entry | None],
+        entries: Mapping[str, Entry],
+        tiers: Mapping[str, Tier],
     ) -> CaptureBatch:
-        """Apply decoded events to their conversations; ``entries`` holds the stored values."""
+        """Apply decoded events to their conversations.
+
+        ``entries`` holds the stored values (a conversation without one starts afresh),
+        ``tiers`` the known tier of the batch's users.
+        """
         batch = CaptureBatch()
         for partition, event in events:
             table, row = event_row(event)
@@ -156,7 +167,7 @@ class Capture:
             if entry.state.has_applied(event, self._detectors.applied_window):
                 continue
             user_id = getattr(event, "user_id", None)
-            tier = self.tiers.get(user_id) if user_id else None
+            tier = tiers.get(user_id) if user_id else None
             state, signals = apply(entry.state, event, settings=self._detectors, user_tier=tier)
             batch.touched[cid] = Entry(entry.partition, state, entry.rollup.apply(event))
             for signal in signals:

@@ -2,18 +2,19 @@
 
 A batch goes through two stages:
 
-1. *prepare* (the event loop): decode, dead-letter what fails, load the states
-   the cache lacks, run the detectors, build every row and the new states, and
-   put those states in the cache;
+1. *prepare* (the event loop): hand the messages to the capture core (decode; the
+   core runs in a child process by default, see :mod:`streams.capture_process`),
+   dead-letter what fails, read the states and tiers the core lacks, and have the
+   core run the detectors and build every row and the new states;
 2. *commit* (the warehouse thread): write the rows, the states last, label
    samples from QA verdicts, then ack the batch.
 
 Batch N's commit runs while batch N+1 is taken from the broker and prepared, so
-the broker, the Python work and the warehouse's C++ work overlap; there is at most
+the broker, the detectors and the warehouse's C++ work overlap; there is at most
 one commit in flight, and commits run in batch order, so acks never pass a row
 that is not written (at-least-once, see :mod:`streams.capture` for crash safety).
-When the agent stops or fails, the state cache is cleared: it may hold states of a
-batch that was never committed.
+When the agent stops or fails, the core's state cache is cleared: it may hold
+states of a batch that was never committed.
 A state the in-flight commit is writing is never read back from the warehouse
 before that commit lands (the cache holds it; after a rebalance clears the cache,
 the agent waits for the commit first).
@@ -28,15 +29,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from analytics.warehouse import Warehouse
 from loraloop.events import QAVerdict
 from loraloop.exceptions import LoraloopError
 from loraloop.settings import Settings
 from streams import metrics
-from streams.capture import Capture, CaptureBatch, Entry, QaLabeller, needs_tier
+from streams.capture import QaLabeller, TierLookup
+from streams.capture_core import CaptureRunner, Processed, RawMessage
+from streams.capture_process import CaptureProcessExitedError
 from streams.dlq import send_dead_letter
 from streams.progress import Progress
 from streams.sink import WarehouseSink
-from streams.state_store import STATE_TABLE, StateStore, state_rows
+from streams.state_store import read_states
 from streams.topics import base_name
 
 logger = logging.getLogger(__name__)
@@ -47,8 +51,7 @@ class Prepared:
     """One batch, processed and ready to commit."""
 
     events: Sequence[Any]
-    batch: CaptureBatch
-    verdicts: list[QAVerdict]
+    batch: Processed
     letters: int
 
 
@@ -57,8 +60,9 @@ class CaptureAgent:
 
     def __init__(
         self,
-        capture: Capture,
-        store: StateStore,
+        capture: CaptureRunner,
+        warehouse: Warehouse,
+        tiers: TierLookup,
         dlq: Any,
         sink: WarehouseSink,
         progress: Progress,
@@ -66,7 +70,8 @@ class CaptureAgent:
         qa_labeller: QaLabeller | None = None,
     ) -> None:
         self._capture = capture
-        self._store = store
+        self._warehouse = warehouse
+        self._tiers = tiers
         self._dlq = dlq
         self._sink = sink
         self._progress = progress
@@ -87,7 +92,7 @@ class CaptureAgent:
         except BaseException:
             # The cache runs one batch ahead of the warehouse: states of a batch that was
             # never committed must not outlive it, or its redelivery would look applied.
-            self._store.clear()
+            self._capture.clear()
             raise
         finally:
             await self._settle()
@@ -99,40 +104,43 @@ class CaptureAgent:
             await inflight
 
     async def _prepare(self, events: Sequence[Any]) -> Prepared:
-        messages = [event.message for event in events]
+        messages = [
+            RawMessage(m.topic, m.partition, m.offset, m.value) for m in (e.message for e in events)
+        ]
         for topic, count in Counter(m.topic for m in messages).items():
             metrics.EVENTS_IN.labels(base_name(self._settings, topic)).inc(count)
-        decoded, letters = self._capture.decode(messages)
-        for letter in letters:
-            await send_dead_letter(self._dlq, letter)
-        user_ids = {event.user_id for _, event in decoded if needs_tier(event)}
-        if user_ids:
-            await self._sink.retrying(self._capture.tiers.load, user_ids)
-        entries = await self._entries({event.conversation_id for _, event in decoded})
-        batch = self._capture.process(decoded, entries)
-        # Last table of the commit: a stored state never runs ahead of the rows it produced.
-        batch.rows[STATE_TABLE] = state_rows(batch.touched)
-        self._store.remember(batch.touched)
-        verdicts = [event for _, event in decoded if isinstance(event, QAVerdict)]
-        return Prepared(events, batch, verdicts, len(letters))
+        try:
+            return await self._prepare_once(events, messages)
+        except CaptureProcessExitedError as e:
+            logger.warning("%s; preparing the batch again", e)
+            return await self._prepare_once(events, messages)
 
-    async def _entries(self, conversation_ids: set[str]) -> dict[str, Entry | None]:
-        entries: dict[str, Entry | None] = dict(self._store.cached(conversation_ids))
-        missing = sorted(conversation_ids - entries.keys())
+    async def _prepare_once(self, events: Sequence[Any], messages: list[RawMessage]) -> Prepared:
+        needs = await self._capture.begin(messages)
+        for letter in needs.letters:
+            await send_dead_letter(self._dlq, letter)
+        if needs.tier_users:
+            await self._sink.retrying(self._tiers.load, set(needs.tier_users))
+        stored = await self._stored_states(needs.missing)
+        batch = await self._capture.finish(stored, self._tiers.known(needs.user_ids))
+        return Prepared(events, batch, len(needs.letters))
+
+    async def _stored_states(self, missing: list[str]) -> dict[str, str]:
         if not missing:
-            return entries
+            return {}
         if not self._inflight_ids.isdisjoint(missing):
             await self._settle()  # read those states only once the commit has stored them
-        loaded = await self._sink.retrying(self._store.fetch_async, missing)
-        self._store.remember(loaded)
-        entries.update(loaded)
-        return entries
+        return await self._sink.retrying(self._read_states, missing)
+
+    async def _read_states(self, conversation_ids: list[str]) -> dict[str, str]:
+        """States on the reader thread: callers make sure no queued write holds them."""
+        return await self._warehouse.run_read(read_states, self._warehouse, conversation_ids)
 
     async def _commit(self, stream: Any, prepared: Prepared) -> None:
         batch = prepared.batch
         await self._sink.write(batch.rows, topic="conversations")
-        if self._qa_labeller is not None and prepared.verdicts:
-            await self._label(self._qa_labeller, prepared.verdicts)
+        if self._qa_labeller is not None and batch.verdicts:
+            await self._label(self._qa_labeller, batch.verdicts)
         for event in prepared.events:
             await stream.ack(event)
         for event in prepared.events:

@@ -1,4 +1,4 @@
-"""Per-conversation detector state: a bounded in-process cache over the warehouse.
+"""Per-conversation detector state: the ``conversation_state`` table and a bounded cache.
 
 Why not a Faust table: the embedded Tansu broker answers ListOffsets with the last
 batch's base offset + 1, which makes Faust's changelog recovery stop short or hang
@@ -8,9 +8,10 @@ altogether: a stored state never runs ahead of its rows, and a replay either fin
 the state that goes with the rows already written (the detectors' replay guard skips
 the events) or an older one (the events are re-applied and give the same ids).
 
-The cache holds at most ``capacity`` conversations (LRU), so worker memory stays
-flat over an endless stream; a miss costs one query per batch. It is cleared on
-every rebalance, since another worker may have moved a conversation on meanwhile.
+The cache (held by whoever runs detection, see :mod:`streams.capture_core`) keeps at
+most ``capacity`` conversations (LRU), so memory stays flat over an endless stream;
+the misses of a batch cost one query. It is cleared on every rebalance, since
+another worker may have moved a conversation on meanwhile.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from analytics.warehouse import Warehouse
 from detectors.exceptions import StateFormatError
 from streams.capture import Entry
+
+if TYPE_CHECKING:  # the capture process imports this module: no engine there
+    from analytics.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +40,18 @@ _LOAD_SQL: Final = (
 )
 
 
-class StateStore:
-    """Entries by conversation id: cache first, then the ``conversation_state`` table."""
+def read_states(warehouse: Warehouse, conversation_ids: list[str]) -> dict[str, str]:
+    """The latest stored state (JSON text) of each conversation that has one (blocking)."""
+    if not conversation_ids:
+        return {}
+    rows = warehouse.query(_LOAD_SQL, {"ids": conversation_ids}).result_rows
+    return {str(cid): str(state) for cid, state in rows}
 
-    def __init__(self, warehouse: Warehouse, *, capacity: int) -> None:
-        self._warehouse = warehouse
+
+class StateCache:
+    """Entries by conversation id, least recently used evicted beyond ``capacity``."""
+
+    def __init__(self, *, capacity: int) -> None:
         self._capacity = capacity
         self._cache: OrderedDict[str, Entry] = OrderedDict()
 
@@ -57,26 +67,20 @@ class StateStore:
                 found[cid] = entry
         return found
 
-    def fetch(self, conversation_ids: list[str]) -> dict[str, Entry]:
-        """Read stored states (blocking: run it on the warehouse thread).
+    def load(self, stored: dict[str, str]) -> dict[str, Entry]:
+        """Parse states read by :func:`read_states` and cache them.
 
         An unreadable state (e.g. written by an older format) is dropped with a
         warning: the conversation starts afresh rather than stopping the agent.
         """
-        if not conversation_ids:
-            return {}
-        rows = self._warehouse.query(_LOAD_SQL, {"ids": conversation_ids}).result_rows
         found = {}
-        for cid, state in rows:
+        for cid, state in stored.items():
             try:
-                found[str(cid)] = Entry.from_dict(orjson.loads(state))
+                found[cid] = Entry.from_dict(orjson.loads(state))
             except (StateFormatError, orjson.JSONDecodeError, KeyError, TypeError) as e:
                 logger.warning("conversation %s: unreadable stored state (%s); afresh", cid, e)
+        self.remember(found)
         return found
-
-    async def fetch_async(self, conversation_ids: list[str]) -> dict[str, Entry]:
-        """:meth:`fetch` on the reader thread: callers make sure no queued write holds them."""
-        return await self._warehouse.run_read(self.fetch, conversation_ids)
 
     def remember(self, entries: dict[str, Entry]) -> None:
         """Cache entries just written (or just read), evicting the least recently used."""

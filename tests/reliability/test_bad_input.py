@@ -340,7 +340,7 @@ CONVERSATION_TOPICS = [topic_name(STREAM, k.topic) for k in KINDS.values() if k.
 def test_capture_decode_never_raises_on_any_conversation_topic(
     items: list[tuple[str, bytes]],
 ) -> None:
-    capture = Capture(STREAM, detectors=None, tiers=None)  # type: ignore[arg-type]
+    capture = Capture(STREAM, detectors=None)  # type: ignore[arg-type]
     messages = [Raw(topic, i % 3, i, value) for i, (topic, value) in enumerate(items)]
     events, letters = capture.decode(messages)
     assert len(events) + len(letters) == len(messages)

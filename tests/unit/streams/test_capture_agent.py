@@ -17,11 +17,11 @@ import pytest
 from analytics.rows import EncodedRows
 from detectors.config import DetectorSettings
 from loraloop.settings import Settings, StreamSettings
-from streams.capture import Capture, TierLookup
+from streams.capture import TierLookup
 from streams.capture_agent import CaptureAgent
+from streams.capture_core import CaptureCore, InlineCapture
 from streams.progress import Progress
 from streams.sink import WarehouseSink
-from streams.state_store import StateStore
 
 
 @dataclass
@@ -101,14 +101,21 @@ def _turn(offset: int, conversation: str) -> Event:
     return Event(Message("llm.turns", 0, offset, orjson.dumps(payload)))
 
 
-def _agent(warehouse: FakeWarehouse) -> tuple[CaptureAgent, StateStore]:
+def _agent(warehouse: FakeWarehouse) -> tuple[CaptureAgent, CaptureCore]:
     settings = Settings(stream=StreamSettings(retry_initial_s=0.01))
-    store = StateStore(warehouse, capacity=100)  # type: ignore[arg-type]
+    core = CaptureCore(settings.stream, DetectorSettings(), cache_size=100)
     tiers = TierLookup(warehouse, capacity=100)  # type: ignore[arg-type]
-    capture = Capture(settings.stream, DetectorSettings(), tiers)
     sink = WarehouseSink(warehouse, settings.stream, Progress())  # type: ignore[arg-type]
-    agent = CaptureAgent(capture, store, None, sink, Progress(), settings)
-    return agent, store
+    agent = CaptureAgent(
+        InlineCapture(core),
+        warehouse,  # type: ignore[arg-type]
+        tiers,
+        None,
+        sink,
+        Progress(),
+        settings,
+    )
+    return agent, core
 
 
 async def _until(check: Callable[[], bool]) -> None:

@@ -1,0 +1,166 @@
+"""Run the capture core in a child process, so detection gets a core of its own.
+
+A Faust worker is bound by its interpreter lock: Faust's own work per message
+(about 100 µs) and the capture work (decoding, detectors, row building) took
+turns on one thread. Here the :class:`streams.capture_core.CaptureCore` runs in a
+spawned child; the worker sends it raw messages and gets back encoded rows, so
+the event loop only takes batches, reads the warehouse and acks, while the child
+detects and the warehouse thread writes.
+
+The child holds the state cache. When it dies (killed, out of memory) the next
+call raises :class:`CaptureProcessExitedError` and the one after starts a new child with
+an empty cache, which is what :meth:`clear` asks for anyway. The child exits when
+the worker closes the pipe or dies, and ignores Ctrl-C (the worker stops it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Final
+
+from detectors.config import DetectorSettings
+from loraloop.events import Tier
+from loraloop.exceptions import LoraloopError
+from loraloop.settings import StreamSettings
+from streams.capture_core import CaptureCore, Needs, Processed, RawMessage
+
+logger = logging.getLogger(__name__)
+
+_STOP_TIMEOUT_S: Final = 5.0
+"""How long :meth:`CaptureProcess.close` waits for the child before terminating it."""
+
+
+class CaptureProcessError(LoraloopError):
+    """The capture process failed on a batch; the batch was not processed."""
+
+
+class CaptureProcessExitedError(CaptureProcessError):
+    """The capture process died (killed, out of memory); the next call starts a new one."""
+
+
+def serve(
+    conn: Connection, stream: StreamSettings, detectors: DetectorSettings, cache_size: int
+) -> None:
+    """The child's loop: ``(operation, args, clear_first)`` in, ``(ok, value)`` out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group
+    core = CaptureCore(stream, detectors, cache_size=cache_size)
+    operations: dict[str, Callable[..., Any]] = {"begin": core.begin, "finish": core.finish}
+    while True:
+        try:
+            operation, args, clear_first = conn.recv()
+        except (EOFError, OSError):
+            return  # the worker closed the pipe or died
+        if clear_first:
+            core.clear()
+        if operation == "stop":
+            return
+        try:
+            reply: tuple[bool, Any] = (True, operations[operation](*args))
+        except Exception as e:  # the worker raises it; the child keeps serving
+            reply = (False, f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        conn.send(reply)
+
+
+class CaptureProcess:
+    """A :class:`streams.capture_core.CaptureRunner` whose core runs in a child process."""
+
+    def __init__(
+        self, stream: StreamSettings, detectors: DetectorSettings, *, cache_size: int
+    ) -> None:
+        self._args = (stream, detectors, cache_size)
+        self._context = multiprocessing.get_context("spawn")  # never fork a threaded worker
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._clear_next = False
+        # One call at a time, in order; a thread keeps the pipe's waits off the event loop.
+        self._caller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-process")
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid, once started."""
+        return None if self._process is None else self._process.pid
+
+    def start(self) -> CaptureProcess:
+        """Start the child now (it imports the detectors while the worker starts)."""
+        self._started()
+        return self
+
+    def _started(self) -> Connection:
+        """The pipe to a live child, starting one when there is none."""
+        if self._conn is None or self._process is None or not self._process.is_alive():
+            self._reap()
+            parent, child = self._context.Pipe()
+            process = self._context.Process(
+                target=serve, args=(child, *self._args), name="loraloop-capture", daemon=True
+            )
+            process.start()
+            child.close()
+            self._process, self._conn = process, parent
+            self._clear_next = False  # a new child starts with an empty cache
+        return self._conn
+
+    async def begin(self, messages: Sequence[RawMessage]) -> Needs:
+        needs: Needs = await self._call("begin", list(messages))
+        return needs
+
+    async def finish(self, stored: Mapping[str, str], tiers: Mapping[str, Tier]) -> Processed:
+        processed: Processed = await self._call("finish", dict(stored), dict(tiers))
+        return processed
+
+    def clear(self) -> None:
+        """Empty the child's state cache before its next operation."""
+        self._clear_next = True
+
+    def close(self) -> None:
+        """Stop the child (waits up to a few seconds, then terminates it)."""
+        if self._conn is not None and self._process is not None and self._process.is_alive():
+            try:
+                self._conn.send(("stop", (), False))
+            except OSError:
+                pass
+            self._process.join(_STOP_TIMEOUT_S)
+        self._reap()
+        self._caller.shutdown(wait=False)
+
+    async def _call(self, operation: str, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._caller, self._round_trip, operation, args)
+
+    def _round_trip(self, operation: str, args: tuple[Any, ...]) -> Any:
+        conn = self._started()
+        clear, self._clear_next = self._clear_next, False
+        try:
+            conn.send((operation, args, clear))
+            ok, value = conn.recv()
+        except (EOFError, OSError) as e:
+            code = self._reap()
+            msg = (
+                f"the capture process exited (code {code}) during {operation}; "
+                "the next batch starts a new one with an empty state cache"
+            )
+            raise CaptureProcessExitedError(msg) from e
+        if not ok:
+            msg = f"the capture process failed on {operation}: {value}"
+            raise CaptureProcessError(msg)
+        return value
+
+    def _reap(self) -> int | None:
+        """Forget the child (terminating it if still running); returns its exit code."""
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            conn.close()
+        if process is None:
+            return None
+        if process.is_alive():
+            process.terminate()
+        process.join(_STOP_TIMEOUT_S)
+        return process.exitcode
