@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from analytics.warehouse import Warehouse
 from loraloop.events import QAVerdict
@@ -55,6 +55,25 @@ class Prepared:
     letters: int
 
 
+class CaptureAgentError(LoraloopError):
+    """A batch was not processed because the batch before it failed."""
+
+
+_BATCHES_IN_FLIGHT: Final = 2
+"""Batches between take and ack: one preparing while the one before it commits."""
+
+
+@dataclass(eq=False)
+class _Stage:
+    """One batch on its way through the agent."""
+
+    previous: _Stage | None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    failed: bool = False
+    touched: frozenset[str] = frozenset()
+    task: asyncio.Future[None] = field(init=False)
+
+
 class CaptureAgent:
     """The agent body over every conversation topic (use ``CaptureAgent(...).run``)."""
 
@@ -77,59 +96,79 @@ class CaptureAgent:
         self._progress = progress
         self._settings = settings.stream
         self._qa_labeller = qa_labeller
-        self._inflight: asyncio.Task[None] | None = None
-        self._inflight_ids: frozenset[str] = frozenset()
 
     async def run(self, stream: Any) -> None:
+        pipeline: deque[_Stage] = deque()
+        previous: _Stage | None = None
         try:
             async for events in stream.noack_take(
                 self._settings.batch_size, within=self._settings.batch_within_s
             ):
-                prepared = await self._prepare(events)
-                await self._settle()
-                self._inflight_ids = frozenset(prepared.batch.touched)
-                self._inflight = asyncio.ensure_future(self._commit(stream, prepared))
+                while len(pipeline) >= _BATCHES_IN_FLIGHT:
+                    await pipeline.popleft().task  # a failure is the agent's: Faust restarts it
+                stage = _Stage(previous)
+                stage.task = asyncio.ensure_future(self._handle(stream, events, stage))
+                pipeline.append(stage)
+                previous = stage
+            while pipeline:
+                await pipeline.popleft().task
         except BaseException:
-            # The cache runs one batch ahead of the warehouse: states of a batch that was
-            # never committed must not outlive it, or its redelivery would look applied.
+            # The cache runs ahead of the warehouse: states of a batch that was never
+            # committed must not outlive it, or its redelivery would look applied.
             self._capture.clear()
+            await asyncio.gather(*(stage.task for stage in pipeline), return_exceptions=True)
+            raise
+
+    async def _handle(self, stream: Any, events: Sequence[Any], stage: _Stage) -> None:
+        """Prepare a batch after the one before it, then commit it after that one's commit."""
+        previous = stage.previous
+        stage.previous = None  # the chain of stages must not keep every batch alive
+        try:
+            if previous is not None:
+                await previous.ready.wait()  # the core takes batches in order
+                if previous.failed:
+                    msg = "an earlier batch failed; this one waits for its redelivery"
+                    raise CaptureAgentError(msg)
+            prepared = await self._prepare(events, previous)
+            stage.touched = frozenset(prepared.batch.touched)
+        except BaseException:
+            stage.failed = True
             raise
         finally:
-            await self._settle()
+            stage.ready.set()
+        if previous is not None:
+            await previous.task  # commits land in batch order
+        await self._commit(stream, prepared)
 
-    async def _settle(self) -> None:
-        """Wait for the in-flight commit (its failure is the agent's: Faust restarts it)."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is not None:
-            await inflight
-
-    async def _prepare(self, events: Sequence[Any]) -> Prepared:
+    async def _prepare(self, events: Sequence[Any], previous: _Stage | None) -> Prepared:
         messages = [
             RawMessage(m.topic, m.partition, m.offset, m.value) for m in (e.message for e in events)
         ]
         for topic, count in Counter(m.topic for m in messages).items():
             metrics.EVENTS_IN.labels(base_name(self._settings, topic)).inc(count)
         try:
-            return await self._prepare_once(events, messages)
+            return await self._prepare_once(events, messages, previous)
         except CaptureProcessExitedError as e:
             logger.warning("%s; preparing the batch again", e)
-            return await self._prepare_once(events, messages)
+            return await self._prepare_once(events, messages, previous)
 
-    async def _prepare_once(self, events: Sequence[Any], messages: list[RawMessage]) -> Prepared:
+    async def _prepare_once(
+        self, events: Sequence[Any], messages: list[RawMessage], previous: _Stage | None
+    ) -> Prepared:
         needs = await self._capture.begin(messages)
         for letter in needs.letters:
             await send_dead_letter(self._dlq, letter)
         if needs.tier_users:
             await self._sink.retrying(self._tiers.load, set(needs.tier_users))
-        stored = await self._stored_states(needs.missing)
+        stored = await self._stored_states(needs.missing, previous)
         batch = await self._capture.finish(stored, self._tiers.known(needs.user_ids))
         return Prepared(events, batch, len(needs.letters))
 
-    async def _stored_states(self, missing: list[str]) -> dict[str, str]:
+    async def _stored_states(self, missing: list[str], previous: _Stage | None) -> dict[str, str]:
         if not missing:
             return {}
-        if not self._inflight_ids.isdisjoint(missing):
-            await self._settle()  # read those states only once the commit has stored them
+        if previous is not None and not previous.touched.isdisjoint(missing):
+            await previous.task  # read those states only once its commit has stored them
         return await self._sink.retrying(self._read_states, missing)
 
     async def _read_states(self, conversation_ids: list[str]) -> dict[str, str]:
