@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from analytics.rows import EncodedRows, encode_rows
 from detectors.config import DetectorSettings
@@ -31,8 +31,7 @@ from streams.capture import Capture, Entry, needs_tier
 from streams.state_store import STATE_TABLE, StateCache, state_rows
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
+class RawMessage(NamedTuple):
     """The parts of a Kafka message capture reads (picklable, unlike Faust's)."""
 
     topic: str

@@ -18,10 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import pickle
 import signal
+import socket
+import struct
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Final
@@ -36,6 +39,17 @@ logger = logging.getLogger(__name__)
 
 _STOP_TIMEOUT_S: Final = 5.0
 """How long :meth:`CaptureProcess.close` waits for the child before terminating it."""
+
+_HEADER: Final = struct.Struct("!i")
+"""The length header of a :class:`multiprocessing.connection.Connection` frame."""
+
+_MAX_FRAME: Final = 0x7FFFFFFF
+"""Larger frames take another header form; no sane batch comes near it."""
+
+_PICKLE_PROTOCOL: Final = 5
+
+_STREAM_LIMIT: Final = 1 << 20
+"""asyncio stream buffer: a batch's encoded rows are about a megabyte."""
 
 
 class CaptureProcessError(LoraloopError):
@@ -52,7 +66,11 @@ def serve(
     """The child's loop: ``(operation, args, clear_first)`` in, ``(ok, value)`` out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group
     core = CaptureCore(stream, detectors, cache_size=cache_size)
-    operations: dict[str, Callable[..., Any]] = {"begin": core.begin, "finish": core.finish}
+
+    def begin(messages: list[tuple[str, int, int, Any]]) -> Needs:
+        return core.begin([RawMessage._make(m) for m in messages])
+
+    operations: dict[str, Callable[..., Any]] = {"begin": begin, "finish": core.finish}
     while True:
         try:
             operation, args, clear_first = conn.recv()
@@ -70,7 +88,13 @@ def serve(
 
 
 class CaptureProcess:
-    """A :class:`streams.capture_core.CaptureRunner` whose core runs in a child process."""
+    """A :class:`streams.capture_core.CaptureRunner` whose core runs in a child process.
+
+    The worker's side of the pipe is read and written by the event loop itself
+    (asyncio streams, framed as :class:`multiprocessing.connection.Connection`
+    frames them): a helper thread would wait for the interpreter lock after every
+    chunk of a batch's rows, which cost more than the child's work.
+    """
 
     def __init__(
         self, stream: StreamSettings, detectors: DetectorSettings, *, cache_size: int
@@ -79,9 +103,9 @@ class CaptureProcess:
         self._context = multiprocessing.get_context("spawn")  # never fork a threaded worker
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._clear_next = False
-        # One call at a time, in order; a thread keeps the pipe's waits off the event loop.
-        self._caller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-process")
+        self._one_call = asyncio.Lock()
 
     @property
     def pid(self) -> int | None:
@@ -90,11 +114,6 @@ class CaptureProcess:
 
     def start(self) -> CaptureProcess:
         """Start the child now (it imports the detectors while the worker starts)."""
-        self._started()
-        return self
-
-    def _started(self) -> Connection:
-        """The pipe to a live child, starting one when there is none."""
         if self._conn is None or self._process is None or not self._process.is_alive():
             self._reap()
             parent, child = self._context.Pipe()
@@ -105,10 +124,10 @@ class CaptureProcess:
             child.close()
             self._process, self._conn = process, parent
             self._clear_next = False  # a new child starts with an empty cache
-        return self._conn
+        return self
 
     async def begin(self, messages: Sequence[RawMessage]) -> Needs:
-        needs: Needs = await self._call("begin", list(messages))
+        needs: Needs = await self._call("begin", [tuple(m) for m in messages])
         return needs
 
     async def finish(self, stored: Mapping[str, str], tiers: Mapping[str, Tier]) -> Processed:
@@ -128,34 +147,43 @@ class CaptureProcess:
                 pass
             self._process.join(_STOP_TIMEOUT_S)
         self._reap()
-        self._caller.shutdown(wait=False)
 
     async def _call(self, operation: str, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._caller, self._round_trip, operation, args)
-
-    def _round_trip(self, operation: str, args: tuple[Any, ...]) -> Any:
-        conn = self._started()
-        clear, self._clear_next = self._clear_next, False
-        try:
-            conn.send((operation, args, clear))
-            ok, value = conn.recv()
-        except (EOFError, OSError) as e:
-            code = self._reap()
-            msg = (
-                f"the capture process exited (code {code}) during {operation}; "
-                "the next batch starts a new one with an empty state cache"
-            )
-            raise CaptureProcessExitedError(msg) from e
+        async with self._one_call:
+            reader, writer = await self._open()
+            clear, self._clear_next = self._clear_next, False
+            try:
+                writer.write(_frame(pickle.dumps((operation, args, clear), _PICKLE_PROTOCOL)))
+                await writer.drain()
+                (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+                ok, value = pickle.loads(await reader.readexactly(size))  # noqa: S301 (our child)
+            except (OSError, asyncio.IncompleteReadError) as e:
+                code = self._reap()
+                msg = (
+                    f"the capture process exited (code {code}) during {operation}; "
+                    "the next batch starts a new one with an empty state cache"
+                )
+                raise CaptureProcessExitedError(msg) from e
         if not ok:
             msg = f"the capture process failed on {operation}: {value}"
             raise CaptureProcessError(msg)
         return value
 
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Streams over the pipe to a live child, starting one when there is none."""
+        if self._streams is None or self._process is None or not self._process.is_alive():
+            self.start()
+            assert self._conn is not None  # noqa: S101 (start() sets it)
+            sock = socket.socket(fileno=os.dup(self._conn.fileno()))
+            self._streams = await asyncio.open_connection(sock=sock, limit=_STREAM_LIMIT)
+        return self._streams
+
     def _reap(self) -> int | None:
         """Forget the child (terminating it if still running); returns its exit code."""
-        process, conn = self._process, self._conn
-        self._process = self._conn = None
+        process, conn, streams = self._process, self._conn, self._streams
+        self._process = self._conn = self._streams = None
+        if streams is not None:
+            streams[1].close()
         if conn is not None:
             conn.close()
         if process is None:
@@ -164,3 +192,13 @@ class CaptureProcess:
             process.terminate()
         process.join(_STOP_TIMEOUT_S)
         return process.exitcode
+
+
+def _frame(data: bytes) -> bytes:
+    """``data`` with the length header :meth:`Connection.recv_bytes` reads."""
+    if len(data) > _MAX_FRAME:
+        msg = (
+            f"a capture batch of {len(data)} bytes is too large: lower LORALOOP_STREAM__BATCH_SIZE"
+        )
+        raise CaptureProcessError(msg)
+    return _HEADER.pack(len(data)) + data
