@@ -5,11 +5,12 @@ Prints ratios measured in one run, on one broker and the same topics:
 * raw ceiling: a confluent-kafka consumer that only decodes JSON;
 * bare Faust: a Faust agent that only decodes the same messages (noack_take + ack);
 * full pipeline: `loraloop` worker (validation, detectors, sampling, ClickHouse writes,
-  per-batch state saves, QA verdicts labelling their samples), one process and two
-  processes sharing the consumer group (each with its own embedded chdb store: chdb
-  allows one process per store);
+  per-batch state saves, QA verdicts labelling their samples) with its capture process
+  (the default), the same worker with capture on its event loop
+  (LORALOOP_STREAM__CAPTURE_PROCESS=false), and two workers sharing the consumer group
+  (each with its own embedded chdb store: chdb allows one process per store);
 * end-to-end latency at a fixed offered load (event produced -> row inserted);
-* worker memory over a long stream (growth after warm-up).
+* worker memory over a long stream (growth after warm-up), its capture process included.
 
 Usage: python benchmarks/pipeline_throughput.py [--events N] [--memory-events M]
 Target (issue 3): full / bare >= 0.6; p99 latency <= 2 s at 2,000 events/s;
@@ -47,12 +48,19 @@ EVENTS_PER_CONVERSATION = 4.9  # measured average of streamgen's scripted conver
 SOURCE_TOPICS = [k.topic for k in KINDS.values()]
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+def _rss_mb(pid: str = "self") -> float:
+    """Resident memory of a process and, for ``self``, of its children (the capture process)."""
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            total = next((int(ln.split()[1]) / 1024 for ln in fh if ln.startswith("VmRSS:")), 0.0)
+    except FileNotFoundError:
+        return 0.0
+    if pid == "self":
+        for task in Path("/proc/self/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += _rss_mb(child)
+    return total
 
 
 def make_messages(n_events: int, workdir: Path) -> list[Outgoing]:
@@ -237,17 +245,27 @@ def role_full(
     return result
 
 
-def spawn(*args: str) -> subprocess.Popen[str]:
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     cmd = [sys.executable, __file__, "--role", *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
 
 
 def spawn_full(
-    bs: str, prefix: str, expect: int, app_id: str, data_dir: Path, *, latency: bool = False
+    bs: str,
+    prefix: str,
+    expect: int,
+    app_id: str,
+    data_dir: Path,
+    *,
+    latency: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """The full worker role (its own embedded warehouse under ``data_dir``)."""
     args = ["--bootstrap", bs, "--prefix", prefix, "--expect", str(expect), "--app-id", app_id]
-    return spawn("full", *args, "--data-dir", str(data_dir), *(["--latency"] if latency else []))
+    extra = ["--latency"] if latency else []
+    return spawn("full", *args, "--data-dir", str(data_dir), *extra, env=env)
 
 
 def collect(proc: subprocess.Popen[str]) -> dict[str, Any]:
@@ -331,6 +349,8 @@ def bench_throughput(bs: str, work: Path, messages: list[Outgoing]) -> None:
         )
     )
     full = collect(spawn_full(bs, prefix, n, "bench-full", work / "full"))
+    inline_env = {"LORALOOP_STREAM__CAPTURE_PROCESS": "false"}
+    inline = collect(spawn_full(bs, prefix, n, "bench-inline", work / "inline", env=inline_env))
     two = [
         spawn_full(bs, prefix, n // 2 - n // 50, "bench-two", work / f"two{i}") for i in range(2)
     ]
@@ -340,11 +360,13 @@ def bench_throughput(bs: str, work: Path, messages: list[Outgoing]) -> None:
 
     print(f"raw confluent-kafka decode : {_rate(raw):>10,.0f} events/s (ceiling)")
     print(f"bare Faust decode agent    : {_rate(bare):>10,.0f} events/s")
-    print(f"full pipeline, 1 process   : {_rate(full):>10,.0f} events/s")
-    print(f"full pipeline, 2 processes : {two_events / two_secs:>10,.0f} events/s")
+    print(f"full pipeline, 1 worker    : {_rate(full):>10,.0f} events/s")
+    print(f"  capture on the event loop: {_rate(inline):>10,.0f} events/s")
+    print(f"full pipeline, 2 workers   : {two_events / two_secs:>10,.0f} events/s")
     print(f"ratio full / bare          : {_rate(full) / _rate(bare):.2f}  (target >= 0.6)")
+    print(f"ratio inline capture / bare: {_rate(inline) / _rate(bare):.2f}")
     print(f"ratio full / raw ceiling   : {_rate(full) / _rate(raw):.2f}")
-    print(f"ratio 2 processes / 1      : {two_events / two_secs / _rate(full):.2f}")
+    print(f"ratio 2 workers / 1        : {two_events / two_secs / _rate(full):.2f}")
 
 
 def bench_latency(
