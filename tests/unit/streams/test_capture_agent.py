@@ -7,7 +7,7 @@ broker and engine run the agent in tests/integration/test_capture.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +18,9 @@ from analytics.rows import EncodedRows
 from detectors.config import DetectorSettings
 from loraloop.settings import Settings, StreamSettings
 from streams.capture import TierLookup
-from streams.capture_agent import CaptureAgent
-from streams.capture_core import CaptureCore, InlineCapture
+from streams.capture_agent import CaptureAgent, CaptureAgentError
+from streams.capture_core import CaptureCore, InlineCapture, Needs, RawMessage
+from streams.capture_process import CaptureProcessExitedError
 from streams.progress import Progress
 from streams.sink import WarehouseSink
 
@@ -66,6 +67,7 @@ class FakeWarehouse:
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     fail: bool = False
     inserted: list[tuple[str, list[Any]]] = field(default_factory=list)
+    reads: list[list[str]] = field(default_factory=list)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         await self.gate.wait()
@@ -75,6 +77,7 @@ class FakeWarehouse:
         return fn(*args)
 
     async def run_read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        self.reads.append(list(args[-1]))
         return fn(*args)
 
     def query(self, _sql: str, _parameters: dict[str, Any] | None = None) -> Result:
@@ -101,13 +104,39 @@ def _turn(offset: int, conversation: str) -> Event:
     return Event(Message("llm.turns", 0, offset, orjson.dumps(payload)))
 
 
-def _agent(warehouse: FakeWarehouse) -> tuple[CaptureAgent, CaptureCore]:
+class FlakyCapture(InlineCapture):
+    """An inline core whose ``begin`` raises ``errors`` one by one before it works."""
+
+    def __init__(self, core: CaptureCore, errors: list[BaseException]) -> None:
+        super().__init__(core)
+        self.errors = errors
+        self.begun = 0
+
+    async def begin(self, messages: Sequence[RawMessage]) -> Needs:
+        self.begun += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return await super().begin(messages)
+
+
+class ClearingCapture(InlineCapture):
+    """An inline core whose cache is cleared before every batch but the first (rebalances)."""
+
+    async def begin(self, messages: Sequence[RawMessage]) -> Needs:
+        if len(self.core):
+            self.core.clear()
+        return await super().begin(messages)
+
+
+def _agent(
+    warehouse: FakeWarehouse, runner: type[InlineCapture] | None = None, **kwargs: Any
+) -> tuple[CaptureAgent, CaptureCore]:
     settings = Settings(stream=StreamSettings(retry_initial_s=0.01))
     core = CaptureCore(settings.stream, DetectorSettings(), cache_size=100)
     tiers = TierLookup(warehouse, capacity=100)  # type: ignore[arg-type]
     sink = WarehouseSink(warehouse, settings.stream, Progress())  # type: ignore[arg-type]
     agent = CaptureAgent(
-        InlineCapture(core),
+        (runner or InlineCapture)(core, **kwargs),
         warehouse,  # type: ignore[arg-type]
         tiers,
         None,
@@ -158,5 +187,52 @@ def test_a_failed_commit_clears_the_states_it_never_wrote() -> None:
             await task
         assert stream.acked == []
         assert len(store) == 0  # a redelivery is applied afresh, not skipped as seen
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_after_a_failed_one_is_never_committed() -> None:
+    async def scenario() -> None:
+        warehouse = FakeWarehouse()
+        warehouse.gate.set()
+        agent, core = _agent(warehouse, FlakyCapture, errors=[RuntimeError("a bug")])
+        stream = FakeStream([[_turn(0, "c1")], [_turn(1, "c2")]])
+        with pytest.raises((RuntimeError, CaptureAgentError)):
+            await agent.run(stream)
+        assert stream.acked == []
+        assert warehouse.inserted == []
+        assert len(core) == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_dead_capture_process_gets_the_batch_prepared_again() -> None:
+    async def scenario() -> None:
+        warehouse = FakeWarehouse()
+        warehouse.gate.set()
+        died = CaptureProcessExitedError("the capture process exited (code -9)")
+        agent, _ = _agent(warehouse, FlakyCapture, errors=[died])
+        stream = FakeStream([[_turn(0, "c1"), _turn(1, "c2")]])
+        await agent.run(stream)
+        assert stream.acked == [0, 1]
+        turns = [row[0] for table, rows in warehouse.inserted if table == "turns" for row in rows]
+        assert turns == ["e0", "e1"]  # written once
+
+    asyncio.run(scenario())
+
+
+def test_a_state_being_committed_is_read_back_only_once_written() -> None:
+    async def scenario() -> None:
+        warehouse = FakeWarehouse()
+        agent, _ = _agent(warehouse, ClearingCapture)
+        stream = FakeStream([[_turn(0, "c1")], [_turn(1, "c1")]])
+        task = asyncio.ensure_future(agent.run(stream))
+        await _until(lambda: stream.taken == 2 and warehouse.reads == [["c1"]])
+        await asyncio.sleep(0.05)
+        assert warehouse.reads == [["c1"]]  # the first batch's read; c1's commit is held
+        warehouse.gate.set()
+        await task
+        assert warehouse.reads == [["c1"], ["c1"]]
+        assert stream.acked == [0, 1]
 
     asyncio.run(scenario())
