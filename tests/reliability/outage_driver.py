@@ -2,8 +2,9 @@
 
 Run as ``python -m tests.reliability.outage_driver FILE OUT.json --outage-s N`` with
 the usual ``LORALOOP_*`` environment (a broker in ``LORALOOP_KAFKA_BOOTSTRAP``). The
-fault is a monkeypatch of :meth:`Warehouse.insert` in this process (no source
-change): for ``N`` seconds after the publish starts it raises :class:`WarehouseError`.
+fault is a monkeypatch of :meth:`Warehouse.insert` and :meth:`Warehouse.insert_encoded`
+in this process (no source change): for ``N`` seconds after the publish starts they
+raise :class:`WarehouseError`.
 
 Meanwhile it samples the worker's ``/health`` (expects 503), the progress offsets
 (must not move: nothing is written) and the consumer group's committed offsets on
@@ -19,6 +20,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +64,20 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     fault: dict[str, Any] = {"until": None, "refused": 0}
-    real_insert = Warehouse.insert
 
-    def failing_insert(self: Warehouse, table: str, rows: Any, **kwargs: Any) -> int:
-        until = fault["until"]
-        if until is not None and time.monotonic() < until:
-            fault["refused"] += 1
-            msg = f"injected outage: insert into {table} refused"
-            raise WarehouseError(msg)
-        return real_insert(self, table, rows, **kwargs)
+    def refusing(real: Callable[..., int]) -> Callable[..., int]:
+        def failing_insert(self: Warehouse, table: str, rows: Any, **kwargs: Any) -> int:
+            until = fault["until"]
+            if until is not None and time.monotonic() < until:
+                fault["refused"] += 1
+                msg = f"injected outage: insert into {table} refused"
+                raise WarehouseError(msg)
+            return real(self, table, rows, **kwargs)
 
-    Warehouse.insert = failing_insert  # type: ignore[method-assign]
+        return failing_insert
+
+    Warehouse.insert = refusing(Warehouse.insert)  # type: ignore[method-assign]
+    Warehouse.insert_encoded = refusing(Warehouse.insert_encoded)  # type: ignore[method-assign]
     plan = Plan()
     messages = list(plan_messages(args.file, plan))  # a small test file: fine in memory
     direct_dlq = plan.direct_dlq
