@@ -36,6 +36,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from rss import worker_rss_mb  # noqa: E402  (benchmarks/, the script's folder)
+
 from loraloop.eventfile import ParsedLine, read_events, strip_type  # noqa: E402
 from loraloop.events import KINDS  # noqa: E402
 from loraloop.settings import Settings, StreamSettings  # noqa: E402
@@ -46,21 +48,6 @@ from tests.integration.streamgen import write_stream  # noqa: E402
 
 EVENTS_PER_CONVERSATION = 4.9  # measured average of streamgen's scripted conversations (4.95)
 SOURCE_TOPICS = [k.topic for k in KINDS.values()]
-
-
-def _rss_mb(pid: str = "self") -> float:
-    """Resident memory of a process and, for ``self``, of its children (the capture process)."""
-    total = 0.0
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            total = next((int(ln.split()[1]) / 1024 for ln in fh if ln.startswith("VmRSS:")), 0.0)
-    except FileNotFoundError:
-        return 0.0
-    if pid == "self":
-        for task in Path("/proc/self/task").iterdir():
-            for child in (task / "children").read_text().split():
-                total += _rss_mb(child)
-    return total
 
 
 def make_messages(n_events: int, workdir: Path) -> list[Outgoing]:
@@ -218,7 +205,7 @@ def role_full(
             written = sum(progress.written.values())
             if written and first is None:
                 first, first_count, first_wall = time.perf_counter(), written, time.time()
-            rss.append((written, _rss_mb()))
+            rss.append((written, worker_rss_mb()))
             if written >= expect:
                 break
             await asyncio.sleep(0.5 if not latency else 0.1)

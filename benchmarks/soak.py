@@ -34,6 +34,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from rss import worker_rss_mb  # noqa: E402  (benchmarks/, the script's folder)
+
 from loraloop.eventfile import ParsedLine, read_events, strip_type  # noqa: E402
 from loraloop.settings import StreamSettings  # noqa: E402
 from streams.broker import EmbeddedBroker  # noqa: E402
@@ -47,14 +49,6 @@ TABLE_OF = {"turn": "turns", "feedback": "feedback", "handoff": "handoffs", "qa"
 GROWTH_LIMIT_MB = 50.0
 COUNT_EVERY_S = 15.0
 RSS_EVERY_S = 2.0
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _median_mb(rss: list[tuple[int, float]], lo: float, hi: float) -> float:
@@ -138,9 +132,9 @@ def run(events: int, workdir: Path) -> dict[str, Any]:
                     done = sum(int(counts.get(t, 0)) for t in expected)
                     next_count = time.monotonic() + COUNT_EVERY_S
                     if all(int(counts.get(t, 0)) >= n for t, n in expected.items()):
-                        rss.append((done, _rss_mb(proc.pid)))
+                        rss.append((done, worker_rss_mb(proc.pid)))
                         break
-                rss.append((done, _rss_mb(proc.pid)))
+                rss.append((done, worker_rss_mb(proc.pid)))
                 if time.monotonic() > deadline or proc.poll() is not None:
                     figures["error"] = f"stalled at {done}/{want} rows"
                     break
