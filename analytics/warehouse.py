@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,8 +58,29 @@ CLUSTER_SESSION_SETTINGS = {
 }
 """Session settings of every query in cluster mode."""
 
+ENGINE_MALLOC_ENV: Final = "JE_MALLOC_CONF"
+"""How chdb's (prefixed) jemalloc takes its options."""
+
 ENCODED_INSERT_SETTINGS: Final = {"date_time_input_format": "best_effort"}
 """Encoded rows carry RFC 3339 datetimes (``2026-11-01T10:00:00.5+00:00``)."""
+
+
+def configure_engine_allocator(malloc_conf: str) -> None:
+    """jemalloc options for the embedded engine, read once when chdb loads (JE_MALLOC_CONF).
+
+    The engine's jemalloc keeps freed pages for seconds by default, and a worker that
+    inserts every batch then grows by tens of MB that are not in use. An existing
+    JE_MALLOC_CONF wins; once chdb is loaded nothing changes.
+    """
+    if not malloc_conf:
+        return
+    if "chdb" in sys.modules:
+        if os.environ.get(ENGINE_MALLOC_ENV) != malloc_conf:
+            logger.debug(
+                "chdb is already loaded: %s=%s not applied", ENGINE_MALLOC_ENV, malloc_conf
+            )
+        return
+    os.environ.setdefault(ENGINE_MALLOC_ENV, malloc_conf)
 
 
 def _open_client(dsn: str, database: str | None, *, cluster: bool = False) -> Client:
@@ -160,6 +183,8 @@ class Warehouse:
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Warehouse:
         """Connect as configured and, by default, apply pending migrations."""
+        if settings.embedded_warehouse:
+            configure_engine_allocator(settings.warehouse.embedded_malloc_conf)
         warehouse = cls.connect(
             dsn=settings.effective_clickhouse_dsn,
             database=settings.warehouse.database,
@@ -214,9 +239,7 @@ class Warehouse:
             raise WarehouseError(msg) from e
         return int(summary.written_rows)
 
-    def insert_encoded(
-        self, table: str, rows: EncodedRows, *, column_names: Sequence[str]
-    ) -> int:
+    def insert_encoded(self, table: str, rows: EncodedRows, *, column_names: Sequence[str]) -> int:
         """Insert rows made by :func:`analytics.rows.encode_rows`; returns rows written."""
         if not rows.count:
             return 0

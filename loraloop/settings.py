@@ -198,6 +198,12 @@ class WarehouseSettings(BaseSettings):
         "Replicated*MergeTree `<table>_local` tables ON CLUSTER with Distributed tables "
         "`<table>` over them. Empty: one server (or the embedded engine).",
     )
+    embedded_malloc_conf: str = Field(
+        "dirty_decay_ms:0,muzzy_decay_ms:0",
+        description="jemalloc options of the embedded chdb engine (set as JE_MALLOC_CONF "
+        "before it loads; an existing JE_MALLOC_CONF wins). Returning freed pages at once "
+        "keeps a long-running worker's memory flat; empty keeps jemalloc's defaults.",
+    )
     replication_path: str = Field(
         "/clickhouse/tables/{shard}/{database}/{table}",
         description="Keeper path of each replicated table in cluster mode; {table} is filled "
