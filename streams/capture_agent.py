@@ -113,10 +113,10 @@ class CaptureAgent:
             while pipeline:
                 await pipeline.popleft().task
         except BaseException:
+            await asyncio.gather(*(stage.task for stage in pipeline), return_exceptions=True)
             # The cache runs ahead of the warehouse: states of a batch that was never
             # committed must not outlive it, or its redelivery would look applied.
             self._capture.clear()
-            await asyncio.gather(*(stage.task for stage in pipeline), return_exceptions=True)
             raise
 
     async def _handle(self, stream: Any, events: Sequence[Any], stage: _Stage) -> None:
