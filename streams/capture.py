@@ -8,6 +8,10 @@ conversation's state, decides sampling, writes events, signals, the
 touched conversation's state ONCE (coalesced: a table write per event would
 halve throughput) and only then acks.
 
+Layers: this module holds the batch logic; :mod:`streams.capture_core` runs it
+with the state cache (in the worker's capture process by default) and
+:mod:`streams.capture_agent` drives it from Faust and writes what it produces.
+
 Crash safety: rows are written before the state is saved, and signal ids are
 deterministic, so a crash between the two replays the same signals (deduplicated
 by ReplacingMergeTree); a crash after the save replays events the state already
