@@ -164,6 +164,11 @@ class CaptureProcess:
                     "the next batch starts a new one with an empty state cache"
                 )
                 raise CaptureProcessExitedError(msg) from e
+            except BaseException:
+                # Cancelled mid-exchange: the pipe may hold half a frame. A new child
+                # (empty cache, as after clear()) is safer than resynchronizing.
+                self._reap()
+                raise
         if not ok:
             msg = f"the capture process failed on {operation}: {value}"
             raise CaptureProcessError(msg)

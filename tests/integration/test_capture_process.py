@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 
@@ -115,3 +116,25 @@ def test_close_stops_the_child() -> None:
     child.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_call_cancelled_while_the_child_works_leaves_the_next_one_working() -> None:
+    big = [_turn(i % 60, f"big{i}") for i in range(20_000)]  # the child takes a while
+
+    async def scenario() -> None:
+        child = _process().start()
+        try:
+            call = asyncio.ensure_future(child.begin(big))
+            await asyncio.sleep(0.05)  # sent; the reply is not there yet
+            assert not call.done()
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await call
+            needs = await child.begin(BATCHES[1])  # must not read the cancelled reply
+            assert needs.user_ids == ["u-c1", "u-c3"]
+            processed = await child.finish({}, {})
+            assert processed.events == 3
+        finally:
+            child.close()
+
+    asyncio.run(scenario())
