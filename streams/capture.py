@@ -94,9 +94,6 @@ class TierLookup:
             self._tiers.pop(next(iter(self._tiers)))
         self._tiers[user_id] = tier
 
-    def get(self, user_id: str) -> Tier | None:
-        return self._tiers.get(user_id)
-
     def known(self, user_ids: Iterable[str]) -> dict[str, Tier]:
         """The cached tier of each of ``user_ids`` that has one."""
         tiers = self._tiers
