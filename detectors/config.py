@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detectors.lexicon import COMPLAINT_TERMS, HUMAN_DEMAND_TERMS
+from detectors.signal import Detector
 from loraloop.events import Acceptance, RiskLevel, Tier
 
 Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -51,7 +52,10 @@ class SamplerWeights(_PerDetector):
     complaint: Weight = Field(1.5, description="complaint.")
     sudden_escalation: Weight = Field(1.0, description="sudden_escalation.")
     high_value_downvote: Weight = Field(1.0, description="high_value_downvote.")
-    qa_flag: Weight = Field(2.0, description="qa_flag.")
+    qa_flag: Weight = Field(
+        2.0,
+        description="qa_flag (used only when qa_flag is not in sampler_endogenous_detectors).",
+    )
 
 
 class TierWeights(BaseModel):
@@ -224,6 +228,14 @@ class DetectorSettings(BaseSettings):
     )
     tier_weights: TierWeights = Field(
         default_factory=TierWeights, description="Sampler weight per user tier."
+    )
+    sampler_endogenous_detectors: frozenset[Detector] = Field(
+        frozenset({Detector.QA_FLAG}),
+        description="Detectors whose signals exist because the conversation was sampled "
+        "(QA reviews the sample): they never enter the inclusion probability, so the "
+        "stored π stays the design's. When one flags a conversation the design did not "
+        "sample, it still gets a sample (sampled_by 'qa_review', conversations.sampled "
+        "false, π the design's). Set [] to let every detector raise π.",
     )
     uniform_qa_rate: float = Field(
         0.01,

@@ -24,6 +24,22 @@ sampled conversation stays sampled. And {u < p0} is the same uniform p0-sample
 of all conversations whatever their signals, so ``reason`` is "uniform_qa" when
 u < p0 (the conversation belongs to the unbiased QA sample, even if flagged)
 and "signal" when only the risk route admitted it.
+
+Only exogenous signals (traffic, feedback, handoffs) enter p. A detector listed in
+``sampler_endogenous_detectors`` (default: ``qa_flag``) fires on a signal that
+exists mostly *because* the conversation was sampled: QA reviews the sample. Were
+it in the max rule, one Risk verdict would rewrite a uniform sample's π from 0.01
+to 1.0 and weight every labelled problem 1 instead of 1/π (a Horvitz–Thompson rate
+about 100× too low that moves with how often a version triggers detectors). So
+the stored π is the design probability (decided by u and the exogenous signals
+alone) and such a signal never changes it, nor ``sampled``.
+
+A QA verdict can also flag a conversation the design did not sample (an external
+review, a curator's seed). It still gets a sample row, so it can be labelled and
+trained on, with ``reason`` "qa_review" (outside the design): ``sampled`` stays
+False and the probability stays the design π, so a Horvitz–Thompson estimate that
+counts only ``sampled`` conversations ignores it. :attr:`SampleDecision.captured`
+says whether a sample row is written.
 """
 
 from __future__ import annotations
@@ -43,16 +59,30 @@ HASH_BYTES: Final = 8
 _HASH_RANGE: Final = float(2 ** (8 * HASH_BYTES))
 _SEPARATOR: Final = b"\x1f"
 
-Reason = Literal["signal", "uniform_qa"]
+Reason = Literal["signal", "uniform_qa", "qa_review"]
+
+QA_REVIEW: Final[Reason] = "qa_review"
+"""The reason of a sample outside the design: an endogenous detector flagged an unsampled
+conversation (a QA verdict on a conversation the design did not draw)."""
 
 
 @dataclass(frozen=True, slots=True)
 class SampleDecision:
-    """Whether a conversation is sampled, its true inclusion probability, and which route."""
+    """The design decision, its inclusion probability, and why a sample row exists.
+
+    ``sampled`` and ``probability`` are the design (u < π, π from exogenous signals);
+    ``reason`` is "uniform_qa" or "signal" for a sampled conversation, "qa_review"
+    for an unsampled one that an endogenous detector flagged, None otherwise.
+    """
 
     sampled: bool
     probability: float
     reason: Reason | None
+
+    @property
+    def captured(self) -> bool:
+        """Whether the conversation gets a sample row (sampled, or reviewed outside the design)."""
+        return self.reason is not None
 
 
 def unit_hash(salt: str, conversation_id: str) -> float:
@@ -66,7 +96,10 @@ def unit_hash(salt: str, conversation_id: str) -> float:
 def signal_probability(
     weights: Mapping[str, float], *, tier: Tier | None, settings: DetectorSettings
 ) -> float:
-    """The risk route's p from each fired detector's highest risk weight; 0 without any."""
+    """The risk route's p from each fired detector's highest risk weight; 0 without any.
+
+    ``weights`` are taken as given: :func:`decide` leaves endogenous detectors out first.
+    """
     if not weights:
         return 0.0
     strongest = max(
@@ -89,14 +122,19 @@ def _decide(
     tier: Tier | None,
     settings: DetectorSettings,
 ) -> SampleDecision:
-    p_signal = signal_probability(weights, tier=tier, settings=settings)
+    endogenous = settings.sampler_endogenous_detectors
+    exogenous = {d: w for d, w in weights.items() if d not in endogenous}
+    p_signal = signal_probability(exogenous, tier=tier, settings=settings)
     probability = max(p_signal, settings.uniform_qa_rate)
     u = unit_hash(settings.sampler_salt, conversation_id)
     if u < settings.uniform_qa_rate:
         return SampleDecision(sampled=True, probability=probability, reason="uniform_qa")
     if u < p_signal:
         return SampleDecision(sampled=True, probability=probability, reason="signal")
-    return SampleDecision(sampled=False, probability=probability, reason=None)
+    reviewed = len(exogenous) < len(weights)
+    return SampleDecision(
+        sampled=False, probability=probability, reason=QA_REVIEW if reviewed else None
+    )
 
 
 def decide(

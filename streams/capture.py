@@ -6,7 +6,10 @@ order on one worker. Per batch it validates, runs the pure detectors against the
 conversation's state, decides sampling, writes events, signals, the
 ``conversations`` rollup and captured ``samples`` in one go, then saves each
 touched conversation's state ONCE (coalesced: a table write per event would
-halve throughput) and only then acks.
+halve throughput) and only then acks. A conversation gets a sample row when the
+design sampled it, or when a QA verdict flagged it outside the design ("qa_review":
+its ``conversations.sampled`` stays false and its π stays the design's; see
+:mod:`detectors.sampler`).
 
 Layers: this module holds the batch logic; :mod:`streams.capture_core` runs it
 with the state cache (in the worker's capture process by default) and
@@ -179,7 +182,7 @@ class Capture:
             batch.rows["conversations"].append(
                 conversation_row(entry.state, entry.rollup, decision)
             )
-            if decision.sampled:
+            if decision.captured:  # sampled, or flagged by QA outside the design
                 batch.rows["samples"].append(sample_row(entry.state, entry.rollup, decision))
                 batch.samples += 1
         return batch

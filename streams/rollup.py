@@ -91,7 +91,11 @@ def sample_id_of(conversation_id: str) -> str:
 def conversation_row(
     state: ConversationState, rollup: ConversationRollup, decision: SampleDecision
 ) -> list[Any]:
-    """The ``conversations`` row (CONVERSATION_COLUMNS order); revision = events applied."""
+    """The ``conversations`` row (CONVERSATION_COLUMNS order); revision = events applied.
+
+    ``sampled`` and ``inclusion_probability`` are the design's (a QA review outside
+    the design leaves ``sampled`` false), the ones a Horvitz–Thompson estimate uses.
+    """
     last = state.last_ts
     first = datetime.fromisoformat(rollup.first_ts) if rollup.first_ts else last
     return [
@@ -118,7 +122,11 @@ def conversation_row(
 def sample_row(
     state: ConversationState, rollup: ConversationRollup, decision: SampleDecision
 ) -> list[Any]:
-    """The captured ``samples`` row (SAMPLE_COLUMNS order) of a sampled conversation."""
+    """The captured ``samples`` row (SAMPLE_COLUMNS order) of a captured conversation.
+
+    ``inclusion_probability`` is the design π and ``sampled_by`` the decision's
+    reason ("uniform_qa", "signal", or "qa_review" for a sample outside the design).
+    """
     version = rollup.served_version or state.model_version or ""
     first = datetime.fromisoformat(rollup.first_ts) if rollup.first_ts else state.last_ts
     return [

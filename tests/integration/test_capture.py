@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from detectors.config import DetectorSettings
+from detectors.sampler import unit_hash
 from streams.broker import EmbeddedBroker
 from tests.conftest import EXAMPLES
 from tests.integration.conftest import open_warehouse, run_cli
@@ -62,7 +64,8 @@ def test_example_conversations_are_captured_row_by_row(
             "SELECT conversation_id, detector, count() FROM signals FINAL GROUP BY 1, 2"
         ).result_rows
         samples = wh.query(
-            "SELECT sample_id, status, inclusion_probability FROM samples FINAL ORDER BY 1"
+            "SELECT sample_id, status, inclusion_probability, sampled_by FROM samples FINAL "
+            "ORDER BY 1"
         ).result_rows
         pool = wh.query(
             "SELECT sample_id, status, acceptance, labelled_by FROM pool ORDER BY 1"
@@ -85,18 +88,127 @@ def test_example_conversations_are_captured_row_by_row(
     flagged = sorted(f"smp-{c}" for c, ds in EXPECTED_DETECTORS.items() if ds)
     sampled_ids = [s[0] for s in samples]
     assert set(flagged) <= set(sampled_ids)
-    for sample_id, status, probability in samples:
+    for sample_id, status, probability, sampled_by in samples:
         assert status == "captured"
         conversation = by_id[sample_id.removeprefix("smp-")]
-        assert conversation[6] is True
+        # A QA verdict flags conversations the design did not sample: they still become
+        # samples (to label), outside the design, so conversations.sampled stays false.
+        if sampled_by == "qa_review":
+            assert conversation[6] is False
+            assert "qa_flag" in conversation[1]
+        else:
+            assert sampled_by in {"uniform_qa", "signal"}
+            assert conversation[6] is True
         assert probability == pytest.approx(conversation[7])
         assert 0 < probability <= 1
+    # conv-en-004's only signal is a QA Risk verdict: its π is the uniform rate, not 1.0.
+    assert by_id["conv-en-004"][7] == pytest.approx(DetectorSettings().uniform_qa_rate)
+    assert {s[3] for s in samples if s[0] == "smp-conv-en-004"} == {"qa_review"}
     assert "over_promise" in json.loads(qa_evidence[0][0]).__repr__()
     # QA verdicts on llm.qa label their samples through the stream, like a console labeller.
     labelled = {r[0]: (r[1], r[2], r[3]) for r in pool if r[0] in flagged}
     assert labelled["smp-conv-en-002"] == ("problem", "Reject", "qa-maria")
     assert labelled["smp-conv-zh-003"] == ("problem", "Risk", "qa-zhang")
     assert {status for status, _, _ in labelled.values()} == {"problem"}
+
+
+def _conversation_id(prefix: str, *, below: float, at_least: float = 0.0) -> str:
+    """``<prefix>-<i>`` whose hash u under the default salt lies in [at_least, below)."""
+    salt = DetectorSettings().sampler_salt
+    for i in range(1_000_000):
+        cid = f"{prefix}-{i}"
+        if at_least <= unit_hash(salt, cid) < below:
+            return cid
+    msg = "no conversation id in range"
+    raise AssertionError(msg)
+
+
+def _chat_lines(cid: str) -> list[dict[str, Any]]:
+    common = {"type": "turn", "conversation_id": cid, "user_id": f"u-{cid}"}
+    return [
+        {**common, "event_id": f"{cid}-t0", "ts": "2026-11-20T09:00:00Z", "turn_index": 0,
+         "role": "user", "text": "Can I pause my subscription for a month?"},
+        {**common, "event_id": f"{cid}-t1", "ts": "2026-11-20T09:00:30Z", "turn_index": 1,
+         "role": "assistant", "text": "No, subscriptions cannot be paused.",
+         "model_version": "model_v1"},
+    ]  # fmt: skip
+
+
+def _qa_line(cid: str, acceptance: str, *, sample_id: str | None) -> dict[str, Any]:
+    return {
+        "type": "qa", "event_id": f"{cid}-qa", "ts": "2026-11-20T10:00:00Z",
+        "conversation_id": cid, "sample_id": sample_id, "reviewer": "qa-it",
+        "acceptance": acceptance, "problem_types": ["missing_knowledge"],
+        "risk_level": "critical",
+        "corrected_response": "Yes: Settings → Billing → Pause, for up to 3 months.",
+    }  # fmt: skip
+
+
+def _replay_lines(path: Path, lines: list[dict[str, Any]], bootstrap: str) -> None:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = run_cli("replay", str(path), "--bootstrap", bootstrap)
+    assert result.returncode == 0, result.stderr
+
+
+def test_qa_verdicts_never_rewrite_the_design_inclusion_probability(
+    isolated_env: Path, broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Issue 14 item 2, through the broker and the capture worker.
+
+    A conversation drawn by the uniform QA route (u < p0) gets a Risk verdict from the
+    reviewer of its sample: its π stays p0 (it became 1.0 before, weighting the labelled
+    problem 1 instead of 1/p0). A conversation the design did not draw gets a Reject
+    (an external review): it becomes a sample to label, ``sampled_by`` "qa_review", with
+    the design π, and ``conversations.sampled`` stays false. The verdicts come in a
+    second replay, so the worker decides again from the state it stored.
+    """
+    p0 = DetectorSettings().uniform_qa_rate
+    drawn = _conversation_id("pi-uniform", below=p0)
+    outside = _conversation_id("pi-outside", below=1.0, at_least=0.5)
+    _replay_lines(tmp_path / "chats.jsonl", _chat_lines(drawn) + _chat_lines(outside),
+                  broker.bootstrap)  # fmt: skip
+    with open_warehouse(isolated_env) as wh:
+        before = {
+            str(r[0]): (r[1], r[2])
+            for r in wh.query(
+                "SELECT conversation_id, sampled, inclusion_probability FROM conversations FINAL"
+            ).result_rows
+        }
+        sampled_before = wh.query("SELECT sample_id, sampled_by FROM samples FINAL").result_rows
+    assert before[drawn] == (True, pytest.approx(p0))
+    assert before[outside] == (False, pytest.approx(p0))
+    assert sampled_before == [(f"smp-{drawn}", "uniform_qa")]
+
+    verdicts = [
+        _qa_line(drawn, "Risk", sample_id=f"smp-{drawn}"),
+        _qa_line(outside, "Reject", sample_id=None),
+    ]
+    _replay_lines(tmp_path / "verdicts.jsonl", verdicts, broker.bootstrap)
+    with open_warehouse(isolated_env) as wh:
+        conversations = {
+            str(r[0]): (sorted(r[1]), r[2], r[3])
+            for r in wh.query(
+                "SELECT conversation_id, detectors, sampled, inclusion_probability "
+                "FROM conversations FINAL"
+            ).result_rows
+        }
+        samples = {
+            str(r[0]): (r[1], r[2])
+            for r in wh.query(
+                "SELECT sample_id, inclusion_probability, sampled_by FROM samples FINAL"
+            ).result_rows
+        }
+        pool = {
+            str(r[0]): (r[1], r[2])
+            for r in wh.query("SELECT sample_id, status, acceptance FROM pool").result_rows
+        }
+    assert conversations[drawn] == (["qa_flag"], True, pytest.approx(p0))
+    assert samples[f"smp-{drawn}"] == (pytest.approx(p0), "uniform_qa")
+    assert conversations[outside] == (["qa_flag"], False, pytest.approx(p0))
+    assert samples[f"smp-{outside}"] == (pytest.approx(p0), "qa_review")
+    # Both verdicts labelled their samples through the stream, as before.
+    assert pool[f"smp-{drawn}"] == ("problem", "Risk")
+    assert pool[f"smp-{outside}"] == ("problem", "Reject")
 
 
 def _counts(web_url: str) -> dict[str, int]:

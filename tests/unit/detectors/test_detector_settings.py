@@ -30,6 +30,7 @@ def test_defaults_match_the_design(settings: DetectorSettings) -> None:
     assert settings.escalation_window_turns == 6
     assert settings.max_fingerprints == 20
     assert settings.high_value_tiers == {Tier.HIGH_VALUE, Tier.VIP}
+    assert settings.sampler_endogenous_detectors == {Detector.QA_FLAG}
 
 
 def test_every_detector_and_level_has_a_weight(settings: DetectorSettings) -> None:
@@ -48,6 +49,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LORALOOP_DETECTORS__REPEAT_MIN_TURNS", "2")
     monkeypatch.setenv("LORALOOP_DETECTORS__RISK_WEIGHTS__COMPLAINT", "3.5")
     monkeypatch.setenv("LORALOOP_DETECTORS__COMPLAINT_TERMS", '["差劲", "awful"]')
+    monkeypatch.setenv("LORALOOP_DETECTORS__SAMPLER_ENDOGENOUS_DETECTORS", "[]")
 
     settings = DetectorSettings()
 
@@ -55,6 +57,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.risk_weights.complaint == 3.5
     assert settings.risk_weights.qa_flag == 2.0
     assert settings.complaint_terms == ("差劲", "awful")
+    assert settings.sampler_endogenous_detectors == frozenset()
 
 
 @pytest.mark.parametrize(
@@ -64,6 +67,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         {"LORALOOP_DETECTORS__SIMILARITY_THRESHOLD": "1.5"},
         {"LORALOOP_DETECTORS__UNIFORM_QA_RATE": "-0.1"},
         {"LORALOOP_DETECTORS__TIER_WEIGHTS": '{"gold": 2}'},
+        {"LORALOOP_DETECTORS__SAMPLER_ENDOGENOUS_DETECTORS": '["qa_review"]'},
     ],
 )
 def test_unsafe_values_are_refused(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:

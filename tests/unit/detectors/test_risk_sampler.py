@@ -1,4 +1,8 @@
-"""The risk-weighted sampler: deterministic, monotone, and its stored probability is true."""
+"""The risk-weighted sampler: deterministic, monotone, and its stored probability is true.
+
+The stored π is the design's: exogenous signals raise it by the max rule; a QA verdict
+(an endogenous signal: QA reviews the sample) never changes it (issue 14, item 2).
+"""
 
 from __future__ import annotations
 
@@ -116,7 +120,7 @@ def test_uniform_qa_subsample_is_the_same_whatever_the_signals(
     settings: DetectorSettings,
 ) -> None:
     ids = [f"conv-{i}" for i in range(20_000)]
-    flagged = [decide(c, [sig("qa_flag", 9.0)], settings=settings) for c in ids]
+    flagged = [decide(c, [sig("complaint", 9.0)], settings=settings) for c in ids]
     plain = [decide(c, settings=settings) for c in ids]
 
     assert all(d.sampled for d in flagged)
@@ -164,3 +168,100 @@ def test_changing_the_salt_draws_another_sample(settings: DetectorSettings) -> N
     second = {c for c in ids if decide(c, signals, settings=other).sampled}
 
     assert first != second
+
+
+def first_id(settings: DetectorSettings, *, below: float, at_least: float = 0.0) -> str:
+    """The first ``conv-<i>`` whose hash u satisfies at_least <= u < below."""
+    for i in range(1_000_000):
+        cid = f"conv-{i}"
+        if at_least <= unit_hash(settings.sampler_salt, cid) < below:
+            return cid
+    msg = "no conversation id in range"
+    raise AssertionError(msg)
+
+
+def test_a_qa_verdict_on_a_uniform_sample_keeps_its_probability(
+    settings: DetectorSettings,
+) -> None:
+    """The bug: one Risk verdict rewrote a uniform sample's π from 0.01 to 1.0."""
+    p0 = settings.uniform_qa_rate
+    cid = first_id(settings, below=p0)
+
+    before = decide(cid, settings=settings)
+    after = decide(cid, [sig("qa_flag", 9.0, cid)], settings=settings)
+
+    assert before == after
+    assert after.sampled
+    assert after.probability == pytest.approx(p0)
+    assert after.reason == "uniform_qa"
+
+
+def test_qa_verdicts_never_enter_the_inclusion_probability(settings: DetectorSettings) -> None:
+    ids = [f"conv-{i}" for i in range(20_000)]
+    for exogenous in ([], [sig("complaint", 2.0)], [sig("repeated_followup", 1.0)]):
+        plain = [decide(c, exogenous, tier=Tier.VIP, settings=settings) for c in ids]
+        reviewed = [
+            decide(c, [*exogenous, sig("qa_flag", 9.0)], tier=Tier.VIP, settings=settings)
+            for c in ids
+        ]
+
+        assert [d.probability for d in reviewed] == [d.probability for d in plain]
+        assert [d.sampled for d in reviewed] == [d.sampled for d in plain]
+        assert [d.reason for d in reviewed if d.sampled] == [d.reason for d in plain if d.sampled]
+
+
+def test_an_unsampled_conversation_flagged_by_qa_gets_a_review_sample_outside_the_design(
+    settings: DetectorSettings,
+) -> None:
+    p0 = settings.uniform_qa_rate
+    cid = first_id(settings, below=1.0, at_least=0.5)
+
+    unflagged = decide(cid, settings=settings)
+    reviewed = decide(cid, [sig("qa_flag", 4.5, cid)], settings=settings)
+
+    assert (unflagged.sampled, unflagged.captured, unflagged.reason) == (False, False, None)
+    assert not reviewed.sampled  # conversations.sampled: Horvitz–Thompson ignores it
+    assert reviewed.captured  # but it is a sample to label and train on
+    assert reviewed.reason == "qa_review"
+    assert reviewed.probability == pytest.approx(p0)  # the design π, not 1.0
+
+
+def test_exogenous_signals_keep_the_max_rule_next_to_a_qa_verdict(
+    settings: DetectorSettings,
+) -> None:
+    signals = [sig("repeated_followup", 1.0), sig("complaint", 2.0), sig("qa_flag", 9.0)]
+    expected = signal_probability(
+        {"repeated_followup": 1.0, "complaint": 2.0}, tier=Tier.STANDARD, settings=settings
+    )
+
+    decision = decide("conv-7", signals, tier=Tier.STANDARD, settings=settings)
+
+    assert expected == pytest.approx(settings.sampler_base_rate * 1.5 * 2.0)
+    assert decision.probability == pytest.approx(max(expected, settings.uniform_qa_rate))
+
+
+def test_an_exogenous_signal_after_a_review_can_bring_the_conversation_into_the_design(
+    settings: DetectorSettings,
+) -> None:
+    p = settings.sampler_base_rate * settings.sampler_detector_weights.complaint * 2.0
+    cid = first_id(settings, below=p, at_least=settings.uniform_qa_rate)
+
+    reviewed = decide(cid, [sig("qa_flag", 4.5, cid)], settings=settings)
+    then = decide(cid, [sig("qa_flag", 4.5, cid), sig("complaint", 2.0, cid)], settings=settings)
+
+    assert (reviewed.sampled, reviewed.reason) == (False, "qa_review")
+    assert (then.sampled, then.reason) == (True, "signal")
+    assert then.probability == pytest.approx(p)
+
+
+def test_without_endogenous_detectors_qa_flag_raises_the_probability_again(
+    settings: DetectorSettings,
+) -> None:
+    every = settings.model_copy(update={"sampler_endogenous_detectors": frozenset()})
+    cid = first_id(settings, below=1.0, at_least=0.5)
+
+    decision = decide(cid, [sig("qa_flag", 9.0, cid)], settings=every)
+
+    assert decision.sampled
+    assert decision.probability == 1.0
+    assert decision.reason == "signal"
