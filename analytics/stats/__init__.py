@@ -1,8 +1,10 @@
 """Statistics for comparing model versions: pure functions on numbers, no I/O.
 
-rates (clustered ratio estimator, Horvitz–Thompson) → contrast (new vs prev) →
-sequential (always-valid bounds, e-values) → multiplicity (BH, e-BH) → health (SRM,
-multiple exposure) → verdict (per type and guardrail, overall decision).
+rates (clustered ratio estimator, Horvitz–Thompson) → strata (rollout steps combined)
+→ contrast (new vs prev, sized by the smaller arm) → sequential (always-valid bounds,
+e-values) and counts (exact always-valid test on event counts) → multiplicity (BH,
+e-BH) → health (SRM, multiple exposure) → verdict (per type and guardrail, overall
+decision).
 """
 
 from analytics.stats.config import ComparisonSettings
@@ -13,6 +15,7 @@ from analytics.stats.contrast import (
     difference_interval,
     relative_change_interval,
 )
+from analytics.stats.counts import CountSide, binomial_mixture_log_e, stratified_count_e_value
 from analytics.stats.exceptions import StatsInputError
 from analytics.stats.health import (
     HealthCheck,
@@ -42,18 +45,37 @@ from analytics.stats.sequential import (
     e_value,
     mixture_rho2,
 )
+from analytics.stats.strata import (
+    StratifiedSums,
+    effective_units,
+    stratified_rate,
+    stratum_weights,
+)
 from analytics.stats.verdict import (
     ArmRates,
     Comparison,
     Decision,
     Direction,
+    LabelCoverage,
     MetricResult,
+    StratumCounts,
     Verdict,
     compare_versions,
+    expected_events,
 )
 
 __all__ = [
     "Alternative",
+    "CountSide",
+    "LabelCoverage",
+    "StratifiedSums",
+    "StratumCounts",
+    "binomial_mixture_log_e",
+    "effective_units",
+    "expected_events",
+    "stratified_count_e_value",
+    "stratified_rate",
+    "stratum_weights",
     "ArmRates",
     "ClusterSums",
     "Comparison",

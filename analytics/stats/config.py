@@ -22,7 +22,9 @@ class ComparisonSettings(BaseSettings):
         lt=0.5,
         description=(
             "Error level of every always-valid bound (one-sided for regression, "
-            "non-inferiority and solved) and the e-BH false discovery rate across problem types."
+            "non-inferiority and solved); split over the problem types for solved and over "
+            "all metrics for regression, so each family errs with probability <= alpha over "
+            "the whole rollout, however often it is looked at."
         ),
     )
     familywise_regression: bool = Field(
@@ -48,6 +50,45 @@ class ComparisonSettings(BaseSettings):
         description=(
             "Conversations served per arm before a type can be called solved, non-inferior "
             "or inconclusive; below it the verdict is insufficient_data."
+        ),
+    )
+    min_expected_events: float = Field(
+        20.0,
+        gt=0,
+        description=(
+            "Problem events the smaller arm must be expected to hold at the pooled rate "
+            "(effective events: a labelled sample weighted 1/pi counts once) before any "
+            "verdict; below it the verdict is insufficient_data. Sized by the smaller arm: "
+            "a 1 % canary of 300 conversations at a 0.5 % rate expects 1.5 events, far too "
+            "few to call anything however large the control."
+        ),
+    )
+    count_target_events: float = Field(
+        400.0,
+        gt=0,
+        description=(
+            "Events (both arms) at which the exact count test (beta-binomial mixture) is "
+            "tuned to be most powerful; it stays valid at any count."
+        ),
+    )
+    min_label_coverage: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description=(
+            "Share of sampled conversations that must be labelled (or QA-reviewed) in both "
+            "arms before a label- or QA-derived metric gets a verdict; below it the verdict "
+            "is insufficient_labels (an unlabelled sample counts 0, which biases the newer, "
+            "less-labelled canary toward a false solved)."
+        ),
+    )
+    solved_min_new_data: float = Field(
+        0.25,
+        ge=0,
+        description=(
+            "The look that confirms solved must have at least this much more effective data "
+            "(users) than the first look of the streak that met the criteria: two looks on "
+            "almost the same data are one piece of evidence, not two."
         ),
     )
     min_events_for_regression: int = Field(
@@ -95,8 +136,10 @@ class ComparisonSettings(BaseSettings):
         10_000,
         ge=1,
         description=(
-            "Users (both arms together) at which the confidence sequences are tightest; set "
-            "it near the traffic expected when a decision is due. Bounds stay valid at any n."
+            "Effective users (4ab/(a+b) for a and b users per arm: both arms at 50/50, about "
+            "4x the canary at a small split) at which the confidence sequences are tightest; "
+            "set it near the traffic expected when a decision is due. Bounds stay valid at "
+            "any n."
         ),
     )
 
@@ -112,6 +155,10 @@ class ComparisonSettings(BaseSettings):
     def regression_alpha(self, metrics: int) -> float:
         """Level of each regression bound when ``metrics`` metrics are compared."""
         return self.alpha / max(1, metrics) if self.familywise_regression else self.alpha
+
+    def solved_alpha(self, targets: int) -> float:
+        """Level of each solved bound: alpha split over the problem types (Bonferroni)."""
+        return self.alpha / max(1, targets)
 
     def margin_for(self, guardrail: str) -> float:
         """The non-inferiority margin of one guardrail."""

@@ -12,13 +12,22 @@ ratio itself:
   problems in interval estimation", JRSS B 1954): it is exactly the set of c whose
   contrast is not rejected, so bound and test can never disagree.
 
-n for the sequences is users of both arms together (the independent units), as in the
-two-sample case of Waudby-Smith et al. (2024).
+n for the sequences is the effective number of users, 4·a·b/(a + b) for a and b users
+per arm (``strata.effective_units``): both arms' users at 50/50, as in the two-sample
+case of Waudby-Smith et al. (2024) and gbstats, but about four times the smaller arm
+when the split is lopsided, so a 1 % canary's boundary is as wide as its own data
+warrants, not as tight as the control's 99 % would make it.
+
+An arm with variance 0 (no event at all, or every unit alike) is not taken as certain:
+its variance is floored at that of one event of the pooled mean weight in its
+conversations, (w̄/N)² (the rule-of-three idea). So a 0/300 canary never makes a
+contrast's variance vanish, and two empty arms never give a zero-width interval.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from enum import StrEnum
 
 from analytics.stats.rates import RateEstimate
@@ -29,6 +38,7 @@ from analytics.stats.sequential import (
     confidence_sequence,
     e_value,
 )
+from analytics.stats.strata import effective_units
 
 
 class Alternative(StrEnum):
@@ -38,13 +48,32 @@ class Alternative(StrEnum):
     GREATER = "greater"
 
 
-def units(prev: RateEstimate, new: RateEstimate) -> int:
-    """Independent units behind a two-arm comparison."""
-    return prev.units + new.units
+def units(prev: RateEstimate, new: RateEstimate) -> float:
+    """Effective independent units behind a two-arm comparison (module docstring)."""
+    return effective_units(prev.units, new.units)
+
+
+def mean_event_weight(prev: RateEstimate, new: RateEstimate) -> float:
+    """Pooled weight of one event: Σy / effective events over both arms; 1 without events."""
+    events = prev.event_count + new.event_count
+    return (prev.positives + new.positives) / events if events > 0 else 1.0
+
+
+def floored(prev: RateEstimate, new: RateEstimate) -> tuple[RateEstimate, RateEstimate]:
+    """Both arms with a zero variance raised to that of one pooled-weight event."""
+    weight = mean_event_weight(prev, new)
+
+    def floor(arm: RateEstimate) -> RateEstimate:
+        if arm.variance > 0 or arm.events <= 0:
+            return arm
+        return replace(arm, variance=(weight / arm.events) ** 2)
+
+    return floor(prev), floor(new)
 
 
 def contrast(prev: RateEstimate, new: RateEstimate, *, ratio: float = 1.0) -> tuple[float, float]:
-    """L = new − ratio·prev and its variance Var_new + ratio²·Var_prev."""
+    """L = new − ratio·prev and its variance Var_new + ratio²·Var_prev (zero variances floored)."""
+    prev, new = floored(prev, new)
     return new.rate - ratio * prev.rate, new.variance + ratio * ratio * prev.variance
 
 
@@ -74,16 +103,14 @@ def contrast_e_value(
 ) -> float:
     """Mixture e-value against H0: new ≥ ratio·prev (LESS) or new ≤ ratio·prev (GREATER).
 
-    E.g. ratio = 1 − δ with LESS tests "the rate fell by more than δ". A zero variance
-    with a non-zero contrast counts as overwhelming evidence, a zero contrast as none.
+    E.g. ratio = 1 − δ with LESS tests "the rate fell by more than δ". Zero variances are
+    floored (module docstring); an infinite variance gives no evidence.
     """
     estimate, variance = contrast(prev, new, ratio=ratio)
     toward = -estimate if alternative is Alternative.LESS else estimate
-    if variance > 0:
-        z = toward / math.sqrt(variance)
-    else:
-        z = math.copysign(math.inf, toward) if toward != 0 else 0.0
-    return e_value(z, units(prev, new), alpha=alpha, target_n=target_n)
+    if math.isinf(variance) or variance <= 0:
+        return 1.0
+    return e_value(toward / math.sqrt(variance), units(prev, new), alpha=alpha, target_n=target_n)
 
 
 def _contrast_z(q: float, prev: RateEstimate, new: RateEstimate) -> float:
@@ -139,6 +166,9 @@ def relative_change_interval(
     g = boundary_multiplier(
         units(prev, new), alpha=alpha, target_n=target_n, two_sided=side is Side.BOTH
     )
+    prev, new = floored(prev, new)
+    if math.isinf(prev.variance) or math.isinf(new.variance) or math.isinf(g):
+        return Interval(-math.inf, math.inf)
     lower = -math.inf if side is Side.UPPER else _ratio_lower(prev, new, g) - 1
     upper = math.inf if side is Side.LOWER else _ratio_upper(prev, new, g) - 1
     return Interval(lower, upper)

@@ -27,6 +27,10 @@ class RateEstimate:
     ``events`` is the denominator (conversations served), ``positives`` the
     (possibly weighted) numerator, ``units`` the number of independent units behind
     the variance (users for the ratio estimator, conversations for plain HT).
+    ``effective_positives`` is Kish's effective count (Σy)²/Σy_i² over units: the
+    number of independent unit-weight events the numerator is worth (a labelled
+    sample weighted 1/π = 100 is one event, not 100; a user with three problem
+    conversations is less than three). NaN when unknown: ``positives`` stands in.
     """
 
     rate: float
@@ -34,10 +38,21 @@ class RateEstimate:
     events: float
     units: int
     positives: float
+    effective_positives: float = math.nan
 
     @property
     def std_error(self) -> float:
         return math.sqrt(self.variance)
+
+    @property
+    def event_count(self) -> float:
+        """Effective positives when known, else the (weighted) positives."""
+        return self.positives if math.isnan(self.effective_positives) else self.effective_positives
+
+
+def kish_effective(total: float, sum_sq: float) -> float:
+    """(Σy)²/Σy²: the effective number of unit-weight events behind a weighted total."""
+    return total * total / sum_sq if sum_sq > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +104,16 @@ def ratio_rate(sums: ClusterSums) -> RateEstimate:
     if sums.users < 0 or sums.n < 0 or sums.y < 0:
         msg = f"cluster sums must be >= 0, got {sums}"
         raise StatsInputError(msg)
+    effective = kish_effective(sums.y, sums.yy)
     if sums.n == 0:
-        return RateEstimate(0.0, math.inf, 0.0, sums.users, sums.y)
+        return RateEstimate(0.0, math.inf, 0.0, sums.users, sums.y, effective)
     rate = sums.y / sums.n
     if sums.users < 2:
-        return RateEstimate(rate, math.inf, sums.n, sums.users, sums.y)
+        return RateEstimate(rate, math.inf, sums.n, sums.users, sums.y, effective)
     residual_ss = max(0.0, sums.yy - 2 * rate * sums.ny + rate * rate * sums.nn)
     m = sums.users
     variance = m / (m - 1) * residual_ss / (sums.n * sums.n)
-    return RateEstimate(rate, variance, sums.n, m, sums.y)
+    return RateEstimate(rate, variance, sums.n, m, sums.y, effective)
 
 
 def ratio_rate_from_users(n: npt.ArrayLike, y: npt.ArrayLike) -> RateEstimate:
@@ -144,17 +160,31 @@ def horvitz_thompson_rate(
 
     ``y`` is 1 for a labelled conversation with the problem (0 otherwise), ``pi`` its
     stored inclusion probability, ``served`` every conversation the version served.
-    Var = Var(HT total) / served². ``units`` defaults to ``served`` (conversations taken
-    as independent); for user clustering pass per-user sums of y/π to ``ratio_rate``.
+
+    The variance is that of the mean of z_k = I_k·y_k/π_k over all served conversations
+    (I_k = 1 when sampled): both the sampling design's noise and the outcome's own
+    (a conversation's problem is itself random), Var = (Σ z² − N·R²) / (N(N − 1)) with
+    Σ z² = Σ_s y²/π². With π = 1 everywhere this is the binomial R(1 − R)/(N − 1), not
+    the design-only Σ(1 − π)y²/π² / N², which is 0 there. ``units`` defaults to
+    ``served``; for user clustering pass per-user sums of y/π to ``ratio_rate``.
     """
     if served <= 0:
         msg = f"served must be > 0, got {served}"
         raise StatsInputError(msg)
     ht = horvitz_thompson_total(y, pi)
+    y_arr = np.asarray(y, dtype=np.float64)
+    z = y_arr / np.asarray(pi, dtype=np.float64)
+    sum_z2 = float(z @ z)
+    rate = ht.total / served
+    if served > 1:
+        variance = max(0.0, (sum_z2 - served * rate * rate) / (served * (served - 1)))
+    else:
+        variance = math.inf
     return RateEstimate(
-        rate=ht.total / served,
-        variance=ht.variance / (served * served),
+        rate=rate,
+        variance=variance,
         events=float(served),
         units=int(served) if units is None else units,
         positives=ht.total,
+        effective_positives=kish_effective(ht.total, sum_z2),
     )
