@@ -293,6 +293,7 @@ class RolloutController:
             since=state.step_started_at,
             trained_sample_ids=trained_sample_ids,
             now=when,
+            excluded_users=sorted(self.settings.allowlist),
         )
         decision = decide(comparison, state, self.settings, now=when)
         decision = replace(decision, state=replace(decision.state, seq=state.seq + 1))

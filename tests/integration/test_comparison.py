@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics.comparison import arm_sums, look, previous_solved
+from analytics.comparison import arm_sums, compare_detailed, look, previous_solved
 from analytics.pool_log import TRANSITION_COLUMNS, transition_row
 from analytics.rate_config import RateQuerySettings
 from analytics.rate_queries import guardrail_specs, target_specs
@@ -70,10 +70,10 @@ def _conversation(cid: str, user: str, arm: str, ts: datetime, *, problem: bool,
     ]  # fmt: skip
 
 
-def _seed(warehouse: Warehouse) -> Seeded:
+def _seed(warehouse: Warehouse, first_user: int = 0) -> Seeded:
     seeded = Seeded()
     conversations, samples, labels, assignments, transitions = [], [], [], [], []
-    for i in range(USERS):
+    for i in range(first_user, first_user + USERS):
         arm = PREV if i % 2 == 0 else NEW
         user = f"u{i}"
         assignments.append([user, arm, T0])
@@ -148,13 +148,45 @@ def test_cluster_sums_match_direct_computation(warehouse: Warehouse) -> None:
             [n for n, _ in users.values()], [y for _, y in users.values()]
         )
         got = sums.get(arm, TYPE)
-        assert got.users == expected.users == USERS // 2
-        assert got.n == expected.n == USERS // 2 * PER_USER
-        assert got.y == pytest.approx(expected.y)
-        assert got.yy == pytest.approx(expected.yy)
-        assert got.ny == pytest.approx(expected.ny)
-        assert sums.get(arm, "over_promise").y == 0
-        assert sums.get(arm, "cta_click_rate").y == USERS // 2  # c0 of every user
+        assert got.distinct_users == expected.users == USERS // 2
+        assert got.n[0] == expected.n == USERS // 2 * PER_USER
+        assert got.y[0] == pytest.approx(expected.y)
+        assert got.yy[0][0] == pytest.approx(expected.yy)
+        assert got.yn[0][0] == pytest.approx(expected.ny)
+        assert sums.get(arm, "over_promise").y == (0.0,)
+        assert sums.get(arm, "cta_click_rate").y == (USERS // 2,)  # c0 of every user
+        coverage = sums.coverage_of(arm)
+        assert coverage.sampled == coverage.reviewed == USERS // 2 * 2  # k = 0, 2 sampled
+        assert coverage.share == 1.0
+
+
+def test_steps_split_conversations_and_leave_out_what_came_before(warehouse: Warehouse) -> None:
+    """Two steps: k = 0 conversations (T0 + 10 min) in the first, k >= 1 in the second."""
+    _seed(warehouse)
+    specs = target_specs(_rates()) + guardrail_specs(_rates())
+    bounds = [T0 + timedelta(minutes=10), T0 + timedelta(minutes=11)]
+    sums = arm_sums(warehouse, specs, versions=(NEW, PREV), settings=_rates(), bounds=bounds)
+    got = sums.get(PREV, "cta_click_rate")
+    assert got.n == (USERS // 2, USERS // 2 * (PER_USER - 1))  # the day-before c9 is left out
+    assert got.nn[0][1] == USERS // 2 * (PER_USER - 1)  # each user spans both steps
+    assert got.y == (USERS // 2, 0)
+    later = arm_sums(
+        warehouse, specs, versions=(NEW, PREV), settings=_rates(), bounds=bounds[1:]
+    ).get(PREV, "cta_click_rate")
+    assert later.n == (USERS // 2 * (PER_USER - 1),)  # before the rollout: not concurrent
+
+
+def test_allowlisted_testers_are_left_out_and_reported_apart(warehouse: Warehouse) -> None:
+    _seed(warehouse)
+    specs = target_specs(_rates()) + guardrail_specs(_rates())
+    testers = ["u1", "u3"]
+    sums = arm_sums(warehouse, specs, versions=(NEW, PREV), settings=_rates(), excluded=testers)
+    assert sums.get(NEW, TYPE).distinct_users == USERS // 2 - 2
+    detailed = compare_detailed(
+        warehouse, new=NEW, prev=PREV, split=0.5, rates=_rates(), excluded_users=testers
+    )
+    assert detailed.testers == {NEW: {"users": 2, "conversations": PER_USER * 2}}
+    assert detailed.comparison.targets[TYPE].new.units == USERS // 2 - 2
 
 
 def test_solved_only_on_second_look_and_proposals(warehouse: Warehouse) -> None:
@@ -165,8 +197,11 @@ def test_solved_only_on_second_look_and_proposals(warehouse: Warehouse) -> None:
     assert first.decision.value == "proceed"
     assert first.targets[TYPE].solved_criteria_met
     assert first.targets[TYPE].verdict is not Verdict.SOLVED_CANDIDATE
-    assert previous_solved(warehouse, new=NEW, prev=PREV) == {TYPE}
+    assert set(previous_solved(warehouse, new=NEW, prev=PREV)) == {TYPE}
     assert _proposals(warehouse) == []
+    again = look(warehouse, **kwargs, trained_sample_ids=trained, now=T0 + timedelta(hours=3))
+    assert again.targets[TYPE].verdict is not Verdict.SOLVED_CANDIDATE  # same data: one look
+    _seed(warehouse, first_user=USERS)  # as many users again
     second = look(warehouse, **kwargs, trained_sample_ids=trained, now=T0 + timedelta(hours=3))
     assert second.targets[TYPE].verdict is Verdict.SOLVED_CANDIDATE
     assert second.targets["over_promise"].verdict is not Verdict.SOLVED_CANDIDATE

@@ -27,8 +27,8 @@ def _pair(prev: float, new: float, events: int, **kwargs: Direction) -> ArmRates
     return ArmRates(_arm(prev, events), _arm(new, events), **kwargs)
 
 
-def _targets(**rates: tuple[float, float]) -> dict[str, ArmRates]:
-    return {name: _pair(prev, new, 20_000) for name, (prev, new) in rates.items()}
+def _targets(events: int = 20_000, **rates: tuple[float, float]) -> dict[str, ArmRates]:
+    return {name: _pair(prev, new, events) for name, (prev, new) in rates.items()}
 
 
 def test_verdicts_are_str_enums() -> None:
@@ -41,8 +41,16 @@ def test_insufficient_data_below_the_minimum_per_arm() -> None:
     assert result.targets["t"].verdict is Verdict.INSUFFICIENT_DATA
     assert "149" in result.targets["t"].reason
     assert result.decision is Decision.PROCEED
-    enough = compare_versions({"t": _pair(0.1, 0.1, 150)}, {}, HEALTHY)
+    enough = compare_versions({"t": _pair(0.2, 0.2, 150)}, {}, HEALTHY)
     assert enough.targets["t"].verdict is Verdict.INCONCLUSIVE
+
+
+def test_insufficient_data_below_the_expected_events() -> None:
+    """150 conversations per arm at 10 %: 15 events expected, fewer than the 20 asked for."""
+    result = compare_versions({"t": _pair(0.1, 0.1, 150)}, {}, HEALTHY)
+    assert result.targets["t"].verdict is Verdict.INSUFFICIENT_DATA
+    assert "expected" in result.targets["t"].reason
+    assert result.targets["t"].expected_events == pytest.approx(15)
 
 
 def test_a_clear_regression_rolls_back_before_the_minimum_for_solved() -> None:
@@ -63,10 +71,16 @@ def test_solved_needs_two_consecutive_looks() -> None:
     targets = _targets(fixed=(0.10, 0.04), **{k: (v, v) for k, v in NULLS.items()})
     first = compare_versions(targets, {}, HEALTHY)
     assert first.targets["fixed"].verdict is Verdict.NON_INFERIOR
-    assert "next look" in first.targets["fixed"].reason
+    assert "later look" in first.targets["fixed"].reason
     assert first.solved_criteria_met == {"fixed"}
 
-    second = compare_versions(targets, {}, HEALTHY, previously_met=first.solved_criteria_met)
+    same = compare_versions(targets, {}, HEALTHY, previously_met=first.solved_since)
+    assert same.targets["fixed"].verdict is Verdict.NON_INFERIOR  # no new data: one piece
+    assert "more data" in same.targets["fixed"].reason
+    assert same.solved_since == first.solved_since  # the streak keeps its start
+
+    grown = _targets(fixed=(0.10, 0.04), **{k: (v, v) for k, v in NULLS.items()}, events=26_000)
+    second = compare_versions(grown, {}, HEALTHY, previously_met=same.solved_since)
     assert second.targets["fixed"].verdict is Verdict.SOLVED_CANDIDATE
     assert second.targets["fixed"].relative_change == pytest.approx(-0.6)
     assert second.targets["fixed"].relative_change_interval.upper < -0.2
@@ -75,33 +89,37 @@ def test_solved_needs_two_consecutive_looks() -> None:
     assert second.decision is Decision.PROCEED
 
     broken = _targets(fixed=(0.10, 0.095))  # the next look no longer shows it
-    third = compare_versions(broken, {}, HEALTHY, previously_met=second.solved_criteria_met)
+    third = compare_versions(broken, {}, HEALTHY, previously_met=second.solved_since)
     assert third.targets["fixed"].verdict is not Verdict.SOLVED_CANDIDATE
     assert third.solved_criteria_met == frozenset()
 
 
 def test_a_drop_smaller_than_delta_is_never_solved() -> None:
     targets = _targets(t=(0.10, 0.085))  # -15 %, very precisely measured
-    result = compare_versions(targets, {}, HEALTHY, previously_met={"t"})
+    result = compare_versions(targets, {}, HEALTHY, previously_met={"t": 0.0})
     assert result.targets["t"].verdict is Verdict.NON_INFERIOR
     assert not result.targets["t"].solved_criteria_met
 
 
-def test_e_bh_across_types_withholds_a_marginal_solve() -> None:
+def test_solved_is_bonferroni_over_the_problem_types() -> None:
     # e ≈ 51 for 0.10 → 0.072 at 20k per arm: ≥ 1/α = 20 alone, < K/α = 100 with K = 5.
-    alone = compare_versions(_targets(t=(0.10, 0.072)), {}, HEALTHY, previously_met={"t"})
+    alone = compare_versions(_targets(t=(0.10, 0.072)), {}, HEALTHY, previously_met={"t": 0.0})
     assert 20 < alone.targets["t"].e_value < 100
     assert alone.targets["t"].verdict is Verdict.SOLVED_CANDIDATE
+    assert alone.targets["t"].relative_level == pytest.approx(0.05)
 
     crowd = _targets(t=(0.10, 0.072), **{k: (v, v) for k, v in NULLS.items()})
-    with_nulls = compare_versions(crowd, {}, HEALTHY, previously_met={"t"})
+    with_nulls = compare_versions(crowd, {}, HEALTHY, previously_met={"t": 0.0})
     assert with_nulls.targets["t"].verdict is not Verdict.SOLVED_CANDIDATE
+    assert with_nulls.targets["t"].relative_level == pytest.approx(0.01)
     assert with_nulls.solved_criteria_met == frozenset()
+    # the shown interval is the decision's: its upper end is not below -delta at alpha/K
+    assert with_nulls.targets["t"].relative_change_interval.upper > -0.2
 
 
 def test_unhealthy_experiment_holds_and_solves_nothing() -> None:
     targets = _targets(fixed=(0.10, 0.04))
-    result = compare_versions(targets, {}, SRM, previously_met={"fixed"})
+    result = compare_versions(targets, {}, SRM, previously_met={"fixed": 0.0})
     assert result.decision is Decision.HOLD
     assert result.reason == "srm"
     assert result.targets["fixed"].verdict is not Verdict.SOLVED_CANDIDATE
@@ -146,7 +164,12 @@ def test_guardrail_margin_comes_from_settings() -> None:
 def test_zero_previous_rate_has_no_relative_change() -> None:
     result = compare_versions({"t": _pair(0.0, 0.0, 1_000)}, {}, HEALTHY)
     assert result.targets["t"].relative_change is None
-    assert result.targets["t"].verdict is Verdict.INCONCLUSIVE
+    assert result.targets["t"].verdict is Verdict.INSUFFICIENT_DATA  # no event expected
+    low, high = (
+        result.targets["t"].difference_interval.lower,
+        result.targets["t"].difference_interval.upper,
+    )
+    assert low < 0 < high  # both rates 0 is not [0, 0]
 
 
 def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
