@@ -147,5 +147,6 @@ def test_label_lag_holds_target_verdicts_until_labelled() -> None:
     )
     looks = simulate_rollout(traffic, rng=np.random.default_rng(6), settings=ComparisonSettings())
     first = looks[0].targets["t0"]
-    assert first.coverage is not None and first.coverage.lowest < 0.9
+    assert first.coverage is not None
+    assert first.coverage.lowest < 0.9
     assert first.verdict is Verdict.INSUFFICIENT_LABELS
