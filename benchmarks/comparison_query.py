@@ -9,8 +9,11 @@ view fills as in production. Then, in the same run, it times
   from ``conversation_metrics_hourly`` (uniqExact states merged);
 - snapshot view: the same from ``metrics_hourly_snapshot`` (refreshed from FINAL);
 - raw:  the same counts from ``conversations FINAL``;
-- clustered: the comparison's own query (per-user cluster sums after first exposure,
-  every problem type and guardrail), which always reads the raw tables;
+- clustered: the comparison's own query (per-user, per-step sums after first exposure,
+  every problem type and guardrail, Horvitz–Thompson over the design: 5 % of
+  conversations are sampled and labelled, joined through the ``pool`` view), which always
+  reads the raw tables; timed with one rollout step and with three (the step strata add
+  the cross-step products per user);
 
 checks that the views and raw agree, and prints the ratios raw / view.
 
@@ -25,6 +28,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from analytics.rate_queries import cluster_params, cluster_sql, guardrail_specs,
 from analytics.warehouse import Warehouse
 
 USERS_PER_CONVERSATION = 5  # 5 conversations per user on average
+STEP_ZERO = datetime(2025, 5, 31, tzinfo=UTC)
 TYPES = ["wrong_objection_handling", "wrong_CTA_timing", "missing_knowledge", "over_promise"]
 
 FILL_SQL = """
@@ -54,8 +59,8 @@ SELECT
     toUInt32(rev = 2 AND cityHash64(cid, 'c') % 100 < 20) AS cta_clicks,
     toUInt32(rev = 2 AND cityHash64(cid, 'v') % 100 < 4) AS conversions,
     0 AS refunds,
-    false AS sampled,
-    0.0 AS inclusion_probability,
+    cityHash64(cid, 's') % 100 < 5 AS sampled,
+    0.05 AS inclusion_probability,
     rev AS revision
 FROM (
     SELECT intDiv(number, 2) AS cid, toUInt64(number % 2 + 1) AS rev
@@ -70,6 +75,22 @@ SELECT
     if(cityHash64(number) % 100 < 50, 'model_v2', 'model_v1') AS version,
     toDateTime64('2025-05-31 00:00:00', 3, 'UTC') AS first_exposure
 FROM numbers({users:UInt64})
+"""
+
+SAMPLES_SQL = """
+INSERT INTO samples (sample_id, conversation_id, user_id, status, inclusion_probability,
+                     model_version, first_seen_version, created_at, updated_at, revision)
+SELECT concat('smp-', conversation_id), conversation_id, user_id, 'captured',
+       inclusion_probability, model_version, model_version, first_ts, first_ts, 1
+FROM conversations FINAL WHERE sampled
+"""
+
+LABELS_SQL = """
+INSERT INTO sample_labels (sample_id, revision, acceptance, problem_types, risk_level,
+                           corrected_response, notes, labelled_by, role, source, ts)
+SELECT concat('smp-', conversation_id), 1, if(length(qa_problem_types) > 0, 'Risk', 'Accept'),
+       qa_problem_types, 'low', '', '', 'bench', 'labeller', 'console', first_ts
+FROM conversations FINAL WHERE sampled
 """
 
 VIEW_SQL = """
@@ -128,6 +149,8 @@ def main() -> None:
         start = time.perf_counter()
         warehouse.command(ASSIGN_SQL, {"users": users})
         warehouse.command(FILL_SQL, {"rows": args.rows, "users": users, "types": TYPES})
+        warehouse.command(SAMPLES_SQL)
+        warehouse.command(LABELS_SQL)
         warehouse.command("OPTIMIZE TABLE conversation_metrics_hourly FINAL")
         warehouse.command("SYSTEM REFRESH VIEW metrics_hourly_snapshot")
         warehouse.command("SYSTEM WAIT VIEW metrics_hourly_snapshot")
@@ -140,17 +163,25 @@ def main() -> None:
         if not view == snap == raw:
             msg = "the hourly views disagree with conversations FINAL"
             raise SystemExit(msg)
-        rates = RateQuerySettings(target_source="qa", problem_types=TYPES)
+        rates = RateQuerySettings(target_source="labels", problem_types=TYPES)
         specs = target_specs(rates) + guardrail_specs(rates)
-        sql, params = cluster_sql(specs)
-        params.update(cluster_params(("model_v2", "model_v1"), rates))
-        clustered_s, _ = _timed(lambda: warehouse.query(sql, params).result_rows, args.repeat)
+        clustered = {}
+        for steps in (1, 3):
+            bounds = [STEP_ZERO + timedelta(days=2 * k) for k in range(steps)]
+            sql, params = cluster_sql(specs, steps)
+            params.update(cluster_params(("model_v2", "model_v1"), rates, bounds=bounds))
+            clustered[steps], _ = _timed(
+                lambda sql=sql, params=params: warehouse.query(sql, params).result_rows,
+                args.repeat,
+            )
 
         print(f"counts per version x metric ({len(view)} rows), median of {args.repeat}:")
         print(f"  live view (uniqExact states)   {view_s * 1000:9.1f} ms")
         print(f"  refreshed snapshot view        {snap_s * 1000:9.1f} ms")
         print(f"  conversations FINAL (raw)      {raw_s * 1000:9.1f} ms")
-        print(f"  clustered comparison (raw, per user) {clustered_s * 1000:9.1f} ms")
+        for steps, seconds in clustered.items():
+            label = f"clustered comparison, {steps} step(s), HT"
+            print(f"  {label:<37} {seconds * 1000:9.1f} ms")
         print(f"ratio raw / live view: {raw_s / view_s:.1f}x")
         print(f"ratio raw / snapshot view: {raw_s / snap_s:.1f}x")
     finally:

@@ -1,8 +1,10 @@
 """``loraloop compare NEW PREV``: one read-only look at a canary against its previous version.
 
 Prints per problem type and guardrail the rates of both versions, the difference with
-its always-valid interval, the relative change and the verdict, then the experiment's
-health and the overall decision; ``--json`` prints the same as JSON. The look is not
+the always-valid interval the decision uses, the relative change, each arm's labelling
+coverage and the verdict with its reason, then the rollout steps compared, the
+allowlisted testers left out, the experiment's health and the overall decision;
+``--json`` prints the same as JSON. The look is not
 recorded (only the rollout controller's scheduled looks count toward the two-looks rule),
 but the previous recorded look is used, so the verdicts match what the controller sees.
 """
@@ -46,7 +48,9 @@ def _rates_table(payload: dict[str, Any]) -> Table:
         "difference",
         "interval",
         "relative",
+        "labelled",
         "verdict",
+        "why",
     ):
         left = column in {"metric", "kind"}
         table.add_column(column, justify="left" if left else "right", no_wrap=column == "metric")
@@ -59,14 +63,39 @@ def _rates_table(payload: dict[str, Any]) -> Table:
             _pct(row["difference"]),
             _interval(row["difference_interval"]),
             _pct(row["relative_change"]),
+            _coverage(row.get("label_coverage")),
             row["verdict"],
+            row["reason"],
         )
     return table
+
+
+def _coverage(coverage: dict[str, float] | None) -> str:
+    if coverage is None:
+        return "–"
+    return f"{coverage['prev']:.0%} / {coverage['new']:.0%}"
+
+
+def _print_context(payload: dict[str, Any]) -> None:
+    out = console.stdout_console
+    steps = payload.get("steps") or []
+    if steps:
+        shares = " → ".join(f"{s['share'] * _PERCENT:g} %" for s in steps)
+        out.print(f"steps compared (each within its own window): {shares}", highlight=False)
+    else:
+        out.print("steps compared: one (no rollout recorded)", highlight=False)
+    for version, seen in sorted((payload.get("testers") or {}).items()):
+        out.print(
+            f"allowlisted testers left out: {seen['users']} users, "
+            f"{seen['conversations']} conversations on {version}",
+            highlight=False,
+        )
 
 
 def _print_human(payload: dict[str, Any]) -> None:
     out = console.stdout_console
     out.print(_rates_table(payload))
+    _print_context(payload)
     health = payload["health"]
     state = "healthy" if health["healthy"] else "UNHEALTHY"
     out.print(
@@ -106,9 +135,9 @@ def compare(
     data_dir: DataDir = None,
 ) -> None:
     """Compare NEW with PREV per problem type and guardrail (read-only)."""
-    from analytics.comparison import compare as compare_versions
-    from analytics.comparison import comparison_to_dict
+    from analytics.comparison import compare_detailed, comparison_to_dict
     from analytics.warehouse import Warehouse
+    from trainer.rollout import RolloutStore
 
     settings = load_settings(data_dir)
     try:
@@ -117,8 +146,14 @@ def compare(
         fail(str(e))
     try:
         percent, since = _split(warehouse, new, share)
-        comparison = compare_versions(
-            warehouse, new=new, prev=prev, split=percent / _PERCENT, since=since
+        testers = sorted(RolloutStore(warehouse).settings.allowlist)
+        comparison = compare_detailed(
+            warehouse,
+            new=new,
+            prev=prev,
+            split=percent / _PERCENT,
+            since=since,
+            excluded_users=testers,
         )
     except LoraloopError as e:
         fail(str(e))
