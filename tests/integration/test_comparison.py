@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from analytics.comparison import arm_sums, compare_detailed, look, previous_solved
+from analytics.comparison import arm_sums, compare_detailed, health, look, previous_solved
 from analytics.pool_log import TRANSITION_COLUMNS, transition_row
 from analytics.rate_config import RateQuerySettings
 from analytics.rate_queries import guardrail_specs, target_specs
 from analytics.rows import CONVERSATION_COLUMNS, SAMPLE_COLUMNS
-from analytics.stats import ClusterSums, Verdict
+from analytics.stats import ClusterSums, ComparisonSettings, Verdict
 from analytics.warehouse import Warehouse
 from loraloop.cli.compare import compare as cli_compare
 from loraloop.lifecycle import ActorKind, Role, SampleStatus, build_transition
@@ -318,3 +318,19 @@ def test_cli_compare_prints_table_and_json(
     with pytest.raises(SystemExit):
         cli_compare(NEW, PREV, json_out=False, share=None, data_dir=isolated_env)
     assert "pass --share" in capsys.readouterr().err
+
+
+def test_testers_do_not_trip_the_sample_ratio_check(warehouse: Warehouse) -> None:
+    """Issue 14's case: 20 allowlisted testers among 2,000 users at a 1 % canary."""
+    rows = [[f"u{i}", NEW if i % 100 == 0 else PREV, T0] for i in range(2_000)]
+    testers = [f"tester{i}" for i in range(20)]
+    rows += [[t, NEW, T0] for t in testers]
+    warehouse.insert("assignments", rows, column_names=("user_id", "version", "first_exposure"))
+    settings = ComparisonSettings()
+    counted = health(warehouse, new=NEW, prev=PREV, split=0.01, since=None, settings=settings)
+    assert not counted.healthy  # p ≈ 1e-5: the rollout would hold
+    left_out = health(
+        warehouse, new=NEW, prev=PREV, split=0.01, since=None, settings=settings, excluded=testers
+    )
+    assert left_out.healthy
+    assert left_out.srm_p_value > 0.1
