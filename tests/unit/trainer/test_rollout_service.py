@@ -39,7 +39,8 @@ TRAINED_IDS = ["smp-trained-0", "smp-trained-1"]
 
 @pytest.fixture
 def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Warehouse]:
-    # Targets from QA verdicts on every conversation: no labelling needed to compare.
+    # Targets from QA verdicts; every conversation is in the QA design (sampled, pi = 1)
+    # and reviewed, so no labelling is needed to compare.
     monkeypatch.setenv("LORALOOP_RATES__TARGET_SOURCE", "qa")
     monkeypatch.setenv("LORALOOP_RATES__PROBLEM_TYPES", f'["{TYPE}"]')
     with fresh_warehouse(tmp_path) as wh:
@@ -80,7 +81,8 @@ def _seed(
     at: datetime,
     arms: dict[str, tuple[int, float]],
 ) -> None:
-    """Users per arm (count, problem rate), each with PER_USER conversations after exposure."""
+    """Users per arm (count, problem rate), each with PER_USER conversations after exposure,
+    every one QA-reviewed (sampled with pi = 1)."""
     conversations, assignments = [], []
     for version, (users, rate) in arms.items():
         problems = round(users * rate)
@@ -93,7 +95,7 @@ def _seed(
                 conversations.append([
                     f"{user}c{k}", user, "standard", version, ts, ts, 4, [], False,
                     "Risk" if problem else "Accept", [TYPE] if problem else [], 0, 0, 0,
-                    False, 0.0, 1,
+                    True, 1.0, 1,
                 ])  # fmt: skip
     warehouse.insert("conversations", conversations, column_names=CONVERSATION_COLUMNS)
     warehouse.insert(
