@@ -45,7 +45,6 @@ rollout up may further ask ``all_guardrails_non_inferior``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -270,23 +269,21 @@ def _coverage_gate(pair: ArmRates, cfg: ComparisonSettings) -> tuple[Verdict, st
     )
 
 
-def _regression(
-    pair: ArmRates, tester: _Tester, levels: _Levels, expected: float, cfg: ComparisonSettings
-) -> tuple[float, tuple[Verdict, str] | None]:
-    """The regression bound, and REGRESSED when every condition holds."""
-    interval = _two_one_sided(pair, levels.regression, cfg)
+def _regressed(
+    pair: ArmRates, tester: _Tester, levels: _Levels, bound: float, expected: float
+) -> tuple[Verdict, str] | None:
+    """REGRESSED when the bound is on the worse side and every other condition holds."""
     higher = _higher(pair)
-    bound = interval.lower if higher else interval.upper
-    worse = bound > 0 if higher else bound < 0
-    if not worse:
-        return bound, None
+    cfg = tester.cfg
+    if not (bound > 0 if higher else bound < 0):
+        return None
     events = min(pair.prev.events, pair.new.events)
     if events < cfg.min_events_for_regression or expected < cfg.min_expected_events:
-        return bound, None
+        return None
     _, count = tester.e(ratio=1.0, toward_lower=not higher, alpha=levels.regression)
     if count is not None and count < 1 / levels.regression:
-        return bound, None
-    return bound, (Verdict.REGRESSED, f"difference bound {bound:+.4g} is on the worse side of 0")
+        return None
+    return Verdict.REGRESSED, f"difference bound {bound:+.4g} is on the worse side of 0"
 
 
 def _data_gate(
@@ -312,49 +309,43 @@ def _withheld(
     higher = _higher(pair)
     excludes = interval.lower > 0 if higher else interval.upper < 0
     if excludes and verdict[0] is not Verdict.REGRESSED:
-        return (
-            verdict[0],
+        return verdict[0], (
             f"{verdict[1]}; the interval is worse than 0, but the exact count test or a "
-            "gate withholds the verdict",
+            "gate withholds the verdict"
         )
     return verdict
 
 
-def _result(
+def _solved(
     name: str,
     pair: ArmRates,
     cfg: ComparisonSettings,
-    levels: _Levels,
+    evidence: float,
+    level: float,
+    fallback: tuple[Verdict, str],
     *,
-    bound: float,
-    e: tuple[float, float | None],
-    expected: float,
-    met: bool,
-    verdict: tuple[Verdict, str],
-) -> MetricResult:
-    prev, new = pair.prev, pair.new
-    relative = new.rate / prev.rate - 1 if prev.rate > 0 else None
-    difference = _two_one_sided(pair, levels.regression, cfg)
-    return MetricResult(
-        name=name,
-        direction=pair.direction,
-        prev=prev,
-        new=new,
-        difference=new.rate - prev.rate,
-        difference_interval=difference,
-        difference_level=levels.regression,
-        regression_bound=bound,
-        relative_change=relative,
-        relative_change_interval=_relative_two_one_sided(pair, levels.relative, cfg),
-        relative_level=levels.relative,
-        e_value=e[0],
-        count_e_value=e[1],
-        expected_events=expected,
-        coverage=pair.coverage,
-        solved_criteria_met=met,
-        verdict=verdict[0],
-        reason=verdict[1],
-    )
+    healthy: bool,
+    previously_met: Mapping[str, float],
+    solved_since: dict[str, float],
+) -> tuple[tuple[Verdict, str], bool]:
+    """The solved rule on a target that passed the gates: the verdict and whether met now."""
+    if evidence < 1 / level:
+        return fallback, False
+    drop = f"rate shown down by more than {cfg.delta:.0%} at level {level:.3g}"
+    if not healthy:
+        return (fallback[0], f"{drop}, but the experiment is unhealthy"), False
+    size = units(pair.prev, pair.new)
+    since = previously_met.get(name)
+    solved_since[name] = size if since is None else since
+    if since is None:
+        return (fallback[0], f"{drop} on this look; solved needs a later look too"), True
+    if size < since * (1 + cfg.solved_min_new_data):
+        wait = (
+            f"solved needs {cfg.solved_min_new_data:.0%} more data than the look that first met it"
+        )
+        return (fallback[0], f"{drop} on this look; {wait}"), True
+    earlier = f"one {size / since - 1:.0%} less data ago" if since > 0 else "an earlier look"
+    return (Verdict.SOLVED_CANDIDATE, f"{drop}, on this look and {earlier}"), True
 
 
 def _judge(
@@ -368,80 +359,54 @@ def _judge(
     previously_met: Mapping[str, float],
     solved_since: dict[str, float],
 ) -> MetricResult:
+    """Every gate and test of one metric at one look (module docstring, in order)."""
     tester = _Tester(pair, cfg)
     expected = expected_events(pair)
     higher = _higher(pair)
+    difference = _two_one_sided(pair, levels.regression, cfg)
+    bound = difference.lower if higher else difference.upper
     margin = cfg.target_margin if target else cfg.margin_for(name)
-    ni_ratio = 1 + margin if higher else 1 - margin
-    ni_e = tester.e(ratio=ni_ratio, toward_lower=higher, alpha=cfg.alpha)
-    solved_e = tester.e(ratio=1 - cfg.delta, toward_lower=True, alpha=levels.relative)
-    shown_e = solved_e if target else ni_e
-
-    def done(bound: float, verdict: tuple[Verdict, str], met: bool = False) -> MetricResult:
-        interval = _two_one_sided(pair, levels.regression, cfg)
-        return _result(
-            name,
-            pair,
-            cfg,
-            levels,
-            bound=bound,
-            e=shown_e,
-            expected=expected,
-            met=met,
-            verdict=_withheld(interval, pair, verdict),
-        )
-
-    labels = _coverage_gate(pair, cfg)
-    if labels is not None:
-        return done(math.nan, labels)
-    bound, regressed = _regression(pair, tester, levels, expected, cfg)
-    if regressed is not None:
-        return done(bound, regressed)
-    gate = _data_gate(pair, expected, cfg)
-    if gate is not None:
-        return done(bound, gate)
-    non_inferior = ni_e[0] >= 1 / cfg.alpha
-    fallback = (
-        (Verdict.NON_INFERIOR, f"relative change bounded within the {margin:.0%} margin")
-        if non_inferior
-        else (Verdict.INCONCLUSIVE, "no bound excludes the margins yet")
+    ni_e = tester.e(
+        ratio=1 + margin if higher else 1 - margin, toward_lower=higher, alpha=cfg.alpha
     )
-    if not target:
-        return done(bound, fallback)
-    shown = higher and solved_e[0] >= 1 / levels.relative
-    met = shown and health.healthy
-    if not met:
-        if shown:
-            return done(
-                bound,
-                (
-                    fallback[0],
-                    f"rate shown down by more than {cfg.delta:.0%}, "
-                    "but the experiment is unhealthy",
-                ),
-            )
-        return done(bound, fallback)
-    size = units(pair.prev, pair.new)
-    since = previously_met.get(name)
-    solved_since[name] = size if since is None else since
-    drop = f"rate shown down by more than {cfg.delta:.0%} at level {levels.relative:.3g}"
-    if since is not None and size >= since * (1 + cfg.solved_min_new_data):
-        return done(
-            bound,
-            (
-                Verdict.SOLVED_CANDIDATE,
-                f"{drop}, on this look and one {size / since - 1:.0%} less data ago"
-                if since > 0
-                else f"{drop}, on this and an earlier look",
-            ),
-            met=True,
-        )
-    wait = (
-        "solved needs a later look too"
-        if since is None
-        else f"solved needs {cfg.solved_min_new_data:.0%} more data than the look that first met it"
+    shown_e = (
+        tester.e(ratio=1 - cfg.delta, toward_lower=True, alpha=levels.relative) if target else ni_e
     )
-    return done(bound, (fallback[0], f"{drop} on this look; {wait}"), met=True)
+    met = False
+    verdict = _coverage_gate(pair, cfg) or _regressed(pair, tester, levels, bound, expected)
+    verdict = verdict or _data_gate(pair, expected, cfg)
+    if verdict is None:
+        verdict = (
+            (Verdict.NON_INFERIOR, f"relative change bounded within the {margin:.0%} margin")
+            if ni_e[0] >= 1 / cfg.alpha
+            else (Verdict.INCONCLUSIVE, "no bound excludes the margins yet")
+        )
+        if target and higher:
+            verdict, met = _solved(
+                name, pair, cfg, shown_e[0], levels.relative, verdict, healthy=health.healthy,
+                previously_met=previously_met, solved_since=solved_since,
+            )  # fmt: skip
+    verdict = _withheld(difference, pair, verdict)
+    return MetricResult(
+        name=name,
+        direction=pair.direction,
+        prev=pair.prev,
+        new=pair.new,
+        difference=pair.new.rate - pair.prev.rate,
+        difference_interval=difference,
+        difference_level=levels.regression,
+        regression_bound=bound,
+        relative_change=pair.new.rate / pair.prev.rate - 1 if pair.prev.rate > 0 else None,
+        relative_change_interval=_relative_two_one_sided(pair, levels.relative, cfg),
+        relative_level=levels.relative,
+        e_value=shown_e[0],
+        count_e_value=shown_e[1],
+        expected_events=expected,
+        coverage=pair.coverage,
+        solved_criteria_met=met,
+        verdict=verdict[0],
+        reason=verdict[1],
+    )
 
 
 def compare_versions(
