@@ -138,68 +138,76 @@ WITH
 exposure AS (
     SELECT user_id, min(first_exposure) AS exposed_at
     FROM assignments
-    WHERE version IN {{versions:Array(String)}} AND user_id NOT IN {{excluded:Array(String)}}
+    WHERE version IN {{versions:Array(String)}} AND NOT has({{excluded:Array(String)}}, user_id)
     GROUP BY user_id
 ),
 per_conversation AS (
     SELECT
         c.model_version AS version,
         c.user_id AS user_id,
-        toUInt32(arrayCount(b -> b <= c.first_ts, {{bounds:Array(DateTime64(3, 'UTC'))}}))
-            AS step,
-        [{ys}] AS y
+        toUInt32({step}) AS step,
+        {ys}
     FROM (
-        SELECT * FROM conversations FINAL
+        SELECT conversation_id, user_id, model_version, first_ts, detectors, handoff,
+               qa_acceptance, qa_problem_types, cta_clicks, conversions, sampled,
+               inclusion_probability
+        FROM conversations FINAL
         WHERE model_version IN {{versions:Array(String)}}
-            AND user_id NOT IN {{excluded:Array(String)}}
+            AND NOT has({{excluded:Array(String)}}, user_id)
+            AND first_ts >= {{b1:DateTime64(3, 'UTC')}}
     ) AS c
     INNER JOIN exposure AS e ON e.user_id = c.user_id
     LEFT JOIN (
-        SELECT conversation_id, any(problem_types) AS problem_types,
-               any(acceptance) AS label_acceptance
-        FROM pool
-        WHERE acceptance != '' AND conversation_id IN (
-            SELECT conversation_id FROM conversations FINAL
-            WHERE model_version IN {{versions:Array(String)}}
-        )
-        GROUP BY conversation_id
-    ) AS p ON p.conversation_id = c.conversation_id
+        SELECT sample_id, problem_types, acceptance AS label_acceptance
+        FROM sample_labels FINAL
+        WHERE acceptance != ''
+    ) AS p ON p.sample_id = concat('smp-', c.conversation_id)
     WHERE c.first_ts >= e.exposed_at - toIntervalMillisecond({{grace_ms:UInt64}})
-        AND step > 0
 ),
 per_user AS (
-    SELECT
-        version,
-        user_id,
-        sumForEach(arrayMap(s -> toFloat64(step = s), range(1, {s1}))) AS ns,
-        sumForEach(arrayFlatten(arrayMap(
-            v -> arrayMap(s -> if(step = s, v, 0.), range(1, {s1})), y))) AS ys
+    SELECT version, user_id, {per_user}
     FROM per_conversation
     GROUP BY version, user_id
 )
 SELECT
     version,
     count() AS users,
-    sumForEach(arrayMap(v -> toFloat64(v > 0), ns)) AS users_s,
-    sumForEach(ns) AS n_s,
-    sumForEach(arrayFlatten(arrayMap(a -> arrayMap(b -> a * b, ns), ns))) AS nn,
-    sumForEach(ys) AS y,
-    sumForEach(arrayFlatten(arrayMap(m -> arrayFlatten(arrayMap(
-        s -> arrayMap(t -> ys[m * {s} + s] * ys[m * {s} + t], range(1, {s1})),
-        range(1, {s1}))), range({m})))) AS yy,
-    sumForEach(arrayFlatten(arrayMap(m -> arrayFlatten(arrayMap(
-        s -> arrayMap(t -> ys[m * {s} + s] * ns[t], range(1, {s1})),
-        range(1, {s1}))), range({m})))) AS yn
+    {totals}
 FROM per_user
 GROUP BY version
 """
+"""Scalar columns throughout (one per metric × step, and per pair of steps at the end):
+ClickHouse aggregates plain numbers far faster than arrays (sumForEach), and the array
+the statistics layer reads is built once per version at the very end. The step is a sum
+of comparisons with one bound parameter per step start (a lambda over an array of
+bounds cost 3 s at 10M rows), and the first step's start prunes the scan. Labels join on the
+capture's sample id, ``smp-<conversation_id>`` (``streams.rollup.sample_id_of``)."""
+
+
+def _array(items: Sequence[str]) -> str:
+    return "[" + ", ".join(items) + "]"
+
+
+def _triangle(steps: range) -> list[tuple[int, int]]:
+    """Pairs of steps (a ≤ b): a symmetric S×S matrix's upper triangle, row-major."""
+    return [(a, b) for a in steps for b in steps if a <= b]
+
+
+def _symmetric(upper: Sequence[float], strata: int) -> list[list[float]]:
+    full = [[0.0] * strata for _ in range(strata)]
+    values = iter(upper)
+    for a, b in _triangle(range(strata)):
+        full[a][b] = full[b][a] = float(next(values))
+    return full
 
 
 def cluster_sql(specs: Sequence[MetricSpec], strata: int = 1) -> tuple[str, dict[str, Any]]:
     """The per-version, per-step sums query of ``specs`` and the metric parameters it binds.
 
-    ``strata`` is the number of rollout steps; bind their start times as ``bounds``
-    (``cluster_params``). The coverage pseudo-metrics are appended to ``specs``.
+    ``strata`` is the number of rollout steps; bind their start times with
+    ``cluster_params``. Each result row is (version, users, users per step, n per step,
+    n·n per pair of steps a ≤ b, then per metric y per step, y·y per pair a ≤ b and y·n
+    per pair, and last the sampled and reviewed counts): see ``parse_cluster_rows``.
     """
     params: dict[str, Any] = {}
     ys = []
@@ -207,9 +215,31 @@ def cluster_sql(specs: Sequence[MetricSpec], strata: int = 1) -> tuple[str, dict
         placeholder = f"{{m{i}:String}}"
         if spec.value is not None:
             params[f"m{i}"] = spec.value
-        ys.append(spec.expression.replace("{param}", placeholder))
-    metrics = len(ys)
-    sql = _CLUSTER_SQL.format(ys=", ".join(ys), s=strata, s1=strata + 1, m=metrics)
+        ys.append(f"toFloat64({spec.expression.replace('{param}', placeholder)}) AS y{i}")
+    metrics = range(len(specs))
+    coverage = range(len(specs), len(specs) + len(COVERAGE_SPECS))
+    steps = range(1, strata + 1)
+    upper = _triangle(steps)
+    pairs = [(a, b) for a in steps for b in steps]
+    per_user = [f"toFloat64(countIf(step = {k})) AS n{k}" for k in steps]
+    per_user += [f"sumIf(y{i}, step = {k}) AS y{i}_{k}" for i in metrics for k in steps]
+    per_user += [f"sum(y{i}) AS y{i}_all" for i in coverage]
+    totals = [
+        _array([f"toFloat64(countIf(n{k} > 0))" for k in steps]) + " AS users_s",
+        _array([f"sum(n{k})" for k in steps]) + " AS n_s",
+        _array([f"sum(n{a} * n{b})" for a, b in upper]) + " AS nn",
+        _array([f"sum(y{i}_{k})" for i in metrics for k in steps]) + " AS y",
+        _array([f"sum(y{i}_{a} * y{i}_{b})" for i in metrics for a, b in upper]) + " AS yy",
+        _array([f"sum(y{i}_{a} * n{b})" for i in metrics for a, b in pairs]) + " AS yn",
+        _array([f"sum(y{i}_all)" for i in coverage]) + " AS reviewed",
+    ]
+    step = " + ".join(f"(c.first_ts >= {{b{k}:DateTime64(3, 'UTC')}})" for k in steps)
+    sql = _CLUSTER_SQL.format(
+        step=step,
+        ys=",\n        ".join(ys),
+        per_user=",\n        ".join(per_user),
+        totals=",\n    ".join(totals),
+    )
     return sql, params
 
 
@@ -219,8 +249,9 @@ def parse_cluster_rows(
     """``ArmSums`` from the rows of :func:`cluster_sql`."""
     found: dict[str, dict[str, StratifiedSums]] = {}
     coverage: dict[str, Coverage] = {}
-    s2 = strata * strata
-    for version, users, users_s, n_s, nn, y, yy, yn in rows:
+    half = strata * (strata + 1) // 2
+    full = strata * strata
+    for version, users, users_s, n_s, nn, y, yy, yn, reviewed in rows:
         per_metric = {}
         for i, spec in enumerate(specs):
             per_metric[spec.name] = StratifiedSums.from_arrays(
@@ -228,15 +259,12 @@ def parse_cluster_rows(
                 users=users_s,
                 n=n_s,
                 y=y[i * strata : (i + 1) * strata],
-                nn=nn,
-                yy=yy[i * s2 : (i + 1) * s2],
-                yn=yn[i * s2 : (i + 1) * s2],
+                nn=_symmetric(nn, strata),
+                yy=_symmetric(yy[i * half : (i + 1) * half], strata),
+                yn=yn[i * full : (i + 1) * full],
             )
-        base = len(specs) * strata
-        sampled = float(sum(y[base : base + strata]))
-        reviewed = float(sum(y[base + strata : base + 2 * strata]))
         found[str(version)] = per_metric
-        coverage[str(version)] = Coverage(sampled, reviewed)
+        coverage[str(version)] = Coverage(float(reviewed[0]), float(reviewed[1]))
     return ArmSums(strata, found, coverage)
 
 
@@ -252,9 +280,10 @@ def cluster_params(
     ``bounds`` are the rollout steps' start times in order (empty: one step since ever);
     ``excluded`` the allowlisted testers.
     """
+    starts = list(bounds) or [EPOCH]
     return {
         "versions": list(versions),
-        "bounds": list(bounds) or [EPOCH],
+        **{f"b{k}": start for k, start in enumerate(starts, start=1)},
         "excluded": list(excluded),
         "grace_ms": round(settings.exposure_grace_s * _MS_PER_S),
         "risk": list(settings.risk_acceptances),
@@ -282,7 +311,7 @@ FROM (
         SELECT user_id, version, min(first_exposure) AS ts
         FROM assignments
         WHERE version IN ({new:String}, {prev:String})
-            AND user_id NOT IN {excluded:Array(String)}
+            AND NOT has({excluded:Array(String)}, user_id)
         GROUP BY user_id, version
     )
     GROUP BY user_id
