@@ -141,10 +141,11 @@ exposure AS (
     WHERE version IN {{versions:Array(String)}} AND NOT has({{excluded:Array(String)}}, user_id)
     GROUP BY user_id
 ),
-per_conversation AS (
+labelled AS (
     SELECT
         c.model_version AS version,
         c.user_id AS user_id,
+        c.first_ts AS first_ts,
         toUInt32({step}) AS step,
         {ys}
     FROM (
@@ -156,17 +157,17 @@ per_conversation AS (
             AND NOT has({{excluded:Array(String)}}, user_id)
             AND first_ts >= {{b1:DateTime64(3, 'UTC')}}
     ) AS c
-    INNER JOIN exposure AS e ON e.user_id = c.user_id
     LEFT JOIN (
         SELECT sample_id, problem_types, acceptance AS label_acceptance
         FROM sample_labels FINAL
         WHERE acceptance != ''
     ) AS p ON p.sample_id = concat('smp-', c.conversation_id)
-    WHERE c.first_ts >= e.exposed_at - toIntervalMillisecond({{grace_ms:UInt64}})
 ),
 per_user AS (
-    SELECT version, user_id, {per_user}
-    FROM per_conversation
+    SELECT version, l.user_id AS user_id, {per_user}
+    FROM labelled AS l
+    INNER JOIN exposure AS e ON e.user_id = l.user_id
+    WHERE l.first_ts >= e.exposed_at - toIntervalMillisecond({{grace_ms:UInt64}})
     GROUP BY version, user_id
 )
 SELECT
