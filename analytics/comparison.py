@@ -194,28 +194,8 @@ def compare(
     since: datetime | None = None,
     steps: Sequence[Step] | None = None,
     excluded_users: Sequence[str] = (),
-) -> Comparison:
-    """One look at ``new`` against ``prev`` (read-only); see :func:`compare_detailed`."""
-    return compare_detailed(
-        warehouse, new=new, prev=prev, split=split, previously_met=previously_met,
-        settings=settings, rates=rates, since=since, steps=steps, excluded_users=excluded_users,
-    ).comparison  # fmt: skip
-
-
-def compare_detailed(
-    warehouse: Warehouse,
-    *,
-    new: str,
-    prev: str,
-    split: float,
-    previously_met: Mapping[str, float] | None = None,
-    settings: ComparisonSettings | None = None,
-    rates: RateQuerySettings | None = None,
-    since: datetime | None = None,
-    steps: Sequence[Step] | None = None,
-    excluded_users: Sequence[str] = (),
 ) -> VersionComparison:
-    """One look at ``new`` against ``prev`` (read-only), with the steps and testers.
+    """One look at ``new`` against ``prev`` (read-only): the comparison, steps and testers.
 
     ``split`` is the new version's share of users in the current step, in (0, 1).
     ``steps`` are the rollout's steps (None: read from ``rollouts``; a version without a
@@ -311,7 +291,7 @@ def look(
 ) -> Comparison:
     """Compare against the previous look, record this look, propose solved types' samples."""
     ts = now or datetime.now(UTC)
-    detailed = compare_detailed(
+    detailed = compare(
         warehouse, new=new, prev=prev, split=split, settings=settings, rates=rates,
         since=since, excluded_users=excluded_users,
     )  # fmt: skip

@@ -135,7 +135,8 @@ def compare(
     data_dir: DataDir = None,
 ) -> None:
     """Compare NEW with PREV per problem type and guardrail (read-only)."""
-    from analytics.comparison import compare_detailed, comparison_to_dict
+    from analytics.comparison import compare as compare_in_warehouse
+    from analytics.comparison import comparison_to_dict
     from analytics.warehouse import Warehouse
     from trainer.rollout import RolloutStore
 
@@ -147,7 +148,7 @@ def compare(
     try:
         percent, since = _split(warehouse, new, share)
         testers = sorted(RolloutStore(warehouse).settings.allowlist)
-        comparison = compare_detailed(
+        comparison = compare_in_warehouse(
             warehouse,
             new=new,
             prev=prev,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics.comparison import arm_sums, compare_detailed, health, look, previous_solved
+from analytics.comparison import arm_sums, compare, health, look, previous_solved
 from analytics.pool_log import TRANSITION_COLUMNS, transition_row
 from analytics.rate_config import RateQuerySettings
 from analytics.rate_queries import guardrail_specs, target_specs
@@ -182,7 +182,7 @@ def test_allowlisted_testers_are_left_out_and_reported_apart(warehouse: Warehous
     testers = ["u1", "u3"]
     sums = arm_sums(warehouse, specs, versions=(NEW, PREV), settings=_rates(), excluded=testers)
     assert sums.get(NEW, TYPE).distinct_users == USERS // 2 - 2
-    detailed = compare_detailed(
+    detailed = compare(
         warehouse, new=NEW, prev=PREV, split=0.5, rates=_rates(), excluded_users=testers
     )
     assert detailed.testers == {NEW: {"users": 2, "conversations": PER_USER * 2}}

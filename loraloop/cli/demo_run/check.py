@@ -43,7 +43,9 @@ def check_comparison(
     if not recompute:
         return
     fresh = comparison_to_dict(
-        compare(warehouse, new=new, prev=prev, split=0.5, previously_met={}), new=new, prev=prev
+        compare(warehouse, new=new, prev=prev, split=0.5, previously_met={}),
+        new=new,
+        prev=prev,
     )
     for kind in ("targets", "guardrails"):
         for name, metric in comparison[kind].items():
