@@ -237,13 +237,18 @@ def _higher(pair: ArmRates) -> bool:
 
 
 def _two_one_sided(pair: ArmRates, alpha: float, cfg: ComparisonSettings) -> Interval:
+    """Both one-sided bounds on new − prev, within [−1, 1] where a difference of rates lies.
+
+    Cutting a bound to the parameter's range keeps its coverage (a normal bound on
+    Horvitz–Thompson rates can otherwise pass −1).
+    """
     low = difference_interval(
         pair.prev, pair.new, alpha=alpha, target_n=cfg.cs_target_n, side=Side.LOWER
     )
     high = difference_interval(
         pair.prev, pair.new, alpha=alpha, target_n=cfg.cs_target_n, side=Side.UPPER
     )
-    return Interval(low.lower, high.upper)
+    return Interval(max(-1.0, low.lower), min(1.0, high.upper))
 
 
 def _relative_two_one_sided(pair: ArmRates, alpha: float, cfg: ComparisonSettings) -> Interval:

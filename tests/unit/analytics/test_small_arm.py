@@ -127,3 +127,11 @@ def test_the_shown_interval_is_the_regression_decisions() -> None:
     assert metric.difference_level == pytest.approx(0.05)  # one metric: alpha / 1
     assert metric.difference_interval.lower == pytest.approx(metric.regression_bound)
     assert (metric.verdict is Verdict.REGRESSED) == (metric.difference_interval.lower > 0)
+
+
+def test_difference_intervals_stay_within_the_range_of_a_difference_of_rates() -> None:
+    prev = horvitz_thompson_rate(np.r_[np.ones(9), np.zeros(1)], np.full(10, 0.5), served=30)
+    new = horvitz_thompson_rate(np.zeros(10), np.full(10, 0.5), served=30)
+    result = compare_versions({}, {"risk": ArmRates(prev, new)}, HEALTHY)
+    interval = result.guardrails["risk"].difference_interval
+    assert -1.0 <= interval.lower < interval.upper <= 1.0
