@@ -29,10 +29,11 @@ class RateQuerySettings(BaseSettings):
     target_source: Literal["labels", "qa"] = Field(
         "labels",
         description=(
-            "labels: a conversation counts 1/pi for a type when its sampled, labelled sample "
-            "carries the type (Horvitz-Thompson, unbiased for the true rate); qa: every "
-            "conversation whose QA verdict lists the type counts 1 "
-            "(conversations.qa_problem_types)."
+            "labels: a design-sampled conversation counts 1/pi for a type when its label "
+            "carries the type; qa: when its QA verdict lists it (conversations."
+            "qa_problem_types). Both are Horvitz-Thompson estimates over the sampling "
+            "design, unbiased for the true rate; their verdicts wait for the labelling "
+            "coverage (LORALOOP_COMPARE__MIN_LABEL_COVERAGE)."
         ),
     )
     detector_guardrails: list[str] = Field(
