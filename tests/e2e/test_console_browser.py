@@ -18,6 +18,7 @@ import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 
 from analytics.console.app import create_console
 from tests.conftest import REPO
@@ -90,7 +91,8 @@ def browser() -> Iterator[webdriver.Chrome]:
 def _create_labeller(browser: webdriver.Chrome, base: str) -> str:
     """The admin logs in and creates a labeller through the admin page; returns its key."""
     _login(browser, base, "admin", ADMIN_KEY)
-    assert browser.current_url.endswith("/admin")
+    # The redirect after the click is not awaited by the click itself: wait for it.
+    WebDriverWait(browser, PAGE_WAIT_S).until(lambda b: b.current_url.endswith("/admin"))
     form = browser.find_element(By.ID, "new-user")
     form.find_element(By.NAME, "username").send_keys("lena")
     form.find_element(By.CSS_SELECTOR, "input[value=labeller]").click()
