@@ -16,23 +16,13 @@ import pytest
 
 from analytics.rows import CONVERSATION_COLUMNS, SAMPLE_COLUMNS
 from detectors.config import DetectorSettings
-from detectors.sampler import unit_hash
 from loraloop.events import QAVerdict, Turn
 from loraloop.settings import StreamSettings
 from streams.capture import Capture, CaptureBatch, Entry
+from tests.unit.detectors.test_risk_sampler import first_id
 
 T0 = datetime(2026, 11, 1, 10, tzinfo=UTC)
 SETTINGS = DetectorSettings()
-
-
-def _conversation_with(*, below: float, at_least: float = 0.0) -> str:
-    """A conversation id whose hash u under the default salt is in [at_least, below)."""
-    for i in range(1_000_000):
-        cid = f"conv-{i}"
-        if at_least <= unit_hash(SETTINGS.sampler_salt, cid) < below:
-            return cid
-    msg = "no conversation id in range"
-    raise AssertionError(msg)
 
 
 def _chat(cid: str) -> list[Turn]:
@@ -84,7 +74,7 @@ def test_a_risk_verdict_leaves_a_uniform_sample_at_its_design_probability(
     capture: Capture,
 ) -> None:
     p0 = SETTINGS.uniform_qa_rate
-    cid = _conversation_with(below=p0)
+    cid = first_id(SETTINGS, below=p0)
     first = _run(capture, _chat(cid))
     assert _conversation(first)["sampled"] is True
     assert _conversation(first)["inclusion_probability"] == pytest.approx(p0)
@@ -104,7 +94,7 @@ def test_a_reject_on_an_unsampled_conversation_makes_a_review_sample_outside_the
     capture: Capture,
 ) -> None:
     p0 = SETTINGS.uniform_qa_rate
-    cid = _conversation_with(below=1.0, at_least=0.5)
+    cid = first_id(SETTINGS, below=1.0, at_least=0.5)
     first = _run(capture, _chat(cid))
     assert _conversation(first)["sampled"] is False
     assert _sample(first) is None
@@ -122,7 +112,7 @@ def test_a_reject_on_an_unsampled_conversation_makes_a_review_sample_outside_the
 
 
 def test_an_accept_on_an_unsampled_conversation_makes_no_sample(capture: Capture) -> None:
-    cid = _conversation_with(below=1.0, at_least=0.5)
+    cid = first_id(SETTINGS, below=1.0, at_least=0.5)
 
     batch = _run(capture, [*_chat(cid), _verdict(cid, "Accept")])
 
