@@ -134,6 +134,38 @@ class GateConfig(BaseSettings):
     require_probe_change: bool = Field(
         True, description="Fail when the adapter changes none of the probe generations."
     )
+    judge: str = Field(
+        "loraloop.simulation.gate_judge:ScenarioJudge",
+        description="The judge of generated replies, 'package.module:factory' "
+        "(trainer.judging.Judge); the default is the demo's simulated-user rules.",
+    )
+    behaviour_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="Level of the exact one-sided McNemar test over unseen prompts "
+        "(held-out families and the evaluation set): fixed must beat broken at this level.",
+    )
+    min_pass_rate_gain: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="The candidate's pass rate on unseen problem prompts must exceed the "
+        "parent's by at least this (absolute).",
+    )
+    max_baseline_drop: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="The pass rate on baseline regression prompts may fall by at most this "
+        "(absolute), and never significantly (McNemar at behaviour_alpha).",
+    )
+    min_unseen_prompts: int = Field(
+        4, ge=1, description="Fewer judged unseen problem prompts than this fail the gate."
+    )
+    behaviour_max_new_tokens: int = Field(
+        64, ge=1, description="Greedy tokens per reply the behavioural gate judges."
+    )
 
     @model_validator(mode="after")
     def _sane(self) -> GateConfig:
