@@ -1,6 +1,7 @@
 """Shared trainer test helpers: a synthetic pool and a tiny random causal LM, built offline.
 
-The pool has baseline price answers and two kinds of corrected problems. The tiny
+The pool has baseline price answers (a few paraphrases per plan) and two kinds of
+corrected problems, each about its own topic (one prompt family per problem). The tiny
 model (a 2-layer Llama with a byte-level BPE tokenizer and a ChatML template) is
 saved with ``save_pretrained`` and reloaded with ``from_pretrained``, so the
 trainer exercises the real loading path without any download. A test module or
@@ -42,19 +43,31 @@ def baseline_sample(index: int, tier: Tier) -> PoolSample:
     )
 
 
+#: What the fixture's problem prompts ask about: one prompt family each.
+TOPICS = [
+    "the refund policy", "weekend classes", "the completion certificate", "job placement",
+    "mentor sessions", "installment payments", "the final project", "group discounts",
+    "live lectures", "the study schedule", "course materials", "the trial week",
+    "office hours", "the alumni network", "exam retakes", "team licences",
+    "offline downloads", "the beginner track", "career coaching", "the mobile app",
+]  # fmt: skip
+
+
 def problem_sample(index: int, problem_type: str) -> PoolSample:
-    """A problem sample: the corrected reply is the same careful sentence per type."""
-    plan = PLANS[index % len(PLANS)]
+    """A problem sample: a question about one topic (its own prompt family), and the
+    corrected reply of its type about that topic."""
+    topic = TOPICS[index % len(TOPICS)]
     reply = {
-        "wrong_CTA_timing": "Let me answer your question first, then we can talk about buying.",
-        "over_promise": "I cannot promise that, but I can explain what the plan includes.",
+        "wrong_CTA_timing": f"Let me answer your question about {topic} first, then we can "
+        "talk about buying.",
+        "over_promise": f"I cannot promise that, but I can explain what {topic} includes.",
     }[problem_type]
     return PoolSample(
         sample_id=f"p{index:03d}",
         status=Tier.PROBLEM,
         problem_types=[problem_type],
         messages=[
-            ChatMessage(role="user", content=f"Tell me about {plan} number {index}."),
+            ChatMessage(role="user", content=f"Tell me about {topic}."),
             ChatMessage(role="assistant", content="Buy now! It fixes everything, guaranteed!"),
         ],
         corrected_response=reply,

@@ -1,6 +1,9 @@
 """One training cycle: dataset → fresh adapter → offline gate → registered ``model_vN``.
 
-Runs in the worker process (:mod:`trainer.worker`). Everything is written to
+Runs in the worker process (:mod:`trainer.worker`). The judge the gate asks is
+loaded first, so a misconfigured ``LORALOOP_GATE__JUDGE`` fails before any
+training; the gate reads its prompts from the dataset directory
+(``dataset.jsonl`` and, when present, ``evaluation.jsonl``). Everything is written to
 the registry's staging area and renamed into place only when every step
 succeeded; a gated-out adapter is still registered (status ``gated_out``) so
 its evidence is kept, but it is never rolled out.
@@ -20,8 +23,10 @@ from trainer.base_model import load_base, resolve_base_model
 from trainer.config import GateConfig, TrainConfig
 from trainer.dataset import SPLIT_BASELINE, SPLIT_HELDOUT, SPLIT_TRAIN
 from trainer.encoding import EncodedSample, encode_rows
+from trainer.evalset import EVALUATION_FILE, read_evaluation_set
 from trainer.exceptions import DatasetError
-from trainer.gate import GateResult, run_gate
+from trainer.gate import GateProgress, GateResult, gate_prompts, run_gate
+from trainer.judging import load_judge
 from trainer.lora import StepInfo, TrainMetrics, attach_adapter, train_adapter
 from trainer.manifest import MANIFEST_FILE, read_manifest, read_rows
 from trainer.registry import Registry, write_version
@@ -72,10 +77,15 @@ def run_cycle(
     gate_config: GateConfig | None = None,
     parent: str | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
+    on_gate: GateProgress | None = None,
 ) -> VersionInfo:
-    """Train, gate and register one version; a failure registers nothing and re-raises."""
+    """Train, gate and register one version; a failure registers nothing and re-raises.
+
+    ``on_step`` hears every optimizer step, ``on_gate`` the gate's generation progress.
+    """
     train_config = train_config or TrainConfig()
     gate_config = gate_config or GateConfig()
+    judge = load_judge(gate_config.judge)
     registry = Registry(registry_root)
     parent_dir = registry.path(parent) if parent else None
     rows, manifest = read_rows(dataset_dir), read_manifest(dataset_dir)
@@ -87,9 +97,9 @@ def run_cycle(
     device = resolve_device(train_config.device)
     flash = use_packing(train_config, device) and flash_attention_available()
     base, tokenizer = load_base(ref, attn_implementation="flash_attention_2" if flash else None)
+    prompts = gate_prompts(rows, read_evaluation_set(dataset_dir / EVALUATION_FILE))
     train = _encode(tokenizer, _split(rows, SPLIT_TRAIN), train_config)
-    heldout_rows = _split(rows, SPLIT_HELDOUT)
-    heldout = _encode(tokenizer, heldout_rows, train_config)
+    heldout = _encode(tokenizer, _split(rows, SPLIT_HELDOUT), train_config)
     baseline = _encode(tokenizer, _split(rows, SPLIT_BASELINE), train_config)
     name = registry.reserve()
     logger.info("training %s on %s samples (parent %s)", name, len(train), parent or "base")
@@ -102,11 +112,13 @@ def run_cycle(
         gate: GateResult = run_gate(
             model,
             tokenizer,
+            prompts=prompts,
+            judge=judge,
             heldout=heldout,
             baseline=baseline,
-            probe_messages=[row["messages"] for row in heldout_rows],
             config=gate_config,
             parent_dir=parent_dir,
+            on_progress=on_gate,
         )
         info = VersionInfo(
             name=name,

@@ -1,7 +1,9 @@
 """The ``training_cycles`` table: why each cycle started and how it ended.
 
 A cycle writes its row when it starts (status ``running``) and again when it
-ends; ``ReplacingMergeTree(updated_at)`` keeps the last. A row still ``running``
+ends; ``ReplacingMergeTree(updated_at)`` keeps the last. The ended row carries
+the dataset manifest's sample lists, kept apart: trained (the train split),
+held out, baseline regression, dropped duplicates and evaluation-excluded. A row still ``running``
 when the service starts belongs to a cycle that was killed: it is closed as
 ``failed``. Blocking; async callers go through ``Warehouse.run``.
 """
@@ -24,8 +26,18 @@ if TYPE_CHECKING:
 TABLE = "training_cycles"
 COLUMNS: tuple[str, ...] = (
     "cycle_id", "reason", "details", "started_at", "finished_at", "status", "version", "parent",
-    "dataset_sha256", "dataset", "error", "updated_at",
+    "dataset_sha256", "dataset", "error", "updated_at", "trained_ids", "heldout_ids",
+    "regression_ids", "duplicate_ids", "evaluation_ids",
 )  # fmt: skip
+#: Column → the manifest key of the sample ids it stores.
+ID_COLUMNS: dict[str, str] = {
+    "trained_ids": "trained_sample_ids",
+    "heldout_ids": "heldout_sample_ids",
+    "regression_ids": "regression_sample_ids",
+    "duplicate_ids": "duplicates_dropped",
+    "evaluation_ids": "evaluation_excluded_ids",
+}
+
 INTERRUPTED = "interrupted: the service stopped before the cycle ended"
 
 
@@ -38,6 +50,10 @@ class CycleStatus(StrEnum):
     FAILED = "failed"
     NO_DATA = "no_data"
     DRY_RUN = "dry_run"  # reported by a dry run, never written
+
+
+#: Statuses of cycles that trained and gated a version: each one rotates the draws.
+COMPLETED: tuple[str, ...] = (CycleStatus.REGISTERED.value, CycleStatus.GATED_OUT.value)
 
 
 def new_cycle_id(now: datetime) -> str:
@@ -64,10 +80,24 @@ class CycleRecord:
     dataset_sha256: str = ""
     dataset: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    trained_ids: list[str] = field(default_factory=list)
+    heldout_ids: list[str] = field(default_factory=list)
+    regression_ids: list[str] = field(default_factory=list)
+    duplicate_ids: list[str] = field(default_factory=list)
+    evaluation_ids: list[str] = field(default_factory=list)
 
     def finish(self, status: CycleStatus, **changes: Any) -> CycleRecord:
         """The record of the ended cycle."""
         return replace(self, status=status, finished_at=utc_now(), **changes)
+
+    def with_manifest(self, manifest: dict[str, Any] | None) -> CycleRecord:
+        """The record with the sample lists of a dataset manifest (sorted)."""
+        if not manifest:
+            return self
+        lists: dict[str, Any] = {
+            column: sorted(manifest.get(key) or ()) for column, key in ID_COLUMNS.items()
+        }
+        return replace(self, **lists)
 
     def row(self) -> list[Any]:
         """The row in :data:`COLUMNS` order; ``updated_at`` is the last event's time."""
@@ -84,6 +114,16 @@ class CycleRecord:
 def write_cycle(warehouse: Warehouse, record: CycleRecord) -> None:
     """Write (or supersede) a cycle's row."""
     warehouse.insert(TABLE, [record.row()], column_names=COLUMNS)
+
+
+def completed_cycles(warehouse: Warehouse) -> int:
+    """How many recorded cycles trained and gated a version (registered or gated out)."""
+    count = warehouse.query(
+        f"SELECT count() FROM {TABLE} FINAL "  # noqa: S608 - constant name
+        "WHERE has({statuses:Array(String)}, status)",
+        {"statuses": list(COMPLETED)},
+    ).result_rows[0][0]
+    return int(count)
 
 
 def last_cycle_started_at(warehouse: Warehouse) -> datetime | None:

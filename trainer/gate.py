@@ -1,73 +1,110 @@
-"""The offline gate: a trained adapter must fix its held-out problems without baseline damage.
+"""The offline gate: the candidate must fix unseen problem prompts without breaking the baseline.
 
-Three checks, each against the parent (the parent adapter, or the bare base
-model in the first cycle): held-out problem loss improves, baseline-regression
-loss rises by at most a relative tolerance; and, as a probe that the adapter is
-really applied, greedy decoding of a few held-out prompts with and without the
-adapter differs for at least one of them.
+Read from the dataset directory alone (:func:`gate_prompts`): the unseen problem
+prompts are the held-out families' contexts and the evaluation-set phrasings
+whose types were trained this cycle; the baseline prompts are the regression
+families' contexts. The parent (the parent adapter, or the bare base model in the
+first cycle) and the candidate answer every prompt greedily, the configured judge
+judges each reply, and :func:`trainer.behaviour.decide` gives the verdict. The
+assistant-token losses of the held-out and regression samples are measured for
+both versions too, as diagnostics: they no longer decide anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from trainer.behaviour import (
+    BehaviourReport,
+    GatePrompt,
+    Judged,
+    Source,
+    decide,
+    report,
+    tally,
+)
 from trainer.config import GateConfig
+from trainer.dataset import SPLIT_BASELINE, SPLIT_HELDOUT, SPLIT_TRAIN
 from trainer.encoding import EncodedSample
-from trainer.evaluation import assistant_loss, greedy_generate, probe_prompt
+from trainer.evalset import EvaluationSet
+from trainer.evaluation import assistant_loss, generate_replies, probe_prompt
+from trainer.judging import Judge
+from trainer.records import Tier
 
 PARENT_ADAPTER = "parent"
 
+GateProgress = Callable[[int, int], None]
+"""Told (replies generated, replies to generate) after every generation batch."""
+
 
 class GateNumbers(BaseModel):
-    """What the gate measured."""
+    """Assistant-token losses of both versions: diagnostics, not part of the verdict."""
 
     heldout_loss: float | None = None
     parent_heldout_loss: float | None = None
     baseline_loss: float | None = None
     parent_baseline_loss: float | None = None
-    probes: int = 0
-    probes_changed: int = 0
 
 
 class GateResult(BaseModel):
-    """The verdict (``passed``), one reason per check, and the numbers behind them."""
+    """gate.json: the verdict, one reason per check, the behaviour evidence and the losses."""
 
     passed: bool
     reasons: list[str] = Field(default_factory=list)
+    behaviour: BehaviourReport
     numbers: GateNumbers
 
 
-def decide(numbers: GateNumbers, config: GateConfig) -> GateResult:
-    """Pure gate logic over the measured numbers."""
-    failures: list[str] = []
-    notes: list[str] = []
-    new, old = numbers.heldout_loss, numbers.parent_heldout_loss
-    if new is None or old is None:
-        failures.append("no held-out problem samples: nothing shows the problems were learned")
-    elif new < old * (1 - config.min_improvement):
-        notes.append(f"held-out problem loss improved {old:.4f} -> {new:.4f}")
-    else:
-        failures.append(f"held-out problem loss did not improve enough: {old:.4f} -> {new:.4f}")
-    base_new, base_old = numbers.baseline_loss, numbers.parent_baseline_loss
-    if base_new is None or base_old is None:
-        notes.append("no baseline regression samples: baseline check skipped")
-    elif base_new <= base_old * (1 + config.baseline_tolerance):
-        notes.append(f"baseline loss within tolerance: {base_old:.4f} -> {base_new:.4f}")
-    else:
-        failures.append(
-            f"baseline loss regressed beyond {config.baseline_tolerance:.0%}: "
-            f"{base_old:.4f} -> {base_new:.4f}"
+@dataclass(frozen=True)
+class GatePrompts:
+    """What the gate asks both versions, and the problem types the train split targets."""
+
+    unseen: list[GatePrompt]
+    baseline: list[GatePrompt]
+    targeted: frozenset[str]
+
+    @property
+    def all(self) -> list[GatePrompt]:
+        """Unseen problem prompts, then baseline prompts."""
+        return self.unseen + self.baseline
+
+
+def _row_prompt(row: Mapping[str, Any], source: Source) -> GatePrompt:
+    return GatePrompt(
+        messages=probe_prompt(row["messages"]),
+        family=str(row.get("family") or row["sample_id"]),
+        problem_types=tuple(sorted(row.get("problem_types") or ())),
+        source=source,
+    )
+
+
+def gate_prompts(rows: Sequence[Mapping[str, Any]], evaluation: EvaluationSet) -> GatePrompts:
+    """Held-out and evaluation prompts of the trained types, and the regression prompts."""
+    targeted = frozenset(
+        problem_type
+        for row in rows
+        if row["split"] == SPLIT_TRAIN and row.get("tier") == Tier.PROBLEM.value
+        for problem_type in row.get("problem_types") or ()
+    )
+    unseen = [_row_prompt(r, Source.HELDOUT) for r in rows if r["split"] == SPLIT_HELDOUT]
+    unseen += [
+        GatePrompt(
+            messages=[m.model_dump() for m in p.messages],
+            family=p.family,
+            problem_types=tuple(sorted(p.problem_types)),
+            source=Source.EVALUATION,
         )
-    if numbers.probes_changed > 0 or not config.require_probe_change:
-        notes.append(f"adapter changed {numbers.probes_changed}/{numbers.probes} probe generations")
-    else:
-        failures.append(f"adapter changed none of {numbers.probes} probe generations")
-    return GateResult(passed=not failures, reasons=failures + notes, numbers=numbers)
+        for p in evaluation.prompts
+        if targeted & set(p.problem_types)
+    ]
+    baseline = [_row_prompt(r, Source.BASELINE) for r in rows if r["split"] == SPLIT_BASELINE]
+    return GatePrompts(unseen=unseen, baseline=baseline, targeted=targeted)
 
 
 def _parent_context(model: Any, parent_dir: Path | None) -> AbstractContextManager[Any]:
@@ -95,32 +132,92 @@ class _ParentAdapter:
         self._model.set_adapter(self._active)
 
 
+class _Measure:
+    """Replies and losses of whichever version is active, counting generated replies."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, config: GateConfig, on_progress: GateProgress | None
+    ) -> None:
+        self._model, self._tokenizer, self._config = model, tokenizer, config
+        self._on_progress = on_progress
+        self.total, self._done = 0, 0
+
+    def replies(self, prompts: Sequence[GatePrompt]) -> list[str]:
+        return generate_replies(
+            self._model,
+            self._tokenizer,
+            [p.messages for p in prompts],
+            max_new=self._config.behaviour_max_new_tokens,
+            batch_size=self._config.eval_batch_size,
+            on_batch=self._advance,
+        )
+
+    def loss(self, samples: Sequence[EncodedSample]) -> float | None:
+        pad_id, size = self._tokenizer.pad_token_id, self._config.eval_batch_size
+        return assistant_loss(self._model, samples, pad_id=pad_id, batch_size=size)
+
+    def start(self, total: int) -> None:
+        """Announce how many replies the gate will generate."""
+        self.total = total
+        self._advance(0)
+
+    def _advance(self, replies: int) -> None:
+        self._done += replies
+        if self._on_progress is not None:
+            self._on_progress(self._done, self.total)
+
+
 def run_gate(
     model: Any,
     tokenizer: Any,
     *,
+    prompts: GatePrompts,
+    judge: Judge,
     heldout: Sequence[EncodedSample],
     baseline: Sequence[EncodedSample],
-    probe_messages: Sequence[Sequence[Mapping[str, str]]],
     config: GateConfig,
     parent_dir: Path | None = None,
+    on_progress: GateProgress | None = None,
 ) -> GateResult:
-    """Measure the candidate (active adapter), its parent and the bare base; :func:`decide`."""
-    pad_id, size = tokenizer.pad_token_id, config.eval_batch_size
+    """Both versions answer every gate prompt (candidate: the active adapter); judge; decide."""
     model.eval()
-    prompts = [probe_prompt(m) for m in probe_messages[: config.probe_prompts]]
-    numbers = GateNumbers(
-        heldout_loss=assistant_loss(model, heldout, pad_id=pad_id, batch_size=size),
-        baseline_loss=assistant_loss(model, baseline, pad_id=pad_id, batch_size=size),
-        probes=len(prompts),
-    )
-    candidate = greedy_generate(model, tokenizer, prompts, max_new=config.probe_max_new_tokens)
+    asked = prompts.all
+    measure = _Measure(model, tokenizer, config, on_progress)
+    measure.start(2 * len(asked))
+    candidate = measure.replies(asked)
+    numbers = GateNumbers(heldout_loss=measure.loss(heldout), baseline_loss=measure.loss(baseline))
     with _parent_context(model, parent_dir):
-        numbers.parent_heldout_loss = assistant_loss(model, heldout, pad_id=pad_id, batch_size=size)
-        numbers.parent_baseline_loss = assistant_loss(
-            model, baseline, pad_id=pad_id, batch_size=size
+        parent = measure.replies(asked)
+        numbers.parent_heldout_loss = measure.loss(heldout)
+        numbers.parent_baseline_loss = measure.loss(baseline)
+    judged = [
+        Judged(
+            prompt=p,
+            parent_reply=old,
+            candidate_reply=new,
+            parent_problems=judge.problems(p.messages, old),
+            candidate_problems=judge.problems(p.messages, new),
         )
-    with model.disable_adapter():
-        bare = greedy_generate(model, tokenizer, prompts, max_new=config.probe_max_new_tokens)
-    numbers.probes_changed = sum(a != b for a, b in zip(candidate, bare, strict=True))
-    return decide(numbers, config)
+        for p, old, new in zip(asked, parent, candidate, strict=True)
+    ]
+    counts = tally(judged, targeted=prompts.targeted)
+    verdict = decide(counts, config)
+    return GateResult(
+        passed=verdict.passed,
+        reasons=verdict.reasons + loss_notes(numbers),
+        behaviour=report(judged, counts, verdict),
+        numbers=numbers,
+    )
+
+
+def loss_notes(numbers: GateNumbers) -> list[str]:
+    """The loss diagnostics as reason lines (they never fail the gate)."""
+    pairs = [
+        ("held-out problem", numbers.parent_heldout_loss, numbers.heldout_loss),
+        ("baseline regression", numbers.parent_baseline_loss, numbers.baseline_loss),
+    ]
+    return [
+        f"diagnostic, not decisive: {name} loss {old:.4f} -> {new:.4f}"
+        for name, old, new in pairs
+        if old is not None and new is not None
+    ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,9 @@ BASE_VERSION = "base"
 
 Messages = tuple[tuple[str, str], ...]
 """A conversation as hashable (role, content) pairs."""
+
+GenerationProgress = Callable[[str, int, int], None]
+"""Called after each generated chunk with (version, replies done, replies to generate)."""
 
 
 class GenerationError(TrainerError):
@@ -59,6 +62,7 @@ class ReplyGenerator:
         self._cache: dict[tuple[str, Messages], str] = {}
         self._lock = threading.Lock()
         self.generated = 0
+        self.on_progress: GenerationProgress | None = None
 
     def replies(self, version: str, conversations: Sequence[Messages]) -> list[str]:
         """One reply per conversation; only conversations not cached are generated."""
@@ -68,7 +72,14 @@ class ReplyGenerator:
                 chunk = missing[start : start + self._batch_size]
                 for conversation, text in zip(chunk, self._generate(version, chunk), strict=True):
                     self._cache[version, conversation] = text
+                if self.on_progress is not None:
+                    self.on_progress(version, start + len(chunk), len(missing))
             return [self._cache[version, c] for c in conversations]
+
+    def distinct(self, version: str) -> int:
+        """Distinct conversations generated for ``version``: its independent observations."""
+        with self._lock:
+            return sum(1 for v, _ in self._cache if v == version)
 
     def _generate(self, version: str, chunk: Sequence[Messages]) -> list[str]:
         import torch

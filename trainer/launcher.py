@@ -3,7 +3,8 @@
 :func:`train_in_subprocess` waits synchronously; :func:`train_in_subprocess_async`
 awaits the child with asyncio and terminates it if the awaiting task is cancelled;
 given ``on_progress``, it asks the worker for progress lines (``--progress-events``)
-and hands each one over as a :class:`TrainProgress` while the child runs.
+and hands each one over as a :class:`TrainProgress` while the child runs: the
+training steps, then the gate's generation progress (``stage == "gate"``).
 """
 
 from __future__ import annotations
@@ -26,13 +27,23 @@ _STDERR_TAIL = 4000
 PROGRESS_PREFIX = "@progress "
 
 
+STAGE_TRAIN = "train"
+STAGE_GATE = "gate"
+
+
 @dataclass(frozen=True)
 class TrainProgress:
-    """How far the worker's training loop is: step 0 (with the total) first, then each step."""
+    """How far the worker is: in ``stage`` "train", step 0 (with the total) first, then each
+    optimizer step; then in ``stage`` "gate", replies generated (``step``) of all the gate
+    generates (``total_steps``), from 0, after each generation batch.
+
+    A line without ``stage`` (an older worker) is a training step.
+    """
 
     step: int
     total_steps: int
     loss: float | None = None
+    stage: str = STAGE_TRAIN
 
     def line(self) -> str:
         """The worker's stdout line for this event."""

@@ -1,7 +1,8 @@
 """LoRA fine-tuning: a fresh peft adapter on the frozen base, a small exact training loop.
 
-A custom loop rather than HF Trainer so the per-sample weighting is exact under
-gradient accumulation (see :mod:`trainer.loss`). Cosine schedule with warm-up,
+A custom loop rather than HF Trainer so the per-sample influence weighting
+(Σ_s w_s · mean_t CE / Σ_s w_s per optimizer step) is exact under gradient
+accumulation (see :mod:`trainer.loss`). Cosine schedule with warm-up,
 AdamW on the adapter parameters only, rich progress with the step loss.
 """
 
@@ -19,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from trainer.config import TrainConfig
 from trainer.encoding import EncodedSample
-from trainer.loss import collate, weighted_loss_sum, weighted_token_count
+from trainer.loss import collate, total_influence, weighted_loss_sum
 from trainer.packing import block_causal_mask, collate_packed, pack_samples, packed_loss_sum
 from trainer.schedule import (
     autocast,
@@ -118,7 +119,7 @@ def step_backward(
     With ``pack_len`` each micro-batch is packed into rows of that many tokens.
     """
     device = next(p for p in model.parameters() if p.requires_grad).device
-    denominator = weighted_token_count([s for batch in micro for s in batch])
+    denominator = total_influence([s for batch in micro for s in batch])
     if pack_len is not None:
         return _packed_step(model, micro, pad_id, bf16, pack_len, denominator, device)
     total, tokens = 0.0, 0

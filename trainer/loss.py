@@ -1,9 +1,16 @@
-"""Per-sample weighted, assistant-only token loss that is exact under gradient accumulation.
+"""Per-sample weighted, assistant-only loss that is exact under gradient accumulation.
 
-The loss of an optimizer step is Σ_s w_s Σ_t CE(s, t) / Σ_s w_s n_s over every
-sample s of the whole accumulated batch (n_s = assistant tokens of s). Each
-micro-batch contributes its numerator divided by the step's total denominator,
-so the summed micro-batch gradients equal the full-batch gradient exactly.
+A weight is a sample's *influence*: the loss of an optimizer step is
+
+    Σ_s w_s · mean_t CE(s, t) / Σ_s w_s
+
+over every sample s of the whole accumulated batch, where the mean runs over
+the n_s assistant tokens of s. A long sample (a Chinese reply takes more tokens
+than its English twin) weighs no more than a short one at the same weight, so
+the dataset's weights, its problem cap and its shares (all counted in Σ w_s)
+say how much each sample moves the adapter. Each micro-batch contributes its
+numerator divided by the step's total Σ w_s, so the summed micro-batch
+gradients equal the full-batch gradient exactly.
 """
 
 from __future__ import annotations
@@ -51,9 +58,9 @@ def collate(samples: Sequence[EncodedSample], *, pad_id: int) -> Batch:
     return Batch(ids, mask, labels, weights)
 
 
-def weighted_token_count(samples: Sequence[EncodedSample]) -> float:
-    """Σ_s w_s n_s: the denominator of a step's loss."""
-    return sum(s.weight * s.assistant_tokens for s in samples)
+def total_influence(samples: Sequence[EncodedSample]) -> float:
+    """Σ_s w_s: the denominator of a step's loss."""
+    return sum(s.weight for s in samples)
 
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,6 +73,7 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
 
 
 def weighted_loss_sum(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Σ_s w_s Σ_t CE(s, t) over one micro-batch (the numerator)."""
-    per_token, _ = token_losses(logits, batch.labels)
-    return (per_token.sum(dim=1) * batch.weights).sum()
+    """Σ_s w_s · mean_t CE(s, t) over one micro-batch (the numerator)."""
+    per_token, mask = token_losses(logits, batch.labels)
+    tokens = mask.sum(dim=1).clamp(min=1)
+    return (per_token.sum(dim=1) / tokens * batch.weights).sum()

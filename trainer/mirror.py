@@ -32,6 +32,7 @@ COLUMNS: tuple[str, ...] = (
 
 METRICS_FILE = "metrics.json"
 GATE_FILE = "gate.json"
+_BEHAVIOUR_KEYS = ("paired", "pooled", "baseline", "skipped", "targeted", "decisive")
 _TRAIN_KEYS = ("steps", "train_samples", "tokens", "seconds", "tokens_per_s", "device", "bf16")
 
 
@@ -49,7 +50,22 @@ def metrics_summary(version_dir: Path) -> dict[str, Any]:
     losses = train.get("losses") or []
     if losses:
         summary["first_loss"], summary["final_loss"] = losses[0], losses[-1]
-    return {"train": summary, "gate": _read_json(version_dir / GATE_FILE)}
+    return {"train": summary, "gate": gate_summary(_read_json(version_dir / GATE_FILE))}
+
+
+def gate_summary(gate: dict[str, Any]) -> dict[str, Any]:
+    """The verdict, reasons, losses and the behaviour section's paired numbers of a gate.json.
+
+    ``paired`` (per problem type), ``pooled``, ``baseline``, ``skipped``, ``targeted`` and
+    ``decisive`` come up from ``behaviour``; its per-prompt records (with the replies)
+    stay in the registry's gate.json. A gate.json without ``behaviour`` (older versions)
+    is passed through as it is.
+    """
+    behaviour = gate.get("behaviour")
+    if not isinstance(behaviour, dict):
+        return gate
+    kept = {key: value for key, value in gate.items() if key != "behaviour"}
+    return kept | {key: behaviour[key] for key in _BEHAVIOUR_KEYS if key in behaviour}
 
 
 def version_row(registry: Registry, name: str) -> list[Any]:

@@ -7,8 +7,10 @@ reads as sample boundaries. Elsewhere the same rows run with an explicit
 block-diagonal causal mask (exact, but no faster), which is how the CPU tests
 check that a packed step gives the same loss and gradients as a padded one.
 
-Loss weights become per token (each token carries its sample's weight), so the
-weighted loss and its exactness under gradient accumulation are unchanged.
+Loss weights become per token: each token carries its sample's weight divided by
+the sample's assistant-token count, so a sample's tokens sum to its weight times
+its mean token loss: the same per-sample influence as the padded loss (see
+:mod:`trainer.loss`), exact under gradient accumulation.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class PackedRow:
         # ever predicted across a boundary.
         self.labels += [IGNORE_INDEX, *sample.labels[1:]]
         self.position_ids += list(range(size))
-        self.token_weights += [sample.weight] * size
+        self.token_weights += [sample.weight / max(sample.assistant_tokens, 1)] * size
         self.lengths.append(size)
 
 
@@ -106,7 +108,7 @@ def block_causal_mask(batch: PackedBatch, dtype: torch.dtype) -> torch.Tensor:
 
 
 def packed_loss_sum(logits: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
-    """Σ_t w(t) CE(t) over the packed rows (the same numerator as the padded loss)."""
+    """Σ_t w(t) CE(t) over the packed rows: Σ_s w_s · mean_t CE(s, t), as the padded loss."""
     shifted = batch.labels[:, 1:]
     per_token = F.cross_entropy(
         logits[:, :-1].float().transpose(1, 2), shifted, ignore_index=IGNORE_INDEX, reduction="none"

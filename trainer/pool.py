@@ -4,13 +4,15 @@ What a cycle trains on:
 
 - every baseline sample (``core_baseline``, ``secondary_baseline``,
   ``candidate_baseline``) with a corrected response;
-- the *current cycle's* problem samples: status ``problem`` with a non-empty
-  corrected response that no gate-passed version has trained on yet. A sample
-  counts as trained on when it is in the dataset manifest of a registered version
-  whose gate passed (the registry is the record, see :func:`trained_sample_ids`),
-  unless it was labelled again after that version was created: a corrected label
-  makes it current again. Gated-out or failed cycles train nobody, so their
-  problems stay current.
+- every problem sample (status ``problem``) with a non-empty corrected
+  response, whether or not an earlier version trained on it: a problem stays in
+  training while it is unsolved (its status is still ``problem``). Each sample
+  carries ``times_trained``: how many gate-passed versions already trained on
+  its current label, i.e. held it in their manifest's ``trained_sample_ids``
+  and were created after it was labelled (see :func:`trained_sample_ids`; a
+  corrected label starts the count again). Gated-out or failed cycles count for
+  nobody. The dataset builder down-weights a problem trained often enough
+  (``DatasetConfig.unsolved_cycles_before_downweight``).
 
 The chat context of each sample comes from ``turns`` (see :mod:`trainer.transcripts`).
 Blocking; the service calls these through ``Warehouse.run``.
@@ -38,7 +40,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SKIP_NO_CONTEXT = "no usable transcript (no user turn before the corrected reply, or text expired)"
-SKIP_TRAINED = "already trained on by a gate-passed version"
+#: The manifest key of the samples a version trained on, and the older key that
+#: listed every pool id (read only for manifests written before the first existed).
+TRAINED_KEY = "trained_sample_ids"
+LEGACY_SOURCE_KEY = "source_sample_ids"
 
 _POOL_SQL = """
 SELECT p.sample_id, p.conversation_id, p.status, p.problem_types, p.corrected_response,
@@ -94,18 +99,23 @@ class PoolRead:
         return {**dict(sorted(per.items())), "skipped": len(self.skipped)}
 
 
-def trained_sample_ids(registry: Registry) -> dict[str, datetime]:
-    """sample_id → creation time of the newest gate-passed version whose dataset held it."""
-    trained: dict[str, datetime] = {}
+def trained_sample_ids(registry: Registry) -> dict[str, list[datetime]]:
+    """sample_id → creation times (sorted) of the gate-passed versions that trained on it."""
+    trained: dict[str, list[datetime]] = {}
     for info in registry.versions():
         manifest_path = registry.path(info.name) / MANIFEST_FILE
         if not info.gate_passed or not manifest_path.is_file():
             continue
         manifest: dict[str, Any] = orjson.loads(manifest_path.read_bytes())
-        for sample_id in manifest.get("source_sample_ids", []):
-            if sample_id not in trained or trained[sample_id] < info.created_at:
-                trained[sample_id] = info.created_at
-    return trained
+        key = TRAINED_KEY if TRAINED_KEY in manifest else LEGACY_SOURCE_KEY
+        for sample_id in manifest.get(key, []):
+            trained.setdefault(str(sample_id), []).append(info.created_at)
+    return {sid: sorted(times) for sid, times in trained.items()}
+
+
+def times_trained(row: LabelledRow, trained: dict[str, list[datetime]]) -> int:
+    """Gate-passed versions that trained on this label (created at or after it)."""
+    return sum(1 for created in trained.get(row.sample_id, ()) if created >= row.labelled_at)
 
 
 def _labelled(row: Sequence[Any]) -> LabelledRow:
@@ -129,14 +139,6 @@ def read_labelled(warehouse: Warehouse, *, include_simulated: bool) -> list[Labe
     return [_labelled(row) for row in result.result_rows]
 
 
-def is_current(row: LabelledRow, trained: dict[str, datetime]) -> bool:
-    """A baseline always; a problem unless a gate-passed version trained on this label."""
-    if row.status is not Tier.PROBLEM:
-        return True
-    trained_at = trained.get(row.sample_id)
-    return trained_at is None or row.labelled_at > trained_at
-
-
 def read_transcripts(
     warehouse: Warehouse, conversation_ids: Iterable[str]
 ) -> tuple[dict[str, list[TurnRow]], dict[str, int]]:
@@ -155,12 +157,7 @@ def read_pool(warehouse: Warehouse, *, registry: Registry, include_simulated: bo
     """The pool samples of this cycle, with their chat context, sorted by sample_id."""
     trained = trained_sample_ids(registry)
     read = PoolRead()
-    rows = []
-    for row in read_labelled(warehouse, include_simulated=include_simulated):
-        if is_current(row, trained):
-            rows.append(row)
-        else:
-            read.skipped[row.sample_id] = SKIP_TRAINED
+    rows = read_labelled(warehouse, include_simulated=include_simulated)
     turns, signals = read_transcripts(warehouse, (r.conversation_id for r in rows))
     for row in rows:
         messages = context_messages(
@@ -178,6 +175,7 @@ def read_pool(warehouse: Warehouse, *, registry: Registry, include_simulated: bo
                 corrected_response=row.corrected_response,
                 first_seen_version=row.first_seen_version,
                 updated_at=row.updated_at,
+                times_trained=times_trained(row, trained),
             )
         )
     logger.info("pool read: %s", read.counts())

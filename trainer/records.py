@@ -3,6 +3,8 @@
 ``messages`` is the conversation context before the problematic assistant turn;
 ``corrected_response`` is the training target that replaces that turn. If the
 context still ends with the original (bad) assistant reply, the builder drops it.
+``times_trained`` counts the gate-passed versions that already trained on the
+sample's current label (see :mod:`trainer.pool`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ class PoolSample(BaseModel):
     corrected_response: str = Field(min_length=1, description="The training target.")
     first_seen_version: str | None = None
     updated_at: AwareDatetime
+    times_trained: int = Field(
+        0,
+        ge=0,
+        description="Gate-passed versions that already trained on this label (a problem "
+        "still unsolved after enough of them is down-weighted).",
+    )
 
     @property
     def tier(self) -> Tier:

@@ -1,10 +1,14 @@
 """The training service: watch the triggers, run one cycle at a time, record every outcome.
 
 A cycle (design: Training cycle) in this process: read the pool from the
-warehouse, build the dataset with PII masked, write it under
-``<work dir>/<cycle_id>/``; then a child process (:mod:`trainer.worker`) trains
-and gates from those files alone (it never opens the warehouse); back here the
-registered version is mirrored into ``model_versions`` and the cycle's outcome
+warehouse, build the dataset with PII masked (its held-out draws rotated by the
+number of earlier cycles that trained and gated a version, the evaluation set
+kept apart), write it and the evaluation set under ``<work dir>/<cycle_id>/``,
+flag the samples the dataset says need a person's eyes again (a baseline sample
+whose content recurred as a problem: ``not_learned``; a problem still unsolved
+after enough cycles, now trained at a lower weight: ``downweighted``); then a
+child process (:mod:`trainer.worker`) trains and gates from those files alone (it
+never opens the warehouse); back here the registered version is mirrored into ``model_versions`` and the cycle's outcome
 into ``training_cycles``. Every warehouse call goes through ``Warehouse.run``
 and the child is awaited, so the event loop of ``loraloop up`` never blocks.
 """
@@ -20,11 +24,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analytics.flags import FlagKind, SampleFlag, read_flags, write_flags
 from loraloop.pii import mask_pii
 from loraloop.settings import Settings
 from trainer.config import DatasetConfig, GateConfig, TrainConfig
-from trainer.cycle_log import CycleRecord, CycleStatus, close_interrupted, new_cycle_id, write_cycle
+from trainer.cycle_log import (
+    CycleRecord,
+    CycleStatus,
+    close_interrupted,
+    completed_cycles,
+    new_cycle_id,
+    write_cycle,
+)
 from trainer.dataset import build_dataset
+from trainer.evalset import EvaluationSet, read_evaluation_set, write_evaluation_set
 from trainer.launcher import TrainProgress, train_in_subprocess_async
 from trainer.manifest import write_dataset
 from trainer.mirror import record_version, sync_registry
@@ -43,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 NO_PROBLEMS = "no current problem samples with a corrected response: nothing new to learn"
 CANCELLED = "cancelled: the service stopped while the cycle ran"
+FLAG_ACTOR = "trainer"
 
 ProgressHook = Callable[[TrainProgress], None]
 
@@ -115,16 +129,87 @@ class _Cycle:
             return
         sha = (self.manifest or {}).get("dataset_sha256") or ""
         counts = (self.manifest or {}).get("counts", {})
-        final = self.record.finish(
+        final = self.record.with_manifest(self.manifest).finish(
             status, parent=self.parent or "", dataset_sha256=sha, dataset=counts, **changes
         )
         await self.warehouse.run(write_cycle, self.warehouse, final)
 
 
-def _write_dataset(samples: list[PoolSample], config: DatasetConfig, out: Path) -> dict[str, Any]:
-    """Build the masked dataset and write it; returns the manifest (CPU-bound: run in a thread)."""
-    built = build_dataset(samples, config=config, mask=mask_pii)
-    return write_dataset(built.rows, built.manifest, out)
+def _write_dataset(
+    samples: list[PoolSample],
+    config: DatasetConfig,
+    out: Path,
+    *,
+    rotation: int,
+    evaluation: EvaluationSet,
+) -> dict[str, Any]:
+    """Build the masked dataset, write it and the evaluation set; returns the manifest.
+
+    CPU-bound: run in a thread.
+    """
+    built = build_dataset(
+        samples, config=config, mask=mask_pii, rotation=rotation, evaluation=evaluation
+    )
+    manifest = write_dataset(built.rows, built.manifest, out)
+    write_evaluation_set(evaluation, out)
+    return manifest
+
+
+def cycle_flags(
+    manifest: dict[str, Any],
+    samples: list[PoolSample],
+    *,
+    cycle_id: str,
+    already_downweighted: set[str],
+    config: DatasetConfig,
+) -> list[SampleFlag]:
+    """The flags a dataset asks for: ``not_learned`` baselines, newly ``downweighted`` problems."""
+    now = utc_now()
+    flags = [
+        SampleFlag(
+            sample_id=baseline,
+            kind=FlagKind.NOT_LEARNED,
+            reason=f"its content recurred as problem {problem}: the model did not learn it",
+            actor=FLAG_ACTOR,
+            ts=now,
+            evidence={"cycle_id": cycle_id, "problem_id": problem},
+        )
+        for baseline, problem in sorted(manifest.get("flagged_baseline", {}).items())
+    ]
+    trained = {s.sample_id: s.times_trained for s in samples}
+    flags += [
+        SampleFlag(
+            sample_id=sample_id,
+            kind=FlagKind.DOWNWEIGHTED,
+            reason=f"unsolved after {trained.get(sample_id, 0)} cycles",
+            actor=FLAG_ACTOR,
+            ts=now,
+            evidence={
+                "cycle_id": cycle_id,
+                "times_trained": trained.get(sample_id, 0),
+                "weight_factor": config.unsolved_weight_factor,
+                "detail": reason,
+            },
+        )
+        for sample_id, reason in sorted(manifest.get("downweighted", {}).items())
+        if sample_id not in already_downweighted
+    ]
+    return flags
+
+
+def _write_cycle_flags(cycle: _Cycle) -> int:
+    """Write the cycle's flags (blocking: run through ``Warehouse.run``); returns how many."""
+    manifest = cycle.manifest or {}
+    candidates = sorted(manifest.get("downweighted", {}))
+    existing = read_flags(cycle.warehouse, sample_ids=candidates, kind=FlagKind.DOWNWEIGHTED)
+    flags = cycle_flags(
+        manifest,
+        cycle.pool.samples,
+        cycle_id=cycle.record.cycle_id,
+        already_downweighted={f.sample_id for f in existing} if candidates else set(),
+        config=cycle.configs.dataset,
+    )
+    return write_flags(cycle.warehouse, flags)
 
 
 async def _build(cycle: _Cycle) -> Path | None:
@@ -139,11 +224,19 @@ async def _build(cycle: _Cycle) -> Path | None:
     )
     if not any(s.status is Tier.PROBLEM for s in cycle.pool.samples):
         return None
+    config = cycle.configs.dataset
+    rotation = await cycle.warehouse.run(completed_cycles, cycle.warehouse)
+    evaluation = await asyncio.to_thread(read_evaluation_set, config.evaluation_set)
     out = cycle.trainer.datasets_root(cycle.settings.data_dir) / cycle.record.cycle_id
     cycle.manifest = await asyncio.to_thread(
-        _write_dataset, cycle.pool.samples, cycle.configs.dataset, out
+        lambda: _write_dataset(
+            cycle.pool.samples, config, out, rotation=rotation, evaluation=evaluation
+        )
     )
     cycle.dataset_dir = out
+    if not cycle.dry_run:
+        flagged = await cycle.warehouse.run(_write_cycle_flags, cycle)
+        logger.info("cycle %s: %s sample flags written", cycle.record.cycle_id, flagged)
     return out
 
 

@@ -3,8 +3,9 @@
 Configs arrive as JSON (``--train-json``/``--gate-json``; the environment fills
 what they leave out). On success the registered ``version.json`` is the last
 line of stdout and the exit status is 0 (with ``--progress-events``, progress lines
-:class:`~trainer.launcher.TrainProgress` come before it); on failure the error goes to stderr,
-the exit status is 1 (130 when interrupted) and nothing is registered.
+:class:`~trainer.launcher.TrainProgress`, training steps then gate generation, come
+before it); on failure the error goes to stderr, the exit status is 1 (130 when
+interrupted) and nothing is registered.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from trainer.config import GateConfig, TrainConfig
 from trainer.cycle import run_cycle
 from trainer.dataset import SPLIT_TRAIN
 from trainer.exceptions import TrainerError
-from trainer.launcher import TrainProgress
+from trainer.launcher import STAGE_GATE, TrainProgress
 from trainer.lora import StepInfo
 from trainer.manifest import read_rows
 from trainer.schedule import total_steps
@@ -60,6 +61,11 @@ def _progress_hook(dataset_dir: Path, config: TrainConfig) -> Callable[[StepInfo
     return on_step
 
 
+def _gate_hook(done: int, total: int) -> None:
+    """One progress line per generation batch of the gate."""
+    _emit(TrainProgress(step=done, total_steps=total, stage=STAGE_GATE))
+
+
 def _emit(event: TrainProgress) -> None:
     sys.stdout.write(event.line())
     sys.stdout.flush()
@@ -81,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             gate_config=GateConfig.model_validate_json(args.gate_json),
             parent=args.parent,
             on_step=hook,
+            on_gate=_gate_hook if args.progress_events else None,
         )
     except KeyboardInterrupt:
         logger.error("training interrupted; nothing registered")

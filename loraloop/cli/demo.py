@@ -66,7 +66,7 @@ def demo(
     """Run the whole loop on the embedded stack with simulated users, then report."""
     _environment(fast)
     from loraloop.cli.demo_run.driver import make_driver
-    from loraloop.cli.demo_run.summary import cycle_table, overview_table
+    from loraloop.cli.demo_run.summary import cycle_table, generalisation_table, overview_table
     from loraloop.cli.services import console_service, qa_labeller
     from loraloop.simulation import SimulationSettings
     from loraloop.simulation.exceptions import DemoError
@@ -101,6 +101,9 @@ def demo(
     console.stdout_console.print(overview_table(summary))
     for cycle in summary["cycles"]:
         console.stdout_console.print(cycle_table(cycle))
+        unseen = generalisation_table(cycle)
+        if unseen is not None:
+            console.stdout_console.print(unseen)
     if not approve_as:
         console.stdout_console.print("proposals are pending: nobody was named to approve them")
     check = summary.get("warehouse_check") or []

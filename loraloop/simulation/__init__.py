@@ -8,7 +8,13 @@ reactions these rules return. See docs/demo.md for the rules in words.
 from loraloop.simulation.config import JudgeRules, SimulationSettings
 from loraloop.simulation.judge import Reaction, judge_reply
 from loraloop.simulation.reviewer import Review, review
-from loraloop.simulation.scenario import Intent, ScenarioItem, scenario_items
+from loraloop.simulation.scenario import (
+    Intent,
+    ScenarioItem,
+    evaluation_prompts,
+    item_for_text,
+    scenario_items,
+)
 
 __all__ = [
     "Intent",
@@ -17,6 +23,8 @@ __all__ = [
     "Review",
     "ScenarioItem",
     "SimulationSettings",
+    "evaluation_prompts",
+    "item_for_text",
     "judge_reply",
     "review",
     "scenario_items",

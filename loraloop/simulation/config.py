@@ -2,43 +2,18 @@
 
 ``LORALOOP_DEMO__*`` variables (nested with ``__``), e.g.
 ``LORALOOP_DEMO__CONVERSATIONS_PER_BATCH=300`` or
-``LORALOOP_DEMO__RULES__OVER_PROMISE_TERMS='["guarantee"]'``.
+``LORALOOP_DEMO__RULES__PROMISE_PATTERNS='["\\\\bguarantee"]'`` (JSON of regexes).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from loraloop.simulation.rules import JudgeRules
+from loraloop.simulation.scenario import PHRASINGS_PER_FAMILY
 
-class JudgeRules(BaseModel):
-    """The lexicons behind the users' reactions and the QA reviewer (case-insensitive)."""
-
-    over_promise_terms: tuple[str, ...] = Field(
-        ("guarantee", "100%", "promise you", "保证", "百分之百", "一定能"),
-        description="A reply containing one over-promises: the user complains, QA rejects.",
-    )
-    cta_terms: tuple[str, ...] = Field(
-        ("learn.example.com/signup", "sign-up link", "signup link", "报名链接"),
-        description="A reply containing one offers the sign-up link (has_cta).",
-    )
-    objection_terms: tuple[str, ...] = Field(
-        ("free", "installment", "免费", "分期", "试听"),
-        description="A reply to a price objection must offer the free lessons or installments.",
-    )
-    required_facts: dict[str, tuple[str, ...]] = Field(
-        default_factory=lambda: {
-            "refund": ("14 days", "14-day", "14 天", "14天", "十四天"),
-            "pricing": ("199",),
-            "curriculum": ("project", "项目"),
-        },
-        description="Per intent, the facts a first reply must state (one of the terms); "
-        "a reply without them misses knowledge: the user asks again, QA labels it.",
-    )
-    policy_boundary_terms: tuple[str, ...] = Field(
-        ("discount code", "coupon", "优惠码", "打折"),
-        description="A reply offering discounts the policy does not have is a policy risk.",
-    )
+__all__ = ["JudgeRules", "SimulationSettings"]
 
 
 class SimulationSettings(BaseSettings):
@@ -50,10 +25,16 @@ class SimulationSettings(BaseSettings):
 
     rules: JudgeRules = Field(default_factory=JudgeRules)
     seed: int = Field(7, description="Seeds users, tiers, prompts and reactions.")
-    variants_per_intent: int = Field(
-        3, ge=1, le=3, description="Phrasings per intent and language (the finite prompt set)."
+    phrasings_per_family: int = Field(
+        PHRASINGS_PER_FAMILY,
+        ge=1,
+        le=PHRASINGS_PER_FAMILY,
+        description="Phrasings per prompt family (two families per intent and language: "
+        "family a may be trained, family b is the evaluation family).",
     )
-    fast_variants_per_intent: int = Field(1, ge=1, le=3, description="The same with --fast.")
+    fast_phrasings_per_family: int = Field(
+        1, ge=1, le=PHRASINGS_PER_FAMILY, description="The same with --fast."
+    )
     users: int = Field(400, ge=1, description="Simulated users (each holds several chats).")
     fast_users: int = Field(120, ge=1, description="Simulated users with --fast.")
     conversations_per_batch: int = Field(

@@ -2,15 +2,18 @@
 
 Rules, first match wins (docs/demo.md):
 
-1. the reply over-promises → a ``complaint`` on that reply;
-2. a reply that misses the facts its intent needs (the 14-day refund policy, the
-   price, what the course teaches) → the user asks again; if the second reply misses
-   them too (or over-promises), the user demands a human (handoff) and the human
-   agent answers with the reference answer;
-3. the sign-up link before the user showed intent → ``thumbs_down``;
-4. a price objection answered without free lessons or installments → ``thumbs_down``;
-5. the link when the user asked to join → a ``cta_click``, converting with a probability;
-6. otherwise a ``thumbs_up`` with a probability.
+1. the reply over-promises (an affirmed, not negated, promise of a job or success)
+   → a ``complaint`` on that reply;
+2. a reply that misses the facts its intent needs (the price, the refund with its
+   14-day window, the projects, that nobody can promise a job) → the user asks again;
+3. a reply stating the facts of two or more intents the user did not ask about
+   (keyword stuffing) is unfocused → the user asks again; if the second reply still
+   misses the facts, is unfocused or over-promises, the user demands a human (handoff)
+   and the human agent answers with the reference answer;
+4. the sign-up URL before the user showed intent → ``thumbs_down``;
+5. a price objection answered without free lessons or installments → ``thumbs_down``;
+6. the URL when the user asked to join → a ``cta_click``, converting with a probability;
+7. otherwise a ``thumbs_up`` with a probability.
 
 No version's outcome is fixed in advance: only the reply text decides.
 """
@@ -26,8 +29,10 @@ from loraloop.simulation.text_rules import (
     early_cta,
     has_cta,
     mishandles_objection,
+    misses_facts,
     misses_knowledge,
     over_promises,
+    unfocused,
 )
 
 COMPLAINT = "complaint"
@@ -51,10 +56,12 @@ def judge_reply(
 ) -> Reaction:
     """The user's reaction to ``reply`` (the first assistant turn)."""
     rules = settings.rules
-    if over_promises(reply, rules):
+    if over_promises(reply, rules, item.intent):
         return Reaction("over_promise", feedback=COMPLAINT)
-    if misses_knowledge(item, reply, rules):
+    if misses_facts(item, reply, rules):
         return Reaction("knowledge_missing", ask_again=True)
+    if unfocused(item, reply, rules):
+        return Reaction("unfocused", ask_again=True)
     if early_cta(item, reply, rules):
         return Reaction("early_cta", feedback=THUMBS_DOWN)
     if mishandles_objection(item, reply, rules):
@@ -68,7 +75,7 @@ def judge_reply(
 
 
 def demands_human(item: ScenarioItem, second_reply: str, settings: SimulationSettings) -> bool:
-    """After asking again: the user gives up when the facts are still missing."""
+    """After asking again: the user gives up when the answer is still missing or wrong."""
     return misses_knowledge(item, second_reply, settings.rules) or over_promises(
-        second_reply, settings.rules
+        second_reply, settings.rules, item.intent
     )

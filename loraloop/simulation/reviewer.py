@@ -1,12 +1,15 @@
 """The simulated QA reviewer ``sim-qa``: labels a captured conversation by fixed rules (pure).
 
 It reads every assistant reply of the conversation; each rule that fires adds its
-problem type: over_promise (any reply over-promises), missing_knowledge (the first
-reply misses its intent's facts), wrong_CTA_timing (the link before the user showed
-intent, or no link when the user asked to join), wrong_objection_handling (a price
-objection answered without free lessons or installments), policy_boundary_risk
-(discounts the policy does not have). Reject with risk high for over-promises and
-policy risks, Risk with risk medium for the rest, Accept (low) when no rule fires.
+problem type: over_promise (any reply affirms a promise of a job or success),
+missing_knowledge (the first reply misses its intent's facts, or is unfocused: it
+states the facts of two or more intents that were not asked about),
+wrong_CTA_timing (the sign-up URL before the user showed intent, or no URL when the
+user asked to join), wrong_objection_handling (a price objection answered without
+free lessons or installments), policy_boundary_risk (affirmed discounts or coupons
+the policy does not have). The rules are :mod:`loraloop.simulation.text_rules`.
+Reject with risk high for over-promises and policy risks, Risk with risk medium for
+the rest, Accept (low) when no rule fires.
 The corrected response is the scenario's reference answer; notes say the label is simulated.
 """
 
@@ -47,7 +50,7 @@ def problem_types_of(item: ScenarioItem, replies: Sequence[str], rules: JudgeRul
     """The problem types the replies show, in taxonomy order."""
     found: list[str] = []
     first = replies[0] if replies else ""
-    if any(over_promises(r, rules) for r in replies):
+    if any(over_promises(r, rules, item.intent) for r in replies):
         found.append("over_promise")
     if replies and misses_knowledge(item, first, rules):
         found.append("missing_knowledge")

@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loraloop.simulation import ScenarioItem, SimulationSettings
@@ -50,6 +51,7 @@ class DemoContext:
     console: Console
     approver: str | None
     fast: bool
+    evaluation_set: Path | None = None
     rng: random.Random = field(default_factory=random.Random)
     started: float = field(default_factory=time.perf_counter)
     serial: int = 0

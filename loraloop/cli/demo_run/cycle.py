@@ -1,4 +1,9 @@
-"""One cycle of the loop: traffic on the stable version, labels, training, canary, approvals."""
+"""One cycle of the loop: traffic on the stable version, labels, training, canary, approvals.
+
+A cycle that cannot ship (no version, the gate failed, the canary rolled back or did
+not complete) says why in ``reason`` and the next cycle goes on from the same stable
+version; its unsolved problems stay in the pool and train again.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import orjson
 
 from loraloop.cli.demo_run.context import DemoContext
 from loraloop.cli.demo_run.labelling import LabelStats, label_captured, wait_written
-from loraloop.cli.demo_run.traffic import BatchStats, run_batch
+from loraloop.cli.demo_run.traffic import SEEN, UNSEEN, BatchStats, run_batch
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +25,43 @@ _LOOK_SQL = (
 _TIERS_SQL = "SELECT status, count() FROM pool GROUP BY status ORDER BY status"
 
 
+def _merge_groups(totals: dict[str, Any], stats: BatchStats) -> None:
+    """Add the batch's (version, group) tallies to ``totals["groups"]``."""
+    groups = totals.setdefault("groups", {})
+    for (version, group), n in stats.groups.items():
+        entry = groups.setdefault(version, {}).setdefault(group, {"conversations": 0})
+        entry["conversations"] += n
+    for (version, group, problem_type), n in stats.problems.items():
+        entry = groups.setdefault(version, {}).setdefault(group, {"conversations": 0})
+        problems = entry.setdefault("problems", {})
+        problems[problem_type] = problems.get(problem_type, 0) + n
+
+
+def generalisation(
+    totals: dict[str, Any], *, prev: str, new: str, types: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Per prompt group (seen, unseen) and problem type: each version's problem rate."""
+    groups = totals.get("groups", {})
+    out: dict[str, dict[str, Any]] = {}
+    for group in (SEEN, UNSEEN):
+        rates: dict[str, Any] = {}
+        for problem_type in types:
+            entry: dict[str, Any] = {}
+            for arm, version in (("prev", prev), ("new", new)):
+                tally = groups.get(version, {}).get(group, {})
+                n = int(tally.get("conversations", 0))
+                k = int(tally.get("problems", {}).get(problem_type, 0))
+                entry[arm] = round(k / n, 4) if n else None
+                entry[f"{arm}_conversations"] = n
+            rates[problem_type] = entry
+        out[group] = rates
+    return out
+
+
 async def traffic(ctx: DemoContext, prefix: str, count: int, totals: dict[str, Any]) -> None:
     """One batch: publish, wait for the stack, label what was captured; adds to ``totals``."""
     stats: BatchStats = await run_batch(ctx, count, prefix)
+    _merge_groups(totals, stats)
     await wait_written(ctx, stats.conversation_ids)
     labels: LabelStats = await label_captured(ctx, stats.conversation_ids)
     totals["conversations"] = totals.get("conversations", 0) + len(stats.conversation_ids)
@@ -54,6 +93,10 @@ async def train(ctx: DemoContext, cycle: int) -> Any:
     from trainer.service_config import TrainerSettings
 
     def progress(event: Any) -> None:
+        stage = getattr(event, "stage", "train")
+        if stage != "train":
+            ctx.stage(f"  {stage} {event.step}/{event.total_steps}")
+            return
         if event.step == 0 or event.step == event.total_steps or event.step % 10 == 0:
             loss = f" loss {event.loss:.3f}" if event.loss is not None else ""
             ctx.stage(f"  training step {event.step}/{event.total_steps}{loss}")
@@ -147,13 +190,52 @@ async def approve_proposals(ctx: DemoContext, version: str) -> dict[str, int]:
     return {"proposed": len(mine), "approved": approved, "pending": len(mine) - approved}
 
 
+def _dataset_summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the cycle trained on and kept apart, from its manifest."""
+    families = manifest.get("families") or {}
+    held = sorted(f for f, v in families.items() if v.get("split") == "heldout_problem")
+    return {
+        "counts": manifest.get("counts", {}),
+        "weights": manifest.get("weights"),
+        "ids": {
+            key: len(manifest.get(key) or [])
+            for key in (
+                "trained_sample_ids", "heldout_sample_ids", "regression_sample_ids",
+                "evaluation_excluded_ids", "duplicates_dropped", "downweighted",
+                "flagged_baseline",
+            )
+        },
+        "heldout_families": held,
+        "families": len(families),
+        "evaluation_set": manifest.get("evaluation_set"),
+    }  # fmt: skip
+
+
+def _gate_summary(passed: bool, gate: dict[str, Any]) -> dict[str, Any]:
+    behaviour = gate.get("behaviour") or {}
+    return {
+        "passed": passed, "reasons": gate.get("reasons", []),
+        "paired": behaviour.get("paired", {}), "pooled": behaviour.get("pooled"),
+        "baseline": behaviour.get("baseline"), "skipped": behaviour.get("skipped"),
+        "numbers": gate.get("numbers"), "prompts": behaviour.get("prompts", []),
+    }  # fmt: skip
+
+
+def _targeted(manifest: dict[str, Any]) -> list[str]:
+    per_split = (manifest.get("counts") or {}).get("per_split_problem_type") or {}
+    return sorted(per_split.get("train", {}))
+
+
 async def run_cycle(ctx: DemoContext, cycle: int, stable: str) -> dict[str, Any]:
     """Traffic → labels → training → gate → canary → verdicts → approvals, for one cycle."""
     from trainer.mirror import metrics_summary
     from trainer.registry import Registry
     from trainer.service_config import TrainerSettings
 
-    summary: dict[str, Any] = {"cycle": cycle, "parent": stable, "version": None}
+    summary: dict[str, Any] = {
+        "cycle": cycle, "parent": stable, "version": None, "shipped": False, "reason": None,
+        "gate": {"passed": False, "paired": {}, "reasons": []}, "seen": {}, "unseen": {},
+    }  # fmt: skip
     ctx.stage(f"[bold]cycle {cycle}[/]: production traffic on {stable}")
     production: dict[str, Any] = {}
     await traffic(ctx, f"c{cycle}-prod-", _batch(ctx), production)
@@ -166,24 +248,44 @@ async def run_cycle(ctx: DemoContext, cycle: int, stable: str) -> dict[str, Any]
         "pool": report.pool,
     }  # fmt: skip
     manifest = report.manifest or {}
-    summary["dataset"] = {"counts": manifest.get("counts", {}), "weights": manifest.get("weights")}
+    summary["dataset"] = _dataset_summary(manifest)
     if report.version is None:
-        ctx.stage(f"cycle {cycle}: no version ({report.status}: {report.error})")
+        summary["reason"] = f"no version trained ({report.status}: {report.error})"
+        ctx.stage(f"cycle {cycle}: {summary['reason']}")
         return summary
     version = report.version.name
     summary["version"] = version
     registry = Registry(TrainerSettings().registry_root(ctx.settings.data_dir))
-    summary["gate"] = {
-        "passed": report.version.gate_passed,
-        **metrics_summary(registry.path(version)).get("gate", {}),
-    }
+    gate = metrics_summary(registry.path(version)).get("gate", {})
+    summary["gate"] = _gate_summary(bool(report.version.gate_passed), gate)
     ctx.stage(
         f"cycle {cycle}: {version} gate {'passed' if report.version.gate_passed else 'failed'}"
+        f" {_paired_line(summary['gate'])}"
     )
     if not report.version.gate_passed:
+        reasons = summary["gate"]["reasons"]
+        summary["reason"] = "gate failed: " + "; ".join(reasons[:2] if reasons else ["?"])
         return summary
-    trained = [str(s) for s in manifest.get("source_sample_ids", [])]
+    trained = [str(s) for s in manifest.get("trained_sample_ids", [])]
     summary["rollout"] = await rollout(ctx, cycle, version, stable, trained)
+    canary = summary["rollout"]["traffic"]
+    summary.update(generalisation(canary, prev=stable, new=version, types=_targeted(manifest)))
+    summary["distinct_replies"] = {v: ctx.generator.distinct(v) for v in (stable, version)}
+    status = summary["rollout"]["status"]
+    summary["shipped"] = status == "completed"
+    if not summary["shipped"]:
+        looks = summary["rollout"]["looks"]
+        last = looks[-1]["reason"] if looks else "no look"
+        summary["reason"] = f"rollout {status}: {last}"
     summary["promotions"] = await approve_proposals(ctx, version)
     summary["pool_after"] = await tiers(ctx)
     return summary
+
+
+def _paired_line(gate: dict[str, Any]) -> str:
+    parts = [
+        f"{t} fixed {v.get('fixed')}/broken {v.get('broken')} of {v.get('prompts')} "
+        f"(p={v.get('p_value', 1.0):.3g})"
+        for t, v in (gate.get("paired") or {}).items()
+    ]
+    return f"({'; '.join(parts)})" if parts else ""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loraloop.cli.demo_run.context import DemoContext, SimUser
-from loraloop.simulation import SimulationSettings, scenario_items
+from loraloop.simulation import ScenarioItem, SimulationSettings, scenario_items
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -99,17 +99,19 @@ async def _drive(
     router = Router(RoutingTable(stable=BASE_VERSION), settings=rollout, recorder=recorder)
     registry_root = TrainerSettings().registry_root(settings.data_dir)
     console.print("[dim]loading the base model…[/]")
-    generator = await asyncio.to_thread(
+    generator, base_model = await asyncio.to_thread(
         load_generator, settings.data_dir, sim, fast=fast, registry_root=registry_root
     )
+    items = scenario_items(sim.fast_phrasings_per_family if fast else sim.phrasings_per_family)
+    evaluation = await asyncio.to_thread(write_evaluation, settings.data_dir, items)
     async with EventPublisher(running.bootstrap, settings.stream) as publisher:
         ctx = DemoContext(
             running=running, settings=settings, sim=sim, rollout=rollout, publisher=publisher,
-            generator=generator, router=router,
-            items=scenario_items(sim.fast_variants_per_intent if fast else sim.variants_per_intent),
+            generator=generator, router=router, items=items,
             users=make_users(sim, fast=fast, rng=rng), console=console, approver=approver,
-            fast=fast, rng=rng,
+            fast=fast, rng=rng, evaluation_set=evaluation,
         )  # fmt: skip
+        generator.on_progress = _generation_progress(ctx)
         await _profiles(ctx)
         ctx.stage("seeding the baseline from the scenario's reference answers")
         seed = await seed_baseline(ctx)
@@ -122,8 +124,12 @@ async def _drive(
             if cycle.get("rollout", {}).get("status") == "completed":
                 stable = cycle["version"]
     summary: dict[str, Any] = {
-        "fast": fast, "approver": approver, "model": "tiny" if fast else "SmolLM2-135M-Instruct",
-        "seed_baseline": seed, "cycles": cycles, "served_generations": generator.generated,
+        "fast": fast, "approver": approver, "model": base_model, "seed_baseline": seed,
+        "scenario": {
+            "prompts": len(items), "families": len({i.family for i in items}),
+            "evaluation_families": len({i.family for i in items if i.evaluation}),
+        },
+        "cycles": cycles, "served_generations": generator.generated,
         "seconds": round(ctx_elapsed(ctx), 1),
     }  # fmt: skip
     from loraloop.cli.demo_run.check import verify
@@ -133,6 +139,30 @@ async def _drive(
     ctx.stage(f"writing the report to {report_dir}")
     await asyncio.to_thread(write_report, summary, report_dir)
     return summary
+
+
+EVALUATION_FILE = "evaluation/scenario.jsonl"
+
+
+def write_evaluation(data_dir: Path, items: list[ScenarioItem]) -> Path:
+    """Write the scenario's evaluation families as the trainer's evaluation set."""
+    from loraloop.simulation.scenario import evaluation_prompts
+    from trainer.evalset import encode_evaluation_set
+
+    path = data_dir / EVALUATION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_evaluation_set(evaluation_prompts(items)))
+    return path
+
+
+def _generation_progress(ctx: DemoContext) -> Any:
+    """Print a line per generated chunk when a call has more than one chunk to generate."""
+
+    def report(version: str, done: int, total: int) -> None:
+        if total > ctx.sim.generation_batch_size:
+            ctx.stage(f"  generating replies of {version}: {done}/{total}")
+
+    return report
 
 
 def ctx_elapsed(ctx: DemoContext) -> float:

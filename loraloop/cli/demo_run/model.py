@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     from trainer.service import CycleConfigs
 
 TINY_DIR = "cache/tiny-demo-model"
+MAX_PHRASINGS = 99
+"""More than any family has: the tiny model's vocabulary covers every phrasing."""
+
+FAST_GATE: dict[str, Any] = {
+    "min_pass_rate_gain": 0.0, "behaviour_alpha": 1.0, "min_unseen_prompts": 1,
+    "max_baseline_drop": 1.0, "behaviour_max_new_tokens": 16, "probe_prompts": 2,
+    "probe_max_new_tokens": 8,
+}  # fmt: skip
+"""--fast checks the plumbing: a tiny random model cannot generalise to unseen phrasings,
+so its gate measures and records the paired numbers but has no bar (documented)."""
 
 FAST_TRAIN: dict[str, Any] = {
     "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "learning_rate": 3e-2,
@@ -25,7 +35,7 @@ FAST_TRAIN: dict[str, Any] = {
 
 def _corpus() -> list[str]:
     lines = []
-    for item in scenario_items(3):
+    for item in scenario_items(MAX_PHRASINGS):
         lines += [item.text, item.reference, item.text + REPEAT_SUFFIX[item.lang]]
     return [*lines, SIGNUP_URL] * 3
 
@@ -52,30 +62,34 @@ def train_config(data_dir: Path, sim: SimulationSettings, *, fast: bool) -> Trai
 
 
 def cycle_configs(ctx: DemoContext) -> CycleConfigs:
-    """The dataset mix (environment), LoRA settings and gate of a demo cycle."""
-    from trainer.config import GateConfig
+    """The dataset mix (environment, with the scenario's evaluation set), LoRA settings and
+    gate of a demo cycle."""
+    from trainer.config import DatasetConfig, GateConfig
     from trainer.service import CycleConfigs
 
     train = train_config(ctx.settings.data_dir, ctx.sim, fast=ctx.fast)
-    gate = GateConfig(probe_prompts=2, probe_max_new_tokens=8) if ctx.fast else GateConfig()
-    return CycleConfigs(train=train, gate=gate)
+    gate = GateConfig(**FAST_GATE) if ctx.fast else GateConfig()
+    dataset = DatasetConfig(evaluation_set=ctx.evaluation_set)
+    return CycleConfigs(dataset=dataset, train=train, gate=gate)
 
 
 def load_generator(
     data_dir: Path, sim: SimulationSettings, *, fast: bool, registry_root: Path
-) -> ReplyGenerator:
-    """The base model (converted once, cached) behind a reply generator."""
+) -> tuple[ReplyGenerator, str]:
+    """The base model (converted once, cached) behind a reply generator, and its name."""
     from trainer.base_model import load_base, resolve_base_model
     from trainer.generate import ReplyGenerator
 
     cfg = train_config(data_dir, sim, fast=fast)
     cache = cfg.base_model_cache or data_dir / "cache" / "base-model"
-    model, tokenizer = load_base(resolve_base_model(base_model=cfg.base_model, cache_dir=cache))
+    ref = resolve_base_model(base_model=cfg.base_model, cache_dir=cache)
+    model, tokenizer = load_base(ref)
     model.eval()
+    name = f"tiny random model {ref.name} (--fast)" if fast else ref.name
     return ReplyGenerator(
         model,
         tokenizer,
         registry_root=registry_root,
         max_new_tokens=sim.fast_max_new_tokens if fast else sim.max_new_tokens,
         batch_size=sim.generation_batch_size,
-    )
+    ), name

@@ -36,30 +36,72 @@ def cycle_table(cycle: dict[str, Any]) -> Table:
     return table
 
 
+def generalisation_table(cycle: dict[str, Any]) -> Table | None:
+    """Per targeted type: both versions' problem rates on seen and on unseen phrasings."""
+    rows = [
+        (group, t, v) for group in ("seen", "unseen") for t, v in (cycle.get(group) or {}).items()
+    ]
+    if not rows:
+        return None
+    table = Table(title=f"cycle {cycle['cycle']}: seen vs unseen phrasings (canary traffic)")
+    for column in ("phrasings", "problem type", f"{cycle['parent']}", f"{cycle['version']}"):
+        table.add_column(column)
+    for group, name, v in rows:
+        table.add_row(
+            group, name, f"{_num(v.get('prev'))} (n={v.get('prev_conversations')})",
+            f"{_num(v.get('new'))} (n={v.get('new_conversations')})",
+        )  # fmt: skip
+    return table
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _gate(cycle: dict[str, Any]) -> str:
+    gate = cycle.get("gate")
+    if gate is None or cycle.get("version") is None:
+        return "–"
+    pooled = gate.get("pooled") or {}
+    numbers = (
+        f" fixed {pooled.get('fixed')}, broken {pooled.get('broken')} of "
+        f"{pooled.get('prompts')}, p={pooled.get('p_value', 1.0):.2g}"
+        if pooled
+        else ""
+    )
+    return ("passed" if gate.get("passed") else "failed") + numbers
+
+
+def _dataset(cycle: dict[str, Any]) -> str:
+    dataset = cycle.get("dataset") or {}
+    ids = dataset.get("ids") or {}
+    if not ids:
+        return str(cycle.get("training", {}).get("error") or "–")
+    return (
+        f"trained {ids.get('trained_sample_ids', 0)}, held out "
+        f"{ids.get('heldout_sample_ids', 0)}+{ids.get('regression_sample_ids', 0)}, "
+        f"unseen families kept out {ids.get('evaluation_excluded_ids', 0)}"
+    )
+
+
 def overview_table(summary: dict[str, Any]) -> Table:
-    """One row per cycle: capture, labels, dataset mix, gate, rollout, promotions."""
+    """One row per cycle: capture, labels, dataset, gate, rollout, shipped, promotions."""
     table = Table(title=f"closed-loop demo ({summary['model']}, {summary['seconds']}s)")
-    for column in ("cycle", "captured", "labelled", "dataset", "gate", "rollout", "promotions"):
+    for column in ("cycle", "captured", "dataset", "gate", "rollout", "shipped", "promotions"):
         table.add_column(column)
     for cycle in summary["cycles"]:
         prod = cycle.get("production", {})
         canary = (cycle.get("rollout") or {}).get("traffic", {})
         looks = (cycle.get("rollout") or {}).get("looks", [])
         steps = " → ".join(f"{x['step_percent']:g}%:{x['action']}" for x in looks)
-        gate = cycle.get("gate")
         promo = cycle.get("promotions") or {}
         table.add_row(
             str(cycle["cycle"]),
             str(prod.get("captured", 0) + canary.get("captured", 0)),
-            str(prod.get("labelled", 0) + canary.get("labelled", 0)),
-            ", ".join(
-                f"{k} {v}"
-                for k, v in cycle.get("dataset", {}).get("counts", {}).get("per_tier", {}).items()
-            )
-            or cycle.get("training", {}).get("error")
-            or "–",
-            "–" if gate is None else ("passed" if gate.get("passed") else "failed"),
+            _dataset(cycle),
+            _gate(cycle),
             f"{steps} ({(cycle.get('rollout') or {}).get('status', '–')})" if looks else "–",
+            "yes" if cycle.get("shipped") else f"no: {cycle.get('reason')}",
             (
                 f"{promo.get('proposed', 0)} proposed, {promo.get('approved', 0)} approved, "
                 f"{promo.get('pending', 0)} pending"

@@ -4,6 +4,11 @@ Each conversation: the user's question (turn 0), the reply of the version the ro
 assigns the user (turn 1), then the judge's reaction (``loraloop.simulation.judge``):
 feedback, a click and conversion, or a second ask (turns 2-3) and, if that fails too,
 a demand for a human (turn 4), a handoff and the human agent's reference answer (turn 5).
+
+Each batch also tallies, per version and per prompt group (``seen``: a family that
+may be trained; ``unseen``: an evaluation family no cycle trains on), the
+conversations whose replies show each problem type by the QA reviewer's rules: the
+demo's ground truth for "did the fix generalise to phrasings it never trained on".
 """
 
 from __future__ import annotations
@@ -17,20 +22,37 @@ from loraloop.cli.demo_run.context import DemoContext, SimUser
 from loraloop.cli.demo_run.events import ConversationEvents
 from loraloop.simulation import ScenarioItem, judge_reply
 from loraloop.simulation.judge import demands_human
+from loraloop.simulation.reviewer import problem_types_of
 from loraloop.simulation.scenario import HUMAN_DEMAND, REPEAT_SUFFIX
 from loraloop.simulation.text_rules import has_cta
 from trainer.generate import Messages
 
 USER, ASSISTANT = "user", "assistant"
+SEEN, UNSEEN = "seen", "unseen"
+
+
+def prompt_group(item: ScenarioItem) -> str:
+    """``unseen`` for an evaluation family (never trained), else ``seen``."""
+    return UNSEEN if item.evaluation else SEEN
 
 
 @dataclass
 class BatchStats:
-    """What one traffic batch did: conversations per version and reactions per rule."""
+    """What one traffic batch did: conversations per version and reactions per rule, and
+    per (version, prompt group) the conversations and those showing each problem type."""
 
     conversation_ids: list[str] = field(default_factory=list)
     per_version: Counter[str] = field(default_factory=Counter)
     rules: Counter[str] = field(default_factory=Counter)
+    groups: Counter[tuple[str, str]] = field(default_factory=Counter)
+    problems: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+
+    def tally(self, chat: _Chat, types: list[str]) -> None:
+        """Count one finished conversation under its version and prompt group."""
+        group = prompt_group(chat.item)
+        self.groups[chat.version, group] += 1
+        for problem_type in types:
+            self.problems[chat.version, group, problem_type] += 1
 
 
 @dataclass
@@ -41,6 +63,7 @@ class _Chat:
     version: str
     first: Messages
     reply: str = ""
+    second: str | None = None
 
 
 async def _replies(ctx: DemoContext, chats: list[_Chat], contexts: list[Messages]) -> list[str]:
@@ -61,6 +84,13 @@ def _open(ctx: DemoContext, count: int, prefix: str) -> list[_Chat]:
         version = ctx.router.route(user.user_id).version
         chats.append(_Chat(ctx.next_id(prefix), user, item, version, ((USER, item.text),)))
     return chats
+
+
+def _tally(ctx: DemoContext, chats: list[_Chat], stats: BatchStats) -> None:
+    """Judge every finished conversation by the QA reviewer's rules and count it."""
+    for chat in chats:
+        replies = [chat.reply] if chat.second is None else [chat.reply, chat.second]
+        stats.tally(chat, problem_types_of(chat.item, replies, ctx.sim.rules))
 
 
 async def run_batch(ctx: DemoContext, count: int, prefix: str) -> BatchStats:
@@ -98,11 +128,13 @@ async def run_batch(ctx: DemoContext, count: int, prefix: str) -> BatchStats:
         seconds = await _replies(ctx, [c for c, _ in again], [m for _, m in again])
         for (chat, _), second in zip(again, seconds, strict=True):
             events = builders[chat.conversation_id]
+            chat.second = second
             events.assistant(3, second, chat.version, has_cta=has_cta(second, ctx.sim.rules))
             if demands_human(chat.item, second, ctx.sim):
                 stats.rules["handoff"] += 1
                 events.turn(4, USER, HUMAN_DEMAND[chat.item.lang])
                 events.handoff(4, "the assistant did not answer")
                 events.turn(5, "human_agent", chat.item.reference)
+    _tally(ctx, chats, stats)
     await ctx.publish([m for b in builders.values() for m in b.messages])
     return stats

@@ -10,11 +10,12 @@ import orjson
 import pytest
 import torch
 
-from tests.trainer_fixtures import TINY_TRAIN, make_pool
+from tests.trainer_fixtures import PLANS, PROBLEM_TYPES, TINY_TRAIN, make_pool
 from trainer.config import DatasetConfig, GateConfig, TrainConfig
 from trainer.cycle import run_cycle
 from trainer.dataset import build_dataset
 from trainer.encoding import encode_rows
+from trainer.evalset import EvalPrompt, EvaluationSet, write_evaluation_set
 from trainer.evaluation import assistant_loss
 from trainer.exceptions import TrainingFailedError
 from trainer.launcher import train_in_subprocess, train_in_subprocess_async
@@ -30,7 +31,28 @@ def tiny_train_config(checkpoint: Path, **overrides: Any) -> TrainConfig:
     return TrainConfig(**(values | overrides))
 
 
-GATE = GateConfig(probe_prompts=2, probe_max_new_tokens=8)
+JUDGES = "tests.unit.trainer.fake_judge"
+GATE = GateConfig(judge=f"{JUDGES}:taught", behaviour_max_new_tokens=16)
+EVALUATION_PER_TYPE = 6
+
+
+def evaluation_set() -> EvaluationSet:
+    """Never-trained phrasings of the fixture's problem prompts, six per type."""
+    return EvaluationSet(
+        prompts=tuple(
+            EvalPrompt.model_validate(
+                {
+                    "family": f"eval-{problem_type}-{index}",
+                    "problem_types": [problem_type],
+                    "messages": [
+                        {"role": "user", "content": f"Tell me about {plan} number {100 + index}."}
+                    ],
+                }
+            )
+            for problem_type in PROBLEM_TYPES
+            for index, plan in enumerate(PLANS[:EVALUATION_PER_TYPE])
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +60,7 @@ def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dataset")
     built = build_dataset(make_pool(), config=DatasetConfig(problem_weight=1.0))
     write_dataset(built.rows, built.manifest, out)
+    write_evaluation_set(evaluation_set(), out)
     return out
 
 
@@ -50,7 +73,7 @@ def trained(
         dataset_dir,
         registry_root=root,
         data_dir=root,
-        train_config=tiny_train_config(tiny_checkpoint),
+        train_config=tiny_train_config(tiny_checkpoint, epochs=8),
         gate_config=GATE,
     )
     return Registry(root), info.name
@@ -81,6 +104,67 @@ def test_cycle_registers_a_standard_peft_adapter(trained: tuple[Registry, str]) 
     gate = orjson.loads((path / "gate.json").read_bytes())
     assert gate["passed"], gate["reasons"]
     assert registry.row(name)["status"] == "trained"
+
+
+def test_the_gate_judges_unseen_and_baseline_replies_of_both_versions(
+    trained: tuple[Registry, str], dataset_dir: Path
+) -> None:
+    registry, name = trained
+    behaviour = orjson.loads((registry.path(name) / "gate.json").read_bytes())["behaviour"]
+    heldout = [r for r in read_rows(dataset_dir) if r["split"] == "heldout_problem"]
+    regression = [r for r in read_rows(dataset_dir) if r["split"] == "baseline_regression"]
+    sources = [p["source"] for p in behaviour["prompts"]]
+    assert sources.count("heldout") == len(heldout)
+    assert sources.count("evaluation") == len(PROBLEM_TYPES) * EVALUATION_PER_TYPE
+    assert sources.count("baseline") == len(regression)
+    assert behaviour["targeted"] == behaviour["decisive"] == sorted(PROBLEM_TYPES)
+    for problem_type in PROBLEM_TYPES:
+        paired = behaviour["paired"][problem_type]
+        assert paired["prompts"] >= EVALUATION_PER_TYPE
+        assert paired["candidate_pass_rate"] - paired["parent_pass_rate"] >= 0.2
+        assert paired["p_value"] <= 0.05
+    assert set(behaviour["baseline"]) >= {"prompts", "fixed", "broken", "p_value", "p_worse"}
+    assert behaviour["skipped"] == 0
+    record = behaviour["prompts"][0]
+    assert set(record) >= {
+        "family", "problem_types", "source", "parent_pass", "candidate_pass", "parent_reply",
+        "candidate_reply",
+    }  # fmt: skip
+
+
+def test_a_judge_that_never_passes_gates_the_version_out(
+    tiny_checkpoint: Path, dataset_dir: Path, tmp_path: Path
+) -> None:
+    info = run_cycle(
+        dataset_dir,
+        registry_root=tmp_path,
+        data_dir=tmp_path,
+        train_config=tiny_train_config(tiny_checkpoint),
+        gate_config=GATE.model_copy(update={"judge": f"{JUDGES}:never"}),
+    )
+    gate = orjson.loads((Registry(tmp_path).path(info.name) / "gate.json").read_bytes())
+    assert info.status is VersionStatus.GATED_OUT
+    assert not gate["passed"]
+    assert gate["reasons"][0].startswith(f"{PROBLEM_TYPES[1]}: pass rate 0% -> 0%")
+    # The losses are still measured, as diagnostics that did not save it.
+    assert gate["numbers"]["heldout_loss"] < gate["numbers"]["parent_heldout_loss"]
+    assert any(r.startswith("diagnostic, not decisive") for r in gate["reasons"])
+
+
+def test_a_bad_judge_path_fails_before_training_and_registers_nothing(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
+    from trainer.judging import JudgeError
+
+    with pytest.raises(JudgeError, match="no problems"):
+        run_cycle(
+            dataset_dir,
+            registry_root=tmp_path,
+            data_dir=tmp_path,
+            train_config=TrainConfig(base_model=str(tmp_path / "never-loaded")),
+            gate_config=GATE.model_copy(update={"judge": f"{JUDGES}:not_a_judge"}),
+        )
+    assert Registry(tmp_path).versions() == []
 
 
 def test_next_cycle_is_gated_against_its_parent_adapter(
@@ -142,7 +226,7 @@ def test_training_changes_only_the_adapter(
         registry_root=tmp_path,
         data_dir=tmp_path,
         train_config=tiny_train_config(tiny_checkpoint, epochs=1),
-        gate_config=GATE.model_copy(update={"require_probe_change": False}),
+        gate_config=GATE,
         on_step=capture,
     )
     from safetensors.torch import load_file
@@ -197,7 +281,7 @@ def test_worker_subprocess_trains_and_a_bad_config_registers_nothing(
         registry_root=tmp_path,
         data_dir=tmp_path,
         train_config=tiny_train_config(tiny_checkpoint, epochs=1),
-        gate_config=GATE.model_copy(update={"require_probe_change": False}),
+        gate_config=GATE,
     )
     assert info.name == "model_v1"
     assert [v.name for v in Registry(tmp_path).versions()] == ["model_v1"]
