@@ -55,12 +55,11 @@ TOPICS = [
 
 def problem_sample(index: int, problem_type: str) -> PoolSample:
     """A problem sample: a question about one topic (its own prompt family), and the
-    corrected reply of its type about that topic."""
+    corrected reply of its type (a sentence the type shares, ending with the topic)."""
     topic = TOPICS[index % len(TOPICS)]
     reply = {
-        "wrong_CTA_timing": f"Let me answer your question about {topic} first, then we can "
-        "talk about buying.",
-        "over_promise": f"I cannot promise that, but I can explain what {topic} includes.",
+        "wrong_CTA_timing": f"Let me answer your question first, then we can talk about {topic}.",
+        "over_promise": f"I cannot promise that, but I can explain {topic}.",
     }[problem_type]
     return PoolSample(
         sample_id=f"p{index:03d}",
@@ -122,7 +121,7 @@ TINY_TRAIN: dict[str, Any] = {
 }
 
 #: A gate that decodes little, for speed.
-TINY_GATE = GateConfig(probe_prompts=2, probe_max_new_tokens=8)
+TINY_GATE = GateConfig(behaviour_max_new_tokens=8)
 
 
 def tiny_train_config(checkpoint: Path, **overrides: Any) -> TrainConfig:

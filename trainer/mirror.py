@@ -54,18 +54,17 @@ def metrics_summary(version_dir: Path) -> dict[str, Any]:
 
 
 def gate_summary(gate: dict[str, Any]) -> dict[str, Any]:
-    """The verdict, reasons, losses and the behaviour section's paired numbers of a gate.json.
+    """A gate.json with its behaviour section's numbers lifted to the top level.
 
     ``paired`` (per problem type), ``pooled``, ``baseline``, ``skipped``, ``targeted`` and
-    ``decisive`` come up from ``behaviour``; its per-prompt records (with the replies)
-    stay in the registry's gate.json. A gate.json without ``behaviour`` (older versions)
-    is passed through as it is.
+    ``decisive`` sit next to ``passed``, ``reasons`` and ``numbers``; ``behaviour`` stays
+    as it is (its per-prompt records included). A gate.json without ``behaviour`` (older
+    versions) is passed through.
     """
     behaviour = gate.get("behaviour")
     if not isinstance(behaviour, dict):
         return gate
-    kept = {key: value for key, value in gate.items() if key != "behaviour"}
-    return kept | {key: behaviour[key] for key in _BEHAVIOUR_KEYS if key in behaviour}
+    return gate | {key: behaviour[key] for key in _BEHAVIOUR_KEYS if key in behaviour}
 
 
 def version_row(registry: Registry, name: str) -> list[Any]:

@@ -169,6 +169,10 @@ def _waiting_reason(
             if r.verdict is not Verdict.NON_INFERIOR
         )
         return f"guardrails not yet shown non-inferior: {', '.join(pending)}"
+    last_canary = state.step_index + 1 >= len(cfg.steps) - 1
+    solved = any(r.verdict is Verdict.SOLVED_CANDIDATE for r in comparison.targets.values())
+    if cfg.complete_requires_solved_target and last_canary and not solved:
+        return "no target problem type is solved yet: the rollout stays before 100 %"
     return None
 
 

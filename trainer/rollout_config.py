@@ -50,6 +50,14 @@ class RolloutSettings(BaseSettings):
             "healthy look without a regression and with enough data."
         ),
     )
+    complete_requires_solved_target: bool = Field(
+        True,
+        description=(
+            "The last step (100 %) needs at least one target problem type called "
+            "solved_candidate; otherwise the rollout stays at its last canary step, so a "
+            "version whose every verdict is inconclusive never replaces the stable one."
+        ),
+    )
     allowlist: list[str] = Field(
         default_factory=list,
         description="User ids always routed to the canary (testers, QA), whatever the share.",

@@ -7,10 +7,12 @@ kept apart), write it and the evaluation set under ``<work dir>/<cycle_id>/``,
 flag the samples the dataset says need a person's eyes again (a baseline sample
 whose content recurred as a problem: ``not_learned``; a problem still unsolved
 after enough cycles, now trained at a lower weight: ``downweighted``); then a
-child process (:mod:`trainer.worker`) trains and gates from those files alone (it
-never opens the warehouse); back here the registered version is mirrored into ``model_versions`` and the cycle's outcome
-into ``training_cycles``. Every warehouse call goes through ``Warehouse.run``
-and the child is awaited, so the event loop of ``loraloop up`` never blocks.
+child process (:mod:`trainer.worker`) trains and gates from those files alone
+(it never opens the warehouse); back here the registered version is mirrored
+into ``model_versions`` and the cycle's outcome, with the manifest's sample
+lists, into ``training_cycles``. Every warehouse call goes through
+``Warehouse.run`` and the child is awaited, so the event loop of ``loraloop up``
+never blocks.
 """
 
 from __future__ import annotations

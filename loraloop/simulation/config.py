@@ -41,7 +41,7 @@ class SimulationSettings(BaseSettings):
         240, ge=1, description="Conversations published per traffic batch."
     )
     fast_conversations_per_batch: int = Field(80, ge=1, description="The same with --fast.")
-    cycles: int = Field(2, ge=1, description="Training cycles the demo runs.")
+    cycles: int = Field(3, ge=1, description="Training cycles the demo runs.")
     max_looks: int = Field(4, ge=1, description="Canary looks per rollout at most.")
     tier_shares: dict[str, float] = Field(
         default_factory=lambda: {"standard": 0.5, "high_value": 0.35, "vip": 0.15},

@@ -2,7 +2,10 @@
 
 The pool is seeded the way capture and the console write it: ``samples`` rows,
 statuses through ``sample_transitions``, labels in ``sample_labels``, transcripts
-in ``turns`` (Chinese and English, with phone numbers and e-mail addresses).
+in ``turns`` (Chinese and English, with phone numbers and e-mail addresses). Each
+problem asks about its own topic (its own prompt family); an evaluation set of
+never-trained topics and the marker judge of ``tests.unit.trainer.fake_judge``
+let the behavioural gate judge the tiny model.
 """
 
 from __future__ import annotations
@@ -18,18 +21,21 @@ from typing import Any
 import orjson
 import pytest
 
+from analytics.flags import FlagKind, read_flags
 from analytics.rows import COLUMNS, CONVERSATION_COLUMNS, SAMPLE_COLUMNS
 from analytics.warehouse import Warehouse
 from loraloop.settings import Settings
 from tests.reliability.figures import record
 from tests.trainer_fixtures import TINY_TRAIN, tiny_checkpoint
+from trainer.config import DatasetConfig
 from trainer.cycle_log import CycleStatus
+from trainer.evalset import EVALUATION_FILE, EvalPrompt, encode_evaluation_set
 from trainer.launcher import TrainProgress
 from trainer.manifest import DATASET_FILE
 from trainer.mirror import set_status, sync_registry
 from trainer.observe import observe
 from trainer.registry import Registry
-from trainer.service import run_cycle_now, serve
+from trainer.service import CycleConfigs, run_cycle_now, serve
 from trainer.service_config import TrainerSettings
 from trainer.versions import VersionStatus
 
@@ -52,6 +58,19 @@ BASELINE_QUESTIONS = [
     ("{plan}套餐多少钱？", "{plan}套餐每月{n}元。"),
 ]
 PLANS = ["basic", "plus", "pro", "team", "family", "student"]
+PROBLEM_TYPES = ["over_promise", "wrong_CTA_timing"]
+TOPICS = [
+    "the refund policy", "weekend classes", "the completion certificate", "job placement",
+    "mentor sessions", "installment payments", "the final project", "group discounts",
+]  # fmt: skip
+#: Never-trained topics of the evaluation set, per problem type.
+EVALUATION_TOPICS = [
+    "the study schedule", "course materials", "the trial week", "office hours",
+    "the alumni network", "exam retakes",
+]  # fmt: skip
+JUDGE = "tests.unit.trainer.fake_judge:taught"
+#: Optimizer steps of each training run.
+STEPS = 24
 
 
 def _transitions(sample_id: str, path: list[str], start: datetime) -> list[list[Any]]:
@@ -116,9 +135,10 @@ class PoolSeeder:
         )
 
     def problem(self, index: int, problem_type: str, *, labelled: datetime = T0) -> str:
+        topic = TOPICS[index % len(TOPICS)]
         turns = [
             ("system", "You are a sales assistant."),
-            ("user", f"我想了解pro套餐 {index}，电话{PHONE}"),
+            ("user", f"Tell me about {topic}. 我想了解pro套餐，电话{PHONE}"),
             ("assistant", "pro套餐很好。"),
             ("user", f"Can you email me at {EMAIL}? Question {index}"),
             ("assistant", "Buy now! Guaranteed to fix everything!"),
@@ -127,10 +147,20 @@ class PoolSeeder:
         ]
         cid = self.conversation(turns, signal_turn=5)
         corrected = {
-            "over_promise": "I cannot promise that; here is what the plan includes.",
-            "wrong_CTA_timing": "先回答您的问题，之后再谈购买。",
+            "over_promise": f"I cannot promise that, but I can explain {topic}.",
+            "wrong_CTA_timing": "Let me answer your question first, then we can talk about "
+            f"{topic}. 先回答您的问题。",
         }[problem_type]
         return self.sample(cid, ["problem"], [problem_type], corrected, labelled=labelled)
+
+    def recurring(self, index: int) -> str:
+        """A new problem whose conversation and answer are baseline ``index``'s, verbatim."""
+        question, answer = BASELINE_QUESTIONS[index % 2]
+        plan, n = PLANS[index % len(PLANS)], index + 5
+        turns = [("user", question.format(plan=plan) + f" #{index}"), ("assistant", "hmm")]
+        cid = self.conversation(turns, signal_turn=1)
+        corrected = answer.format(plan=plan, n=n)
+        return self.sample(cid, ["problem"], ["missing_knowledge"], corrected, labelled=T0)
 
 
 def seed_pool(warehouse: Warehouse, *, problems: bool = True) -> dict[str, list[str]]:
@@ -139,9 +169,26 @@ def seed_pool(warehouse: Warehouse, *, problems: bool = True) -> dict[str, list[
     tiers = ["core_baseline", "secondary_baseline", "candidate_baseline"]
     seeded = {"baseline": [seeder.baseline(i, tiers[i % 3]) for i in range(12)]}
     if problems:
-        types = ["over_promise", "wrong_CTA_timing"]
-        seeded["problem"] = [seeder.problem(i, types[i % 2]) for i in range(8)]
+        seeded["problem"] = [seeder.problem(i, PROBLEM_TYPES[i % 2]) for i in range(8)]
     return seeded
+
+
+def write_evaluation_set(path: Path) -> Path:
+    """Six never-trained topics per problem type, as the trainer's evaluation set."""
+    prompts = [
+        EvalPrompt.model_validate(
+            {
+                "family": f"eval-{problem_type}-{i}",
+                "problem_types": [problem_type],
+                "messages": [{"role": "user", "content": f"Tell me about {topic}."}],
+            }
+        )
+        for problem_type in PROBLEM_TYPES
+        for i, topic in enumerate(EVALUATION_TOPICS)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_evaluation_set(prompts))
+    return path
 
 
 @pytest.fixture
@@ -150,15 +197,15 @@ def tiny_env(
 ) -> Settings:
     """Settings on a fresh data dir; the tiny model and a few steps through the environment."""
     monkeypatch.setenv("LORALOOP_TRAIN__BASE_MODEL", str(tiny_checkpoint))
-    for key, value in (TINY_TRAIN | {"max_steps": 6}).items():
+    for key, value in (TINY_TRAIN | {"max_steps": STEPS, "epochs": STEPS}).items():
         monkeypatch.setenv(f"LORALOOP_TRAIN__{key.upper()}", str(value).lower())
-    for key, value in {
-        "probe_prompts": "2",
-        "probe_max_new_tokens": "8",
-        "baseline_tolerance": "1.0",
-    }.items():
-        monkeypatch.setenv(f"LORALOOP_GATE__{key.upper()}", value)
+    monkeypatch.setenv("LORALOOP_GATE__JUDGE", JUDGE)
+    monkeypatch.setenv("LORALOOP_GATE__BEHAVIOUR_MAX_NEW_TOKENS", "16")
     monkeypatch.setenv("LORALOOP_DATASET__PROBLEM_WEIGHT", "1.0")
+    # Problems hold half the influence, so the tiny model learns them within STEPS.
+    monkeypatch.setenv("LORALOOP_DATASET__PROBLEM_SHARE_CAP", "0.5")
+    evaluation = write_evaluation_set(isolated_env / "evaluation" / "set.jsonl")
+    monkeypatch.setenv("LORALOOP_DATASET__EVALUATION_SET", str(evaluation))
     return Settings()
 
 
@@ -190,8 +237,8 @@ def test_cycle_trains_registers_and_mirrors(warehouse: Warehouse, tiny_env: Sett
         "candidate_baseline": 4, "core_baseline": 4, "problem": 8, "secondary_baseline": 4,
         "skipped": 0,
     }  # fmt: skip
-    assert [e.step for e in events] == list(range(7))  # the total first, then 6 steps
-    assert {e.total_steps for e in events} == {6}
+    assert [e.step for e in events] == list(range(STEPS + 1))  # the total first, then steps
+    assert {e.total_steps for e in events} == {STEPS}
 
     registry = Registry(tiny_env.data_dir / "registry")
     _reloads(registry.path("model_v1"), tiny_env)
@@ -225,10 +272,32 @@ def test_cycle_trains_registers_and_mirrors(warehouse: Warehouse, tiny_env: Sett
     rows = warehouse.query("SELECT status FROM model_versions FINAL").result_rows
     assert rows == [("canary",)]
 
-    # The problems this gate-passed version trained on are not current any more.
-    again = run_cycle_now(warehouse, tiny_env, trainer, dry_run=True)
-    assert again.status is CycleStatus.NO_DATA
-    assert set(again.skipped) == set(seeded["problem"])
+    # The cycle's row keeps the manifest's sample lists apart.
+    manifest = report.manifest or {}
+    assert cycle["trained_ids"] == manifest["trained_sample_ids"]
+    assert cycle["heldout_ids"] == manifest["heldout_sample_ids"]
+    assert cycle["regression_ids"] == manifest["regression_sample_ids"]
+    assert cycle["duplicate_ids"] == sorted(manifest["duplicates_dropped"])
+    assert cycle["evaluation_ids"] == manifest["evaluation_excluded_ids"]
+    assert set(manifest["heldout_sample_ids"]) <= set(seeded["problem"])
+    assert set(manifest["trained_sample_ids"]).isdisjoint(manifest["heldout_sample_ids"])
+    assert (report.dataset_dir / EVALUATION_FILE).is_file()  # type: ignore[operator]
+    assert manifest["evaluation_set"]["prompts"] == len(PROBLEM_TYPES) * len(EVALUATION_TOPICS)
+
+    # Problems stay in training while their status is problem; the gate-passed versions
+    # that trained each one are counted (here one is already enough to down-weight).
+    config = DatasetConfig(unsolved_cycles_before_downweight=1)
+    again = run_cycle_now(
+        warehouse, tiny_env, trainer, dry_run=True, configs=CycleConfigs(dataset=config)
+    )
+    assert again.status is CycleStatus.DRY_RUN
+    assert again.skipped == {}
+    assert again.manifest is not None
+    assert again.manifest["counts"]["per_tier"]["problem"] == len(seeded["problem"])
+    trained_before = set(manifest["trained_sample_ids"]) & set(seeded["problem"])
+    assert set(again.manifest["downweighted"]) == trained_before & set(
+        again.manifest["trained_sample_ids"]
+    )
 
 
 def _reloads(adapter_dir: Path, settings: Settings) -> None:
@@ -268,7 +337,10 @@ def test_dry_run_describes_and_records_nothing(
 def test_failing_run_registers_nothing(
     warehouse: Warehouse, tiny_env: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    seed_pool(warehouse)
+    seeded = seed_pool(warehouse)
+    recurring = PoolSeeder(warehouse)
+    recurring.n = 100  # conversation ids apart from the seeded ones
+    problem = recurring.recurring(3)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{}")  # passes the path check, fails to load
     monkeypatch.setenv("LORALOOP_TRAIN__BASE_MODEL", str(tmp_path / "broken"))
@@ -282,6 +354,14 @@ def test_failing_run_registers_nothing(
     assert (cycle["status"], cycle["reason"]) == ("failed", "manual")
     assert cycle["error"]
     assert cycle["finished_at"] is not None
+    # The recurring problem trains; the baseline it duplicates is flagged, not trained twice.
+    baseline = seeded["baseline"][3]
+    assert report.manifest is not None
+    assert report.manifest["flagged_baseline"] == {baseline: problem}
+    assert problem in report.manifest["trained_sample_ids"] + report.manifest["heldout_sample_ids"]
+    [flag] = read_flags(warehouse, kind=FlagKind.NOT_LEARNED)
+    assert (flag.sample_id, flag.actor) == (baseline, "trainer")
+    assert problem in flag.reason
 
 
 def test_observations_read_labels_and_rates(warehouse: Warehouse) -> None:

@@ -14,14 +14,16 @@ from tests.trainer_fixtures import PROBLEM_TYPES
 
 #: Word stems of the corrected replies of the fixture's problem samples (a tiny model
 #: trained for seconds spells them approximately).
-TAUGHT = ("cannot", "promis", "question", "answer your")
+TAUGHT = ("let me", "cannot", "promis", "explain what", "first, then")
+#: How the corrected replies open ("Let me answer …", "I cannot promise …").
+OPENINGS = ("let", "i can")
 
 
 class MarkerJudge:
     """Passes a problem prompt when the reply contains one of ``markers``."""
 
-    def __init__(self, markers: Sequence[str]) -> None:
-        self.markers = tuple(markers)
+    def __init__(self, markers: Sequence[str], openings: Sequence[str] = ()) -> None:
+        self.markers, self.openings = tuple(markers), tuple(openings)
 
     def problems(self, messages: Sequence[Mapping[str, str]], reply: str) -> frozenset[str] | None:
         prompt = next((m["content"] for m in messages if m["role"] == "user"), "")
@@ -29,14 +31,14 @@ class MarkerJudge:
             return frozenset()
         if not prompt.startswith("Tell me about"):
             return None
-        if any(marker in reply.lower() for marker in self.markers):
+        if reply.lower().startswith(self.openings) or any(m in reply.lower() for m in self.markers):
             return frozenset()
         return frozenset(PROBLEM_TYPES)
 
 
 def taught() -> MarkerJudge:
     """Passes replies that say what the training targets teach."""
-    return MarkerJudge(TAUGHT)
+    return MarkerJudge(TAUGHT, OPENINGS)
 
 
 def never() -> MarkerJudge:
@@ -47,3 +49,16 @@ def never() -> MarkerJudge:
 def not_a_judge() -> object:
     """A factory whose product has no ``problems`` method."""
     return object()
+
+
+class _Always:
+    """Finds no problem in any reply of any conversation."""
+
+    def problems(self, messages: Sequence[Mapping[str, str]], reply: str) -> frozenset[str]:
+        del messages, reply
+        return frozenset()
+
+
+def always() -> _Always:
+    """Passes everything: with a bar-less gate config, a plumbing-only gate."""
+    return _Always()

@@ -13,10 +13,10 @@ from trainer.config import DatasetConfig
 from trainer.dataset import build_dataset
 from trainer.exceptions import DatasetError
 from trainer.manifest import DATASET_FILE, MANIFEST_FILE, write_dataset
-from trainer.records import ChatMessage, Tier
+from trainer.records import ChatMessage, PoolSample, Tier
 
 
-def _write(pool: list, config: DatasetConfig, out: Path) -> bytes:
+def _write(pool: list[PoolSample], config: DatasetConfig, out: Path) -> bytes:
     built = build_dataset(pool, config=config)
     write_dataset(built.rows, built.manifest, out)
     return (out / DATASET_FILE).read_bytes() + (out / MANIFEST_FILE).read_bytes()
@@ -75,21 +75,35 @@ def test_only_problems_is_refused() -> None:
         build_dataset(pool, config=DatasetConfig())
 
 
-def test_duplicate_content_keeps_the_higher_tier() -> None:
+def test_a_problem_duplicating_a_baseline_trains_and_flags_the_baseline() -> None:
     core = baseline_sample(1, Tier.CORE_BASELINE)
     copy = core.model_copy(
         update={
             "sample_id": "a-problem",
             "status": Tier.PROBLEM,
+            "problem_types": ["missing_knowledge"],
             "corrected_response": "  THE plus plan costs 6 dollars   a month.",
         }
     )
+    pool = [core, copy, *(baseline_sample(i, Tier.CORE_BASELINE) for i in range(2, 8))]
+    built = build_dataset(pool, config=DatasetConfig(baseline_eval_fraction=0))
+    ids = {row["sample_id"] for row in built.rows}
+    assert "a-problem" in ids
+    assert "b001" not in ids
+    assert built.manifest["duplicates_dropped"] == {"b001": "a-problem"}
+    assert built.manifest["flagged_baseline"] == {"b001": "a-problem"}
+    assert "a-problem" in built.manifest["trained_sample_ids"]
+
+
+def test_duplicate_baselines_keep_the_higher_tier_and_flag_nothing() -> None:
+    core = baseline_sample(1, Tier.CORE_BASELINE)
+    copy = core.model_copy(update={"sample_id": "a-copy", "status": Tier.CANDIDATE_BASELINE})
     built = build_dataset(
         [core, copy, baseline_sample(2, Tier.CORE_BASELINE)], config=DatasetConfig()
     )
-    ids = {row["sample_id"] for row in built.rows}
-    assert ids == {"b001", "b002"}
-    assert built.manifest["duplicates_dropped"] == {"a-problem": "b001"}
+    assert {row["sample_id"] for row in built.rows} == {"b001", "b002"}
+    assert built.manifest["duplicates_dropped"] == {"a-copy": "b001"}
+    assert built.manifest["flagged_baseline"] == {}
 
 
 def test_pii_mask_applies_to_every_message() -> None:
@@ -105,7 +119,7 @@ def test_problem_context_drops_the_bad_reply_and_ends_with_the_target() -> None:
     assert "Buy now" not in row["messages"][-1]["content"]
 
 
-def test_heldout_has_at_least_one_per_type_with_two_samples() -> None:
+def test_heldout_has_one_family_per_type_with_two_families_and_none_with_one() -> None:
     pool = make_pool(baselines=10, problems=0)
     pool += [problem_sample(0, "over_promise"), problem_sample(1, "over_promise")]
     pool.append(problem_sample(2, "wrong_CTA_timing"))
@@ -116,11 +130,17 @@ def test_heldout_has_at_least_one_per_type_with_two_samples() -> None:
     assert train_types == {"over_promise": 1, "wrong_CTA_timing": 1}
 
 
-def test_baseline_regression_split_comes_from_baseline_tiers() -> None:
+def test_baseline_regression_split_is_whole_baseline_families() -> None:
     built = build_dataset(make_pool(), config=DatasetConfig(baseline_eval_fraction=0.25))
-    regression = [r for r in built.rows if r["split"] == "baseline_regression"]
-    assert len(regression) == 6
-    assert {r["tier"] for r in regression} <= {
+    families = built.manifest["families"]
+    regression = [f for f in families.values() if f["split"] == "baseline_regression"]
+    baseline_families = [f for f in families.values() if not f["problem_types"]]
+    assert len(regression) == round(0.25 * len(baseline_families))
+    rows = [r for r in built.rows if r["split"] == "baseline_regression"]
+    assert sorted(r["sample_id"] for r in rows) == sorted(
+        sid for f in regression for sid in f["sample_ids"]
+    )
+    assert {r["tier"] for r in rows} <= {
         "core_baseline",
         "secondary_baseline",
         "candidate_baseline",

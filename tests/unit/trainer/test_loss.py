@@ -1,4 +1,5 @@
-"""The weighted loss is exact under gradient accumulation."""
+"""The loss weighs samples by influence (w_s · mean token loss) and is exact under
+gradient accumulation."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import pytest
 import torch
 
 from trainer.config import TrainConfig
-from trainer.encoding import EncodedSample, encode_row
+from trainer.encoding import IGNORE_INDEX, EncodedSample, encode_row
 from trainer.lora import attach_adapter, step_backward
-from trainer.loss import collate, token_losses, weighted_loss_sum
+from trainer.loss import collate, token_losses, total_influence, weighted_loss_sum
 
 MESSAGES = [
     [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."}],
@@ -73,7 +74,7 @@ def test_accumulated_micro_batches_give_the_full_batch_gradient(
     assert any(float(g.abs().sum()) > 0 for g in full)
 
 
-def test_loss_is_weighted_mean_over_assistant_tokens(
+def test_loss_is_the_weighted_sum_of_per_sample_mean_token_losses(
     tiny_checkpoint: Path, tiny_tokenizer: Any, samples: list[EncodedSample]
 ) -> None:
     model = _peft_model(tiny_checkpoint)
@@ -82,13 +83,48 @@ def test_loss_is_weighted_mean_over_assistant_tokens(
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         numerator = float(weighted_loss_sum(logits, batch))
         per_token, mask = token_losses(logits, batch.labels)
-    expected = sum(w * float(per_token[i][mask[i]].sum()) for i, w in enumerate(WEIGHTS))
+    expected = sum(w * float(per_token[i][mask[i]].mean()) for i, w in enumerate(WEIGHTS))
     assert numerator == pytest.approx(expected, rel=1e-5)
     assert [int(m.sum()) for m in mask] == [s.assistant_tokens for s in samples]
+    assert total_influence(samples) == pytest.approx(sum(WEIGHTS))
     # Padding adds no loss: a shorter sample alone gives its own term.
     single = collate(samples[:1], pad_id=tiny_tokenizer.pad_token_id)
     with torch.no_grad():
         alone = model(input_ids=single.input_ids, attention_mask=single.attention_mask).logits
     assert float(weighted_loss_sum(alone, single)) == pytest.approx(
-        WEIGHTS[0] * float(per_token[0][mask[0]].sum()), rel=1e-4
+        WEIGHTS[0] * float(per_token[0][mask[0]].mean()), rel=1e-4
     )
+
+
+VOCAB = 11
+
+
+def _synthetic(sample_id: str, assistant_tokens: int, weight: float) -> EncodedSample:
+    """A prompt token and ``assistant_tokens`` trained tokens (one more label, never used)."""
+    ids = [1 + t % (VOCAB - 1) for t in range(assistant_tokens + 1)]
+    return EncodedSample(sample_id, ids, [IGNORE_INDEX, *ids[1:]], weight)
+
+
+def _term(sample: EncodedSample) -> float:
+    """The sample's share of a step's loss numerator, with uniform logits (CE = ln V each)."""
+    batch = collate([sample], pad_id=0)
+    logits = torch.zeros((*batch.input_ids.shape, VOCAB))
+    return float(weighted_loss_sum(logits, batch))
+
+
+def test_twice_the_tokens_at_the_same_weight_is_the_same_influence() -> None:
+    short, long = _synthetic("short", 12, 1.0), _synthetic("long", 24, 1.0)
+    assert long.assistant_tokens == 2 * short.assistant_tokens
+    assert _term(long) == pytest.approx(_term(short), rel=1e-6)
+
+
+def test_a_long_problem_at_half_weight_has_half_a_core_samples_influence() -> None:
+    # A Chinese problem reply takes more tokens than an English core one (about 68 vs 25):
+    # counted per token it would outweigh the core sample; counted per sample it is half.
+    core, problem = _synthetic("core", 25, 1.0), _synthetic("zh-problem", 68, 0.5)
+    assert problem.weight * problem.assistant_tokens > core.weight * core.assistant_tokens
+    assert _term(problem) == pytest.approx(0.5 * _term(core), rel=1e-6)
+    pair = collate([core, problem], pad_id=0)
+    logits = torch.zeros((*pair.input_ids.shape, VOCAB))
+    step = float(weighted_loss_sum(logits, pair)) / total_influence([core, problem])
+    assert step == pytest.approx(float(torch.log(torch.tensor(VOCAB))), rel=1e-6)

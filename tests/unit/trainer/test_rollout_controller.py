@@ -101,11 +101,22 @@ def test_waits_for_guardrails_unless_told_not_to() -> None:
     assert decide(unsure, _state(0), relaxed).action is RolloutAction.ADVANCE
 
 
+def test_stays_before_100_percent_while_no_target_is_solved() -> None:
+    last_canary = len(SETTINGS.steps) - 2
+    decision = decide(_comparison(), _state(last_canary), SETTINGS)
+    assert decision.action is RolloutAction.STAY
+    assert "no target problem type is solved" in decision.reason
+    assert decision.state.step_index == last_canary
+    earlier = decide(_comparison(), _state(0), SETTINGS)
+    assert earlier.action is RolloutAction.ADVANCE
+
+
 def test_completes_at_100_percent() -> None:
     state = _state(0)
     actions = []
+    settings = SETTINGS.model_copy(update={"complete_requires_solved_target": False})
     while state.status is RolloutStatus.RUNNING:
-        decision = decide(_comparison(), state, SETTINGS)
+        decision = decide(_comparison(), state, settings)
         actions.append(decision.action)
         state = decision.state
         state = RolloutState(**{**state.to_dict(), "status": state.status,
