@@ -36,6 +36,7 @@ from analytics.pool_log import (
 )
 from analytics.pool_log import write_transition as _write
 from analytics.pool_models import SampleDetail, SampleFilter, SamplePage, TransitionView
+from analytics.proposals import withdrawn_proposal
 from analytics.warehouse import Warehouse
 from loraloop.events import QAVerdict
 from loraloop.exceptions import LoraloopError
@@ -99,6 +100,14 @@ class InvalidAction(PoolError):
     """The request is incomplete: a label that does not validate, a missing reason."""
 
 
+class ProposalWithdrawn(ActionConflict):
+    """The move's proposal was withdrawn (its version was rolled back): its evidence is gone.
+
+    Re-review the sample; a person who still wants the move makes it with
+    :func:`transition` and a reason of their own.
+    """
+
+
 # ---------------------------------------------------------------------------- reads
 
 
@@ -130,7 +139,11 @@ def get_sample(warehouse: Warehouse, sample_id: str, *, reveal_pii: bool = False
 
 
 def approval_queue(warehouse: Warehouse, *, limit: int = 100) -> tuple[TransitionView, ...]:
-    """Open proposals, newest first: each cites its rule and evidence."""
+    """Open proposals, newest first: each cites its rule and evidence.
+
+    Declined and withdrawn proposals (a ``proposal_decisions`` row each) are not shown;
+    :func:`analytics.proposals.pending_proposals` lists one version's.
+    """
     return q.open_proposals(warehouse, limit=limit)
 
 
@@ -213,7 +226,11 @@ def approve(
     reason: str | None = None,
     now: datetime | None = None,
 ) -> Transition:
-    """Promote one tier up; cites the open proposal for that move as evidence, if any."""
+    """Promote one tier up; cites the open proposal for that move as evidence, if any.
+
+    Refused with :class:`ProposalWithdrawn` when the move has no open proposal and its
+    latest one was withdrawn by a rollback (see :func:`analytics.proposals.withdraw_version`).
+    """
     state = _state(warehouse, sample_id)
     target = NEXT_TIER.get(state.status)
     if target is None:
@@ -226,6 +243,15 @@ def approve(
     for proposal in q.open_proposals(warehouse, sample_id=sample_id):
         if proposal.to_status == target:
             evidence = {**proposal.evidence, "proposal_id": proposal.transition_id}
+    if not evidence:
+        withdrawn = withdrawn_proposal(warehouse, sample_id, state.status, target)
+        if withdrawn is not None:
+            msg = (
+                f"{sample_id}: proposal {withdrawn.transition_id} ({state.status} → {target}) "
+                f"was withdrawn ({withdrawn.reason}); its evidence no longer holds. Re-review "
+                "the sample; to promote it on your own judgement, use a transition with a reason"
+            )
+            raise ProposalWithdrawn(msg)
     return transition(
         warehouse, sample_id, target, actor=actor, roles=roles, reason=reason,
         evidence=evidence, now=now,
@@ -547,6 +573,7 @@ __all__ = [
     "ActionForbidden",
     "InvalidAction",
     "PoolError",
+    "ProposalWithdrawn",
     "SampleDetail",
     "SampleFilter",
     "SampleNotFound",

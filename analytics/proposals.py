@@ -48,6 +48,7 @@ from analytics.flags import FlagKind, SampleFlag, read_flags, write_flags
 from analytics.pool_log import TRANSITION_COLUMNS, transition_row, utc
 from analytics.pool_models import TransitionView
 from analytics.pool_queries import TRANSITION_SELECT, transition_of
+from analytics.rate_queries import EPOCH
 from loraloop.lifecycle import ActorKind, Role, SampleStatus, Transition, build_transition
 from trainer.families import normalize_prompt
 
@@ -68,6 +69,7 @@ __all__ = [
     "Withdrawal",
     "WithdrawnProposal",
     "families_from_manifest",
+    "family_evidence",
     "pending_proposals",
     "propose_solved",
     "withdraw_version",
@@ -398,7 +400,7 @@ def family_evidence(
     for family in sorted(families, key=lambda f: f.family_id):
         for prompt in family.prompts:
             owner.setdefault(prompt, family.family_id)
-    params = {"version": version, "since": since or _EPOCH, "excluded": list(excluded)}
+    params = {"version": version, "since": since or EPOCH, "excluded": list(excluded)}
     opened: dict[str, str] = {}
     for conversation_id, text in warehouse.query(_FIRST_USER_TURNS_SQL, params).result_rows:
         family_id = owner.get(normalize_prompt(str(text)))
@@ -425,9 +427,6 @@ def family_evidence(
     }
 
 
-_EPOCH: Final = datetime(1970, 1, 1).astimezone().replace(tzinfo=None)  # noqa: DTZ001
-
-
 # ---------------------------------------------------------------------------- rollback
 
 _CITES: Final = (
@@ -439,8 +438,8 @@ _CITES: Final = (
 lifecycle rule's (``solved_version``, ``held_versions``), or a move that cites one."""
 
 _PENDING_SQL: Final = (
-    "SELECT p.transition_id, p.sample_id, p.seq, p.from_status, p.to_status, p.action, "
-    "p.actor, p.role, p.actor_kind, p.reason, p.evidence, p.proposal, p.ts "
+    "SELECT p.transition_id, p.sample_id, p.seq, p.from_status, p.to_status, "  # noqa: S608
+    "p.action, p.actor, p.role, p.actor_kind, p.reason, p.evidence, p.proposal, p.ts "
     "FROM (SELECT * FROM sample_transitions FINAL WHERE proposal AND " + _CITES + ") AS p "
     "INNER JOIN (SELECT sample_id, argMax(to_status, (ts, seq)) AS status, "
     "max((ts, seq)) AS last FROM sample_transitions FINAL WHERE NOT proposal "
@@ -452,9 +451,7 @@ _PENDING_SQL: Final = (
 """Undecided proposals citing a version, made after their sample's latest move and from
 its current status (the approval queue's rule, without its newest-per-target cut)."""
 
-_APPROVALS_SQL: Final = (
-    TRANSITION_SELECT + "WHERE NOT proposal AND " + _CITES + " ORDER BY ts, seq"  # noqa: S608
-)
+_APPROVALS_SQL: Final = TRANSITION_SELECT + "WHERE NOT proposal AND " + _CITES + " ORDER BY ts, seq"
 
 _WITHDRAWN_SQL: Final = """
 SELECT p.transition_id, d.reason, JSONExtractString(p.evidence, 'version')
@@ -547,8 +544,7 @@ def withdraw_version(
     """
     pending = pending_proposals(warehouse, version)
     approvals = [
-        transition_of(r)
-        for r in warehouse.query(_APPROVALS_SQL, {"version": version}).result_rows
+        transition_of(r) for r in warehouse.query(_APPROVALS_SQL, {"version": version}).result_rows
     ]
     flagged = _flagged(warehouse, version, {a.sample_id for a in approvals})
     rereview = _rereview_flags(approvals, flagged, version, actor, reason, ts)

@@ -103,7 +103,7 @@ def mcnemar_improved_p(fixed: int, broken: int) -> float:
     n = fixed + broken
     if n == 0:
         return 1.0
-    return min(1.0, sum(math.comb(n, k) for k in range(fixed, n + 1)) / 2**n)
+    return min(1.0, sum(math.comb(n, k) for k in range(fixed, n + 1)) / (1 << n))
 
 
 def mcnemar_worse_p(fixed: int, broken: int) -> float:

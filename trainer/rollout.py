@@ -12,7 +12,12 @@ decision and the next state out:
 - advance to the next step otherwise, and complete when that step is 100 %.
 
 ``RolloutStore`` persists the state as ``rollouts`` rows (one per decision, the
-comparison as its evidence); ``RolloutController.tick`` runs one look end to end. The
+comparison as its evidence); ``RolloutController.tick`` runs one look end to end:
+compare, record the look, decide, then either propose the samples whose family is fixed
+(:func:`analytics.proposals.propose_solved`, with the version's manifest) or, on a roll
+back, withdraw the version's pending proposals and flag approvals made on its evidence
+(:func:`analytics.proposals.withdraw_version`); record the decision; re-route.
+``RolloutController.roll_back`` is the manual rollback, with the same bookkeeping. The
 router itself lives in :mod:`trainer.router` and is re-exported here.
 """
 
@@ -20,16 +25,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from analytics.comparison import comparison_to_dict, look
+from analytics.comparison import compare, comparison_to_dict, metric_to_dict, record_look
+from analytics.proposals import ProposalOutcome, Withdrawal, propose_solved, withdraw_version
 from analytics.stats import Comparison, Decision, Verdict
+from trainer.manifest import MANIFEST_FILE, read_manifest
 from trainer.rollout_config import FULL_ROLLOUT_PERCENT, RolloutSettings
 from trainer.rollout_errors import RolloutStateError
 from trainer.router import RouteDecision, Router, RoutingTable
@@ -37,6 +45,7 @@ from trainer.versions import utc_now
 
 if TYPE_CHECKING:
     from analytics.warehouse import Warehouse
+    from trainer.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +57,13 @@ __all__ = [
     "RolloutStatus",
     "RolloutStore",
     "RouteDecision",
+    "TrainingEvidence",
     "Router",
     "RoutingTable",
     "arm_conversations",
     "decide",
     "routing_table",
+    "training_evidence",
 ]
 
 
@@ -114,11 +125,18 @@ class RolloutState:
 
 @dataclass(frozen=True, slots=True)
 class RolloutDecision:
-    """One decision: the action, the state after it and why."""
+    """One decision: the action, the state after it and why.
+
+    ``proposals``: what the look proposed and held back (None when it proposed nothing
+    because no type was solved or it rolled back); ``withdrawal``: a rollback's
+    bookkeeping (None otherwise).
+    """
 
     action: RolloutAction
     state: RolloutState
     reason: str
+    proposals: ProposalOutcome | None = None
+    withdrawal: Withdrawal | None = None
 
 
 def arm_conversations(comparison: Comparison) -> int:
@@ -235,9 +253,18 @@ class RolloutStore:
         comparison: dict[str, Any] | None = None,
         now: datetime | None = None,
     ) -> None:
-        """Write one decision with its evidence (the state, the reason, the comparison)."""
+        """Write one decision with its evidence: the state, the reason, the comparison, and
+        the proposals or the rollback's withdrawals when there are any."""
         state = decision.state
-        evidence = {"state": state.to_dict(), "reason": decision.reason, "comparison": comparison}
+        evidence: dict[str, Any] = {
+            "state": state.to_dict(),
+            "reason": decision.reason,
+            "comparison": comparison,
+        }
+        if decision.proposals is not None:
+            evidence["proposals"] = decision.proposals.to_dict()
+        if decision.withdrawal is not None:
+            evidence["withdrawal"] = decision.withdrawal.to_dict()
         row = [
             uuid.uuid4().hex,
             state.version,
@@ -259,8 +286,44 @@ class RolloutStore:
         return RolloutState.from_dict(orjson.loads(rows[0][0])["state"])
 
 
+MANIFEST_TRAINED_KEY = "trained_sample_ids"
+"""The manifest field listing exactly the samples a version was trained on."""
+
+MANIFEST_FAMILIES_KEY = "families"
+"""The manifest field with the prompt families (id → prompts, sample ids, split)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingEvidence:
+    """What a version's manifest says about its training, for proposals."""
+
+    trained_sample_ids: list[str] | None = None
+    families: Mapping[str, Mapping[str, Any]] | None = None
+
+
+def training_evidence(directory: Path) -> TrainingEvidence:
+    """The trained ids and families of the dataset manifest in ``directory``.
+
+    A missing manifest or field is None: without ``families`` nothing is proposed, and
+    ``source_sample_ids`` (every pool id read) is never taken for the trained ids.
+    """
+    if not (directory / MANIFEST_FILE).is_file():
+        return TrainingEvidence()
+    manifest = read_manifest(directory)
+    trained = manifest.get(MANIFEST_TRAINED_KEY)
+    families = manifest.get(MANIFEST_FAMILIES_KEY)
+    return TrainingEvidence(
+        [str(i) for i in trained] if isinstance(trained, list) else None,
+        families if isinstance(families, dict) else None,
+    )
+
+
 class RolloutController:
-    """One look at a running rollout: compare, decide, record, re-route."""
+    """One look at a running rollout: compare, decide, propose or withdraw, record, re-route.
+
+    With a ``registry``, a version's trained ids and families come from its manifest
+    (``registry.path(version)/manifest.json``) unless the caller passes them.
+    """
 
     def __init__(
         self,
@@ -268,40 +331,132 @@ class RolloutController:
         router: Router,
         *,
         settings: RolloutSettings | None = None,
+        registry: Registry | None = None,
     ) -> None:
         self._warehouse = warehouse
         self._router = router
+        self._registry = registry
         self.settings = settings or router.settings
         self.store = RolloutStore(warehouse, self.settings)
+        self._evidence: dict[str, TrainingEvidence] = {}
 
     def tick(
         self,
         version: str,
         *,
         trained_sample_ids: Collection[str] | None = None,
+        families: Mapping[str, Mapping[str, Any]] | None = None,
         now: datetime | None = None,
     ) -> RolloutDecision:
-        """Look at ``version``'s rollout once and act on it."""
+        """Look at ``version``'s rollout once and act on it.
+
+        ``trained_sample_ids`` and ``families`` (the manifest's fields) default to the
+        registry's manifest of ``version``; without families no sample is proposed.
+        """
         state = self.store.load(version)
         if state is None:
             msg = f"{version} has no rollout; start one with RolloutStore.start"
             raise RolloutStateError(msg)
         when = now or utc_now()
         self._router.flush()
-        comparison = look(
+        excluded = sorted(self.settings.allowlist)
+        detailed = compare(
             self._warehouse,
             new=state.version,
             prev=state.parent,
             split=state.share_percent(self.settings) / FULL_ROLLOUT_PERCENT,
-            actor=self.settings.actor,
             since=state.step_started_at,
-            trained_sample_ids=trained_sample_ids,
-            now=when,
-            excluded_users=sorted(self.settings.allowlist),
+            excluded_users=excluded,
         )
+        comparison = detailed.comparison
+        record_look(self._warehouse, detailed, new=state.version, prev=state.parent, ts=when)
+        logger.info(
+            "look at %s vs %s: %s (%s)",
+            state.version, state.parent, comparison.decision, comparison.reason,
+        )  # fmt: skip
         decision = decide(comparison, state, self.settings, now=when)
         decision = replace(decision, state=replace(decision.state, seq=state.seq + 1))
-        payload = comparison_to_dict(comparison, new=state.version, prev=state.parent)
+        if decision.action is RolloutAction.ROLL_BACK:
+            withdrawal = self.withdraw(version, reason=decision.reason, now=when)
+            decision = replace(decision, withdrawal=withdrawal)
+        else:
+            started = detailed.steps[0].started_at if detailed.steps else state.step_started_at
+            outcome = self._propose(
+                version, comparison, started, when, trained_sample_ids, families
+            )
+            decision = replace(decision, proposals=outcome)
+        payload = comparison_to_dict(detailed, new=state.version, prev=state.parent)
         self.store.record(decision, comparison=payload, now=when)
         self._router.update(routing_table(decision.state, self.settings))
         return decision
+
+    def roll_back(
+        self, version: str, *, reason: str, now: datetime | None = None
+    ) -> RolloutDecision:
+        """End ``version``'s running or held rollout by hand: roll back, withdraw, re-route."""
+        state = self.store.load(version)
+        if state is None:
+            msg = f"{version} has no rollout to roll back"
+            raise RolloutStateError(msg)
+        if state.status in FINAL_STATUSES:
+            msg = f"rollout of {version} is {state.status} already; nothing to roll back"
+            raise RolloutStateError(msg)
+        when = now or utc_now()
+        rolled = replace(
+            state, status=RolloutStatus.ROLLED_BACK, step_started_at=when, seq=state.seq + 1
+        )
+        withdrawal = self.withdraw(version, reason=reason, now=when)
+        decision = RolloutDecision(RolloutAction.ROLL_BACK, rolled, reason, withdrawal=withdrawal)
+        self.store.record(decision, now=when)
+        self._router.update(routing_table(rolled, self.settings))
+        return decision
+
+    def withdraw(self, version: str, *, reason: str, now: datetime | None = None) -> Withdrawal:
+        """A rollback's bookkeeping for ``version`` (idempotent)."""
+        return withdraw_version(
+            self._warehouse,
+            version=version,
+            actor=self.settings.actor,
+            reason=reason,
+            ts=now or utc_now(),
+        )
+
+    def _propose(
+        self,
+        version: str,
+        comparison: Comparison,
+        started: datetime,
+        when: datetime,
+        trained_sample_ids: Collection[str] | None,
+        families: Mapping[str, Mapping[str, Any]] | None,
+    ) -> ProposalOutcome | None:
+        solved = {
+            name: metric_to_dict(result)
+            for name, result in comparison.targets.items()
+            if result.verdict is Verdict.SOLVED_CANDIDATE
+        }
+        if not solved:
+            return None
+        manifest = self.training_evidence(version)
+        return propose_solved(
+            self._warehouse,
+            version=version,
+            verdicts=solved,
+            actor=self.settings.actor,
+            ts=when,
+            trained_sample_ids=(
+                manifest.trained_sample_ids if trained_sample_ids is None else trained_sample_ids
+            ),
+            families=manifest.families if families is None else families,
+            since=started,
+            excluded_users=sorted(self.settings.allowlist),
+            rule=self.settings.family_rule(),
+        )
+
+    def training_evidence(self, version: str) -> TrainingEvidence:
+        """``version``'s manifest fields (read once); empty without a registry."""
+        if self._registry is None:
+            return TrainingEvidence()
+        if version not in self._evidence:
+            self._evidence[version] = training_evidence(self._registry.path(version))
+        return self._evidence[version]

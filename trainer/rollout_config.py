@@ -10,6 +10,12 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from analytics.proposals import (
+    DEFAULT_FAMILY_MAX_PROBLEM_RATE,
+    DEFAULT_FAMILY_MIN_CONVERSATIONS,
+    FamilyRule,
+)
+
 FULL_ROLLOUT_PERCENT = 100.0
 """The last step of every rollout: the canary serves everyone and becomes the version."""
 
@@ -74,6 +80,28 @@ class RolloutSettings(BaseSettings):
         ),
     )
     actor: str = Field("rollout", description="Actor name on rollout rows and proposals.")
+    family_min_conversations: int = Field(
+        DEFAULT_FAMILY_MIN_CONVERSATIONS,
+        ge=1,
+        description=(
+            "Canary conversations (served by the new version since its rollout started) a "
+            "sample's prompt family must have opened before the sample may be proposed for "
+            "promotion; fewer holds it back until a later look."
+        ),
+    )
+    family_max_problem_rate: float = Field(
+        DEFAULT_FAMILY_MAX_PROBLEM_RATE,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Largest share of those family conversations with a labelled sample of one of the "
+            "sample's problem types for the family to count as fixed (the sample is proposed)."
+        ),
+    )
+
+    def family_rule(self) -> FamilyRule:
+        """When a sample's family counts as fixed on the canary's traffic."""
+        return FamilyRule(self.family_min_conversations, self.family_max_problem_rate)
 
     @field_validator("steps")
     @classmethod

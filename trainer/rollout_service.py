@@ -3,10 +3,13 @@
 Closes the loop in the running system (design: Training cycle, steps 6–7). Each step:
 
 - a running canary (registry status ``canary``) is looked at every ``tick_interval_s``
-  by :class:`trainer.rollout.RolloutController` (compare, decide, record with evidence,
-  re-route); the registry follows the decision: ``complete`` makes the canary ``active``
-  and retires its parent, ``roll_back`` marks it ``rolled_back`` (the parent stays
-  active), ``advance`` / ``stay`` / ``hold`` change no status;
+  by :class:`trainer.rollout.RolloutController` (compare, decide, propose the samples
+  whose family is fixed, record with evidence, re-route), which reads the version's
+  trained ids and families from its manifest in the registry; the registry follows the
+  decision: ``complete`` makes the canary ``active`` and retires its parent,
+  ``roll_back`` marks it ``rolled_back`` (the parent stays active) after withdrawing its
+  pending proposals and flagging approvals made on its evidence for re-review,
+  ``advance`` / ``stay`` / ``hold`` change no status;
 - with no canary, the newest ``trained`` version whose gate passed is started next to its
   parent (status ``canary`` in the registry and ``model_versions``, a ``start`` row in
   ``rollouts``), provided the parent is still the active version; a version that can no
@@ -17,8 +20,10 @@ Closes the loop in the running system (design: Training cycle, steps 6–7). Eac
 
 Statuses are derived from the rollout log on every step (:meth:`RolloutService.settle`),
 so a process killed between the rollout row and the status change is repaired on the
-next step. :class:`RolloutService` is synchronous; :func:`serve_rollouts` runs it on the
-warehouse thread (``Warehouse.run``) and never lets an error end the loop.
+next step; a rollback recorded any other way (by hand, or by a process stopped before
+its bookkeeping) gets the withdrawals when the status follows it.
+:class:`RolloutService` is synchronous; :func:`serve_rollouts` runs it on the warehouse
+thread (``Warehouse.run``) and never lets an error end the loop.
 """
 
 from __future__ import annotations
@@ -34,7 +39,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from loraloop.settings import Settings
-from trainer.manifest import MANIFEST_FILE, read_manifest
 from trainer.mirror import set_status
 from trainer.registry import Registry
 from trainer.rollout import (
@@ -63,9 +67,6 @@ __all__ = [
     "router_for_stack",
     "serve_rollouts",
 ]
-
-SOURCE_IDS_KEY = "source_sample_ids"
-"""The manifest field listing the samples a version was trained on."""
 
 
 class ServiceAction(StrEnum):
@@ -104,9 +105,8 @@ class RolloutService:
         self._registry = registry
         self._router = router
         self.settings = settings or RolloutServiceSettings()
-        self.controller = RolloutController(warehouse, router)
+        self.controller = RolloutController(warehouse, router, registry=registry)
         self._last_look: dict[str, datetime] = {}
-        self._trained_ids: dict[str, list[str] | None] = {}
 
     @property
     def rollout_settings(self) -> RolloutSettings:
@@ -143,19 +143,25 @@ class RolloutService:
         due = last + timedelta(seconds=self.settings.tick_interval_s)
         if when < due:
             return StepReport(ServiceAction.WAITING, info.name, f"next look at {due.isoformat()}")
-        decision = self.controller.tick(
-            info.name, trained_sample_ids=self._trained_sample_ids(info.name), now=when
-        )
+        decision = self.controller.tick(info.name, now=when)
         self._last_look[info.name] = when
         self.settle(decision.state)
         return StepReport(ServiceAction.LOOKED, info.name, decision.reason, decision)
 
     def settle(self, state: RolloutState) -> None:
-        """Make the registry statuses agree with a rollout state (idempotent)."""
+        """Make the registry statuses agree with a rollout state (idempotent).
+
+        A rollback not yet mirrored in the registry gets its bookkeeping first
+        (:meth:`RolloutController.withdraw`; nothing new when the controller did it).
+        """
         if state.status is RolloutStatus.COMPLETED:
             self._move(state.version, VersionStatus.ACTIVE)
             self._retire_parent(state.parent)
         elif state.status is RolloutStatus.ROLLED_BACK:
+            if self._registry.get(state.version).status is not VersionStatus.ROLLED_BACK:
+                self.controller.withdraw(
+                    state.version, reason=f"rollout of {state.version} rolled back"
+                )
             self._move(state.version, VersionStatus.ROLLED_BACK)
         else:
             self._move(state.version, VersionStatus.CANARY)
@@ -214,17 +220,6 @@ class RolloutService:
         logger.warning("retiring %s without a rollout: %s", info.name, reason)
         self._move(info.name, VersionStatus.RETIRED)
         return StepReport(ServiceAction.RETIRED, info.name, reason)
-
-    def _trained_sample_ids(self, name: str) -> list[str] | None:
-        """The samples ``name`` was trained on (its manifest); None when it has none."""
-        if name not in self._trained_ids:
-            directory = self._registry.path(name)
-            ids = None
-            if (directory / MANIFEST_FILE).is_file():
-                found = read_manifest(directory).get(SOURCE_IDS_KEY)
-                ids = [str(i) for i in found] if isinstance(found, list) else None
-            self._trained_ids[name] = ids
-        return self._trained_ids[name]
 
 
 # ---------------------------------------------------------------------------- the stack

@@ -61,10 +61,10 @@ class _TrainingBar:
 
     def __call__(self, event: TrainProgress) -> None:
         loss = "" if event.loss is None else f"loss {event.loss:.4f}"
-        done = event.step >= event.total_steps
+        gating = getattr(event, "stage", "train") == "gate"
         self.progress.update(
             self.task,
-            description="gating" if done else "training",
+            description="gating: replies judged" if gating else "training",
             total=event.total_steps,
             completed=event.step,
             loss=loss,

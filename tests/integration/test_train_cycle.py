@@ -30,7 +30,7 @@ from tests.trainer_fixtures import TINY_TRAIN, tiny_checkpoint
 from trainer.config import DatasetConfig
 from trainer.cycle_log import CycleStatus
 from trainer.evalset import EVALUATION_FILE, EvalPrompt, encode_evaluation_set
-from trainer.launcher import TrainProgress
+from trainer.launcher import STAGE_TRAIN, TrainProgress
 from trainer.manifest import DATASET_FILE
 from trainer.mirror import set_status, sync_registry
 from trainer.observe import observe
@@ -63,14 +63,21 @@ TOPICS = [
     "the refund policy", "weekend classes", "the completion certificate", "job placement",
     "mentor sessions", "installment payments", "the final project", "group discounts",
 ]  # fmt: skip
-#: Never-trained topics of the evaluation set, per problem type.
-EVALUATION_TOPICS = [
-    "the study schedule", "course materials", "the trial week", "office hours",
-    "the alumni network", "exam retakes",
-]  # fmt: skip
+#: Never-trained topics of the evaluation set, six per problem type.
+EVALUATION_TOPICS = {
+    "over_promise": [
+        "the study schedule", "course materials", "the trial week", "office hours",
+        "the alumni network", "exam retakes",
+    ],
+    "wrong_CTA_timing": [
+        "team licences", "offline downloads", "the beginner track", "career coaching",
+        "the mobile app", "holiday breaks",
+    ],
+}  # fmt: skip
+EVALUATION_PROMPTS = sum(len(topics) for topics in EVALUATION_TOPICS.values())
 JUDGE = "tests.unit.trainer.fake_judge:taught"
 #: Optimizer steps of each training run.
-STEPS = 24
+STEPS = 40
 
 
 def _transitions(sample_id: str, path: list[str], start: datetime) -> list[list[Any]]:
@@ -174,17 +181,25 @@ def seed_pool(warehouse: Warehouse, *, problems: bool = True) -> dict[str, list[
 
 
 def write_evaluation_set(path: Path) -> Path:
-    """Six never-trained topics per problem type, as the trainer's evaluation set."""
+    """Never-trained topics per problem type, as the trainer's evaluation set (in the
+    shape of the seeded problem conversations, as a deployment's traffic would be)."""
     prompts = [
         EvalPrompt.model_validate(
             {
                 "family": f"eval-{problem_type}-{i}",
                 "problem_types": [problem_type],
-                "messages": [{"role": "user", "content": f"Tell me about {topic}."}],
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": f"Tell me about {topic}. 我想了解pro套餐，电话[PHONE]",
+                    },
+                    {"role": "assistant", "content": "pro套餐很好。"},
+                    {"role": "user", "content": f"Can you email me at [EMAIL]? Question {i}"},
+                ],
             }
         )
         for problem_type in PROBLEM_TYPES
-        for i, topic in enumerate(EVALUATION_TOPICS)
+        for i, topic in enumerate(EVALUATION_TOPICS[problem_type])
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(encode_evaluation_set(prompts))
@@ -230,15 +245,16 @@ def test_cycle_trains_registers_and_mirrors(warehouse: Warehouse, tiny_env: Sett
     report = run_cycle_now(
         warehouse, tiny_env, trainer, reason="threshold", on_progress=events.append
     )
-    assert report.status is CycleStatus.REGISTERED, report.error
+    assert report.status is CycleStatus.REGISTERED, report.error or _gate_reasons(tiny_env)
     assert report.version is not None
     assert (report.version.name, report.version.gate_passed) == ("model_v1", True)
     assert report.pool == {
         "candidate_baseline": 4, "core_baseline": 4, "problem": 8, "secondary_baseline": 4,
         "skipped": 0,
     }  # fmt: skip
-    assert [e.step for e in events] == list(range(STEPS + 1))  # the total first, then steps
-    assert {e.total_steps for e in events} == {STEPS}
+    training = [e for e in events if e.stage == STAGE_TRAIN]
+    assert [e.step for e in training] == list(range(STEPS + 1))  # the total first, then steps
+    assert {e.total_steps for e in training} == {STEPS}
 
     registry = Registry(tiny_env.data_dir / "registry")
     _reloads(registry.path("model_v1"), tiny_env)
@@ -282,7 +298,7 @@ def test_cycle_trains_registers_and_mirrors(warehouse: Warehouse, tiny_env: Sett
     assert set(manifest["heldout_sample_ids"]) <= set(seeded["problem"])
     assert set(manifest["trained_sample_ids"]).isdisjoint(manifest["heldout_sample_ids"])
     assert (report.dataset_dir / EVALUATION_FILE).is_file()  # type: ignore[operator]
-    assert manifest["evaluation_set"]["prompts"] == len(PROBLEM_TYPES) * len(EVALUATION_TOPICS)
+    assert manifest["evaluation_set"]["prompts"] == EVALUATION_PROMPTS
 
     # Problems stay in training while their status is problem; the gate-passed versions
     # that trained each one are counted (here one is already enough to down-weight).
@@ -298,6 +314,16 @@ def test_cycle_trains_registers_and_mirrors(warehouse: Warehouse, tiny_env: Sett
     assert set(again.manifest["downweighted"]) == trained_before & set(
         again.manifest["trained_sample_ids"]
     )
+
+
+def _gate_reasons(settings: Settings) -> list[str]:
+    """The gate's reasons of every registered version (what a failed assertion shows)."""
+    registry = Registry(settings.data_dir / "registry")
+    reasons: list[str] = []
+    for info in registry.versions():
+        gate = orjson.loads((registry.path(info.name) / "gate.json").read_bytes())
+        reasons += [f"{info.name}: {reason}" for reason in gate.get("reasons", [])]
+    return reasons
 
 
 def _reloads(adapter_dir: Path, settings: Settings) -> None:
@@ -447,7 +473,7 @@ def test_training_killed_midway_registers_nothing_and_the_next_cycle_runs(
         second_cycle=str(second.status),
         second_version=second.version.name if second.version else None,
     )
-    assert second.status is CycleStatus.REGISTERED, second.error
+    assert second.status is CycleStatus.REGISTERED, second.error or _gate_reasons(tiny_env)
     assert second.version is not None
     assert [v.name for v in registry.versions()] == [second.version.name]
     assert [c["status"] for c in cycles(warehouse)] == ["failed", "registered"]

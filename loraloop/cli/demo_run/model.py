@@ -20,8 +20,7 @@ MAX_PHRASINGS = 99
 
 FAST_GATE: dict[str, Any] = {
     "min_pass_rate_gain": 0.0, "behaviour_alpha": 1.0, "min_unseen_prompts": 1,
-    "max_baseline_drop": 1.0, "behaviour_max_new_tokens": 16, "probe_prompts": 2,
-    "probe_max_new_tokens": 8,
+    "max_baseline_drop": 1.0, "behaviour_max_new_tokens": 16,
 }  # fmt: skip
 """--fast checks the plumbing: a tiny random model cannot generalise to unseen phrasings,
 so its gate measures and records the paired numbers but has no bar (documented)."""

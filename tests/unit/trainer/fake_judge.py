@@ -1,9 +1,9 @@
 """Judges for the gate tests, loaded by path (``tests.unit.trainer.fake_judge:taught``).
 
-They judge the prompts of :func:`tests.trainer_fixtures.make_pool`: a problem prompt
-("Tell me about …") shows both problem types unless the reply carries a phrase
-the corrected training targets teach; a baseline prompt ("How much is …") is always
-fine; any other conversation cannot be judged.
+They judge the prompts of :func:`tests.trainer_fixtures.make_pool`: a problem
+prompt ("Tell me about …") shows both problem types unless the reply opens like
+the corrected training targets or carries one of their phrases; a baseline prompt
+("How much is …") is always fine; any other conversation cannot be judged.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from tests.trainer_fixtures import PROBLEM_TYPES
 
 #: Word stems of the corrected replies of the fixture's problem samples (a tiny model
 #: trained for seconds spells them approximately).
-TAUGHT = ("let me", "cannot", "promis", "explain what", "first, then")
+TAUGHT = ("let me", "cannot", "promis", "first, then")
 #: How the corrected replies open ("Let me answer …", "I cannot promise …").
 OPENINGS = ("let", "i can")
 
 
 class MarkerJudge:
-    """Passes a problem prompt when the reply contains one of ``markers``."""
+    """Passes a problem prompt when the reply opens with one of ``openings`` or
+    contains one of ``markers``."""
 
     def __init__(self, markers: Sequence[str], openings: Sequence[str] = ()) -> None:
         self.markers, self.openings = tuple(markers), tuple(openings)
@@ -31,7 +32,8 @@ class MarkerJudge:
             return frozenset()
         if not prompt.startswith("Tell me about"):
             return None
-        if reply.lower().startswith(self.openings) or any(m in reply.lower() for m in self.markers):
+        text = reply.lower()
+        if text.startswith(self.openings) or any(marker in text for marker in self.markers):
             return frozenset()
         return frozenset(PROBLEM_TYPES)
 

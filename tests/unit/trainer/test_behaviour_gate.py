@@ -15,7 +15,7 @@ from trainer.evaluation import generate_replies, probe_prompt
 from trainer.gate import GatePrompts, run_gate
 from trainer.launcher import PROGRESS_PREFIX, STAGE_GATE, STAGE_TRAIN, TrainProgress
 
-MAX_NEW = 24
+MAX_NEW = 16
 
 
 def _prompts() -> list[list[Any]]:

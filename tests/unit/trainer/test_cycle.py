@@ -10,7 +10,7 @@ import orjson
 import pytest
 import torch
 
-from tests.trainer_fixtures import PLANS, PROBLEM_TYPES, TINY_TRAIN, make_pool
+from tests.trainer_fixtures import PROBLEM_TYPES, TINY_TRAIN, TOPICS, make_pool
 from trainer.config import DatasetConfig, GateConfig, TrainConfig
 from trainer.cycle import run_cycle
 from trainer.dataset import build_dataset
@@ -33,24 +33,24 @@ def tiny_train_config(checkpoint: Path, **overrides: Any) -> TrainConfig:
 
 JUDGES = "tests.unit.trainer.fake_judge"
 GATE = GateConfig(judge=f"{JUDGES}:taught", behaviour_max_new_tokens=16)
-EVALUATION_PER_TYPE = 6
+UNSEEN_TOPICS = TOPICS[12:]  # make_pool() asks about the first 12 topics only
+PHRASINGS = ("Tell me about {topic}.", "Tell me about {topic}, please.")
+EVALUATION_PER_TYPE = len(UNSEEN_TOPICS) * len(PHRASINGS) // len(PROBLEM_TYPES)
 
 
 def evaluation_set() -> EvaluationSet:
-    """Never-trained phrasings of the fixture's problem prompts, six per type."""
+    """Never-trained questions in the fixture's problem style, two phrasings per topic."""
     return EvaluationSet(
         prompts=tuple(
             EvalPrompt.model_validate(
                 {
-                    "family": f"eval-{problem_type}-{index}",
-                    "problem_types": [problem_type],
-                    "messages": [
-                        {"role": "user", "content": f"Tell me about {plan} number {100 + index}."}
-                    ],
+                    "family": f"eval-{index}",
+                    "problem_types": [PROBLEM_TYPES[index % len(PROBLEM_TYPES)]],
+                    "messages": [{"role": "user", "content": phrasing.format(topic=topic)}],
                 }
             )
-            for problem_type in PROBLEM_TYPES
-            for index, plan in enumerate(PLANS[:EVALUATION_PER_TYPE])
+            for index, topic in enumerate(UNSEEN_TOPICS)
+            for phrasing in PHRASINGS
         )
     )
 
@@ -58,7 +58,10 @@ def evaluation_set() -> EvaluationSet:
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dataset")
-    built = build_dataset(make_pool(), config=DatasetConfig(problem_weight=1.0))
+    # Problems may hold 60 % of the weight: the tiny model then learns, within seconds, to
+    # open unseen problem questions the way the corrected replies do.
+    config = DatasetConfig(problem_weight=1.0, problem_share_cap=0.6)
+    built = build_dataset(make_pool(), config=config)
     write_dataset(built.rows, built.manifest, out)
     write_evaluation_set(evaluation_set(), out)
     return out
@@ -73,7 +76,7 @@ def trained(
         dataset_dir,
         registry_root=root,
         data_dir=root,
-        train_config=tiny_train_config(tiny_checkpoint, epochs=8),
+        train_config=tiny_train_config(tiny_checkpoint, epochs=16),
         gate_config=GATE,
     )
     return Registry(root), info.name

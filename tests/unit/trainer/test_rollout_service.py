@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 
-from analytics.rows import CONVERSATION_COLUMNS, SAMPLE_COLUMNS
+from analytics.pool import approval_queue, propose
+from analytics.pool_log import TRANSITION_COLUMNS, transition_row
+from analytics.proposals import HoldReason, pending_proposals
+from analytics.rows import COLUMNS, CONVERSATION_COLUMNS, SAMPLE_COLUMNS
 from analytics.warehouse import Warehouse
+from loraloop.lifecycle import ActorKind, Role, SampleStatus, build_transition
 from tests.pool_seed import fresh_warehouse
 from trainer.manifest import MANIFEST_FILE
 from trainer.mirror import record_version, set_status
 from trainer.registry import Registry, write_version
-from trainer.rollout import RolloutAction, RolloutStatus, RolloutStore
+from trainer.rollout import RolloutAction, RolloutDecision, RolloutStatus, RolloutStore
 from trainer.rollout_config import RolloutSettings
 from trainer.rollout_service import (
     RolloutService,
@@ -35,6 +40,19 @@ PER_USER = 2
 LOOK = timedelta(hours=1)
 SERVICE = RolloutServiceSettings(poll_interval_s=0.01, tick_interval_s=60.0)
 TRAINED_IDS = ["smp-trained-0", "smp-trained-1"]
+FAMILY_PROMPT = "How much is the course?"
+MANIFEST = {
+    "source_sample_ids": [*TRAINED_IDS, "smp-not-trained"],  # provenance only, not "trained"
+    "trained_sample_ids": TRAINED_IDS,
+    "families": {
+        "fam-price": {
+            "split": "train",
+            "prompts": ["how much is the course"],
+            "problem_types": [TYPE],
+            "sample_ids": TRAINED_IDS,
+        }
+    },
+}
 
 
 @pytest.fixture
@@ -69,7 +87,7 @@ def _register(
     )
     with registry.staged(name) as staging:
         write_version(staging, info)
-        (staging / MANIFEST_FILE).write_bytes(orjson.dumps({"source_sample_ids": TRAINED_IDS}))
+        (staging / MANIFEST_FILE).write_bytes(orjson.dumps(MANIFEST))
     record_version(warehouse, registry, name)
     return name
 
@@ -101,6 +119,40 @@ def _seed(
     warehouse.insert(
         "assignments", assignments, column_names=("user_id", "version", "first_exposure")
     )
+
+
+def _seed_first_turns(warehouse: Warehouse, conversation_ids: list[str], at: datetime) -> None:
+    """Each conversation opens with the family's prompt (a paraphrase of its case)."""
+    rows = [
+        [f"{cid}-t0", at, cid, cid.rsplit("c", 1)[0], 0, "user", FAMILY_PROMPT.upper(), "", False]
+        for cid in conversation_ids
+    ]
+    warehouse.insert("turns", rows, column_names=COLUMNS["turns"])
+
+
+def _pending_proposal(warehouse: Warehouse, version: str, sample_id: str = "smp-proposed") -> None:
+    """A problem sample with an open proposal made on ``version``'s evidence."""
+    row = [sample_id, f"conv-{sample_id}", "u", "captured", [TYPE], [], 1.0, 1.0, "model_v1",
+           "model_v1", T0, T0, 1, "signal"]  # fmt: skip
+    warehouse.insert("samples", [row], column_names=SAMPLE_COLUMNS)
+    moves = [
+        build_transition(
+            sample_id, None, SampleStatus.CAPTURED, actor="sampler", role=Role.SYSTEM,
+            actor_kind=ActorKind.SYSTEM, seq=0, ts=T0,
+        ),
+        build_transition(
+            sample_id, SampleStatus.CAPTURED, SampleStatus.PROBLEM, actor="ann",
+            role=Role.LABELLER, actor_kind=ActorKind.HUMAN, seq=1, ts=T0,
+        ),
+    ]  # fmt: skip
+    warehouse.insert(
+        "sample_transitions", [transition_row(m) for m in moves], column_names=TRANSITION_COLUMNS
+    )
+    propose(
+        warehouse, sample_id, SampleStatus.CANDIDATE_BASELINE, actor="rollout",
+        rule="canary", evidence={"version": version}, now=T0,
+    )  # fmt: skip
+    assert [p.sample_id for p in pending_proposals(warehouse, version)] == [sample_id]
 
 
 def _seed_problem_samples(warehouse: Warehouse) -> None:
@@ -167,12 +219,17 @@ def test_a_regression_rolls_back_and_stops_serving(
     service, router = _service(warehouse, registry, [50.0, 100.0])
     name = _register(warehouse, registry, parent="model_v1")
     assert service.step(now=T0).action is ServiceAction.STARTED
+    _pending_proposal(warehouse, name)
     _seed(warehouse, prefix="a", at=T0, arms={"model_v1": (300, 0.05), name: (300, 0.4)})
     report = service.step(now=T0 + LOOK)
     assert report.action is ServiceAction.LOOKED
     assert report.decision is not None
     assert report.decision.action is RolloutAction.ROLL_BACK
     assert TYPE in report.reason
+    assert report.decision.withdrawal is not None
+    assert len(report.decision.withdrawal.withdrawn) == 1
+    assert pending_proposals(warehouse, name) == []
+    assert approval_queue(warehouse) == ()
     assert _status(warehouse, registry, name) == ("rolled_back", "rolled_back")
     assert _status(warehouse, registry, "model_v1") == ("active", "active")
     assert router.table == RoutingTable("model_v1")
@@ -188,6 +245,8 @@ def test_solved_data_advances_to_completion(warehouse: Warehouse, registry: Regi
     assert service.step(now=T0).action is ServiceAction.STARTED
     assert router.table == RoutingTable("model_v1", name, 25.0)
     _seed(warehouse, prefix="a", at=T0, arms={"model_v1": (600, 0.3), name: (200, 0.02)})
+    # Users past the first 2 % of the arm had no problem: the family is fixed there.
+    _seed_first_turns(warehouse, [f"a-{name}-u{i}c0" for i in range(10, 15)], T0)
     first = service.step(now=T0 + LOOK)
     assert first.decision is not None
     assert first.decision.action is RolloutAction.ADVANCE, first.reason
@@ -204,9 +263,35 @@ def test_solved_data_advances_to_completion(warehouse: Warehouse, registry: Regi
     assert router.table == RoutingTable(name)
     assert current_table(warehouse, router.settings) == RoutingTable(name)
     proposed = warehouse.query(
-        "SELECT sample_id FROM sample_transitions FINAL WHERE proposal ORDER BY sample_id"
+        "SELECT sample_id, JSONExtractString(evidence, 'family', 'id'), "
+        "JSONExtractUInt(evidence, 'family', 'conversations') "
+        "FROM sample_transitions FINAL WHERE proposal ORDER BY sample_id"
     ).result_rows
-    assert [r[0] for r in proposed] == TRAINED_IDS  # only what the version trained on
+    # Only what the version trained on (the manifest's trained_sample_ids, not its
+    # source_sample_ids), with the family's canary numbers as evidence.
+    assert proposed == [(sid, "fam-price", 5) for sid in TRAINED_IDS]
+    assert second.decision.proposals is not None  # solved on the second look
+    assert [t.sample_id for t in second.decision.proposals.written] == TRAINED_IDS
+    assert second.decision.proposals.held == {HoldReason.NOT_TRAINED: ("smp-not-trained",)}
+
+
+def test_a_rollback_recorded_by_hand_is_settled_with_its_withdrawals(
+    warehouse: Warehouse, registry: Registry
+) -> None:
+    service, router = _service(warehouse, registry, [50.0, 100.0])
+    name = _register(warehouse, registry, parent="model_v1")
+    assert service.step(now=T0).action is ServiceAction.STARTED
+    _pending_proposal(warehouse, name)
+    store = service.controller.store
+    state = store.load(name)
+    assert state is not None
+    rolled = replace(state, status=RolloutStatus.ROLLED_BACK, seq=state.seq + 1)
+    store.record(RolloutDecision(RolloutAction.ROLL_BACK, rolled, "by hand"), now=T0 + LOOK)
+    report = service.step(now=T0 + LOOK)
+    assert report.action is ServiceAction.SETTLED
+    assert _status(warehouse, registry, name) == ("rolled_back", "rolled_back")
+    assert pending_proposals(warehouse, name) == []
+    assert router.table == RoutingTable("model_v1")
 
 
 def test_serve_rollouts_starts_a_canary_and_stops(warehouse: Warehouse, registry: Registry) -> None:
