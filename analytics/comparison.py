@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from analytics.proposals import propose_solved
+from analytics.proposals import FamilyRule, propose_solved
 from analytics.rate_config import RateQuerySettings
 from analytics.rate_queries import (
     EPOCH,
@@ -286,10 +286,16 @@ def look(
     rates: RateQuerySettings | None = None,
     since: datetime | None = None,
     trained_sample_ids: Collection[str] | None = None,
+    families: Mapping[str, Mapping[str, Any]] | None = None,
+    rule: FamilyRule | None = None,
     now: datetime | None = None,
     excluded_users: Sequence[str] = (),
 ) -> Comparison:
-    """Compare against the previous look, record this look, propose solved types' samples."""
+    """Compare against the previous look, record this look, propose solved types' samples.
+
+    Proposals need the version's manifest ``families`` (see
+    :func:`analytics.proposals.propose_solved`): without them nothing is proposed.
+    """
     ts = now or datetime.now(UTC)
     detailed = compare(
         warehouse, new=new, prev=prev, split=split, settings=settings, rates=rates,
@@ -310,6 +316,10 @@ def look(
             actor=actor,
             ts=ts,
             trained_sample_ids=trained_sample_ids,
+            families=families,
+            since=detailed.steps[0].started_at if detailed.steps else since,
+            excluded_users=excluded_users,
+            rule=rule,
         )
     logger.info("look at %s vs %s: %s (%s)", new, prev, comparison.decision, comparison.reason)
     return comparison

@@ -103,8 +103,13 @@ def read_flags(
     )
     return [
         SampleFlag(
-            sample_id=str(s), kind=FlagKind(k), reason=str(r), actor=str(a), version=str(v),
-            evidence=orjson.loads(e) if e else {}, ts=t,
+            sample_id=str(s),
+            kind=FlagKind(k),
+            reason=str(r),
+            actor=str(a),
+            version=str(v),
+            evidence=orjson.loads(e) if e else {},
+            ts=t,
         )  # fmt: skip
         for s, k, r, a, v, e, t in result.result_rows
     ]

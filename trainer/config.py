@@ -55,8 +55,8 @@ class DatasetConfig(BaseSettings):
     baseline_eval_max: int = Field(
         200,
         ge=0,
-        description="Largest baseline regression split (samples): whole families are drawn "
-        "until the next one would pass it.",
+        description="Largest baseline regression split (samples): whole families are drawn, "
+        "skipping any that would pass it.",
     )
     family_similarity: float = Field(
         0.8,

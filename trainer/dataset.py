@@ -173,6 +173,7 @@ class _Layout:
 
     family_of: dict[str, str]
     split_of: dict[str, str]
+    family_split: dict[str, str]
     families: list[Family]
     eval_prompts: dict[str, list[str]]
     eval_types: dict[str, set[str]]
@@ -221,7 +222,7 @@ def _layout(
     )
     family_of = {s.sample_id: assigned[s.sample_id] for s, _ in kept}
     split_of = {sid: splits[fid] for sid, fid in family_of.items()}
-    return _Layout(family_of, split_of, families, eval_prompts, eval_types)
+    return _Layout(family_of, split_of, splits, families, eval_prompts, eval_types)
 
 
 @dataclass(frozen=True)
@@ -263,16 +264,14 @@ def _weights(kept: list[Masked], split_of: Mapping[str, str], config: DatasetCon
     )
 
 
-def _family_entries(
-    kept: list[Masked], layout: _Layout, splits: Mapping[str, str]
-) -> dict[str, dict[str, Any]]:
+def _family_entries(kept: list[Masked], layout: _Layout) -> dict[str, dict[str, Any]]:
     """The manifest's ``families``: split, normalized prompts, problem types, sample ids."""
     prompts = {f.family_id: set(layout.eval_prompts.get(f.family_id, ())) for f in layout.families}
     for sample, messages in kept:
         prompts[layout.family_of[sample.sample_id]].add(first_user_prompt(messages))
     return {
         f.family_id: {
-            "split": splits[f.family_id],
+            "split": layout.family_split[f.family_id],
             "prompts": sorted({normalize_prompt(p) for p in prompts[f.family_id]}),
             "problem_types": sorted(f.problem_types | layout.eval_types.get(f.family_id, set())),
             "sample_ids": list(f.sample_ids),
@@ -317,15 +316,13 @@ def build_dataset(
         if layout.split_of[sample.sample_id] != SPLIT_EVALUATION
     ]
     rows.sort(key=lambda row: (SPLITS.index(row["split"]), row["sample_id"]))
-    family_split = {fid: layout.split_of[sid] for sid, fid in layout.family_of.items()}
-    family_split |= {f.family_id: SPLIT_EVALUATION for f in layout.families if f.evaluation}
     bookkeeping = Bookkeeping(
         source_ids=sorted(ids),
         dropped=dedup.dropped,
         evaluation_excluded=sorted(
             sid for sid, split in layout.split_of.items() if split == SPLIT_EVALUATION
         ),
-        families=_family_entries(dedup.kept, layout, family_split),
+        families=_family_entries(dedup.kept, layout),
         evaluation=evaluation,
         downweighted=weights.downweighted,
         flagged_baseline=dedup.flagged_baseline,

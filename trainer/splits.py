@@ -12,7 +12,8 @@ next ``rotation``) draws others.
   never so many that a type it also carries keeps no family to train on.
 - Baseline regression families are drawn among the families that hold baseline
   samples only, ``baseline_eval_fraction`` of them (at least one of two or
-  more), until the next would pass ``baseline_eval_max`` samples.
+  more), skipping those that would bring the split past ``baseline_eval_max``
+  samples.
 - An evaluation family (one that holds an evaluation-set prompt) is never drawn:
   its pool samples are put aside, neither trained nor held out.
 """
@@ -98,16 +99,17 @@ def regression_families(
     """Baseline family ids held out to check that the baseline does not regress.
 
     ``sizes`` maps each candidate family to its sample count; families are taken
-    in rank order until the count is reached or the next would pass ``at_most``
-    samples.
+    in rank order, skipping any that would bring the split past ``at_most``
+    samples, until the count is reached.
     """
     drawn: set[str] = set()
-    total = 0
-    for fid in _ranked(sizes, seed, rotation)[: draw_count(len(sizes), fraction)]:
-        if total + sizes[fid] > at_most:
+    total, need = 0, draw_count(len(sizes), fraction)
+    for fid in _ranked(sizes, seed, rotation):
+        if len(drawn) == need:
             break
-        drawn.add(fid)
-        total += sizes[fid]
+        if total + sizes[fid] <= at_most:
+            drawn.add(fid)
+            total += sizes[fid]
     return drawn
 
 

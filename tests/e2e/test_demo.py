@@ -134,3 +134,20 @@ def test_proposals_are_only_for_trained_samples(demo_dir: Path) -> None:
     for sample_id, version in rows:
         manifest = orjson.loads((registry.path(version) / "manifest.json").read_bytes())
         assert sample_id in manifest["trained_sample_ids"], (sample_id, version)
+
+
+def test_a_rollback_leaves_no_pending_proposal(demo_dir: Path) -> None:
+    from analytics.proposals import pending_proposals
+
+    warehouse = Warehouse.connect(dsn=f"chdb://{demo_dir}/warehouse", database="loraloop")
+    try:
+        rolled_back = [
+            str(v)
+            for (v,) in warehouse.query(
+                "SELECT version FROM rollouts FINAL WHERE status = 'rolled_back'"
+            ).result_rows
+        ]
+        for version in rolled_back:
+            assert pending_proposals(warehouse, version) == [], version
+    finally:
+        warehouse.close()

@@ -15,7 +15,7 @@ from analytics.comparison import arm_sums, compare, health, look, previous_solve
 from analytics.pool_log import TRANSITION_COLUMNS, transition_row
 from analytics.rate_config import RateQuerySettings
 from analytics.rate_queries import guardrail_specs, target_specs
-from analytics.rows import CONVERSATION_COLUMNS, SAMPLE_COLUMNS
+from analytics.rows import COLUMNS, CONVERSATION_COLUMNS, SAMPLE_COLUMNS
 from analytics.stats import ClusterSums, ComparisonSettings, Verdict
 from analytics.warehouse import Warehouse
 from loraloop.cli.compare import compare as cli_compare
@@ -189,10 +189,25 @@ def test_allowlisted_testers_are_left_out_and_reported_apart(warehouse: Warehous
     assert detailed.comparison.targets[TYPE].new.units == USERS // 2 - 2
 
 
+def _family_traffic(warehouse: Warehouse, conversations: int) -> None:
+    """The first user turn of ``conversations`` of the new arm: the trained family's prompt."""
+    rows = [
+        [f"u{i}c1-t0", T0 + timedelta(minutes=11), f"u{i}c1", f"u{i}", 0, "user",
+         "What is the refund window?", "", False]
+        for i in range(1, 2 * conversations, 2)  # odd users are the new arm
+    ]  # fmt: skip
+    warehouse.insert("turns", rows, column_names=COLUMNS["turns"])
+
+
 def test_solved_only_on_second_look_and_proposals(warehouse: Warehouse) -> None:
     seeded = _seed(warehouse)
+    _family_traffic(warehouse, 3)
     trained = sorted(seeded.problem_samples)[:TRAINED]
-    kwargs = {"new": NEW, "prev": PREV, "split": 0.5, "actor": "rollout", "rates": _rates()}
+    families = {"fam-refund": {"prompts": ["what is the refund window"], "sample_ids": trained}}
+    kwargs = {
+        "new": NEW, "prev": PREV, "split": 0.5, "actor": "rollout", "rates": _rates(),
+        "families": families,
+    }  # fmt: skip
     first = look(warehouse, **kwargs, trained_sample_ids=trained, now=T0 + timedelta(hours=2))
     assert first.decision.value == "proceed"
     assert first.targets[TYPE].solved_criteria_met
@@ -261,7 +276,9 @@ def test_hourly_view_agrees_with_raw(warehouse: Warehouse) -> None:
 
 def test_controller_tick_records_and_reroutes(warehouse: Warehouse) -> None:
     _seed(warehouse)
-    settings = RolloutSettings(require_guardrails_non_inferior=False)
+    settings = RolloutSettings(
+        require_guardrails_non_inferior=False, complete_requires_solved_target=False
+    )
     store = RolloutStore(warehouse, settings)
     started = store.start(NEW, PREV, now=T0)
     assert store.load(NEW) == started

@@ -123,7 +123,7 @@ async def rollout(
 
     warehouse = ctx.running.warehouse
     registry = Registry(TrainerSettings().registry_root(ctx.settings.data_dir))
-    controller = RolloutController(warehouse, ctx.router, settings=ctx.rollout)
+    controller = RolloutController(warehouse, ctx.router, settings=ctx.rollout, registry=registry)
     await warehouse.run(set_status, warehouse, registry, version, VersionStatus.CANARY)
     state = await warehouse.run(controller.store.start, version, parent)
     ctx.router.update(routing_table(state, ctx.rollout))

@@ -28,8 +28,10 @@ def _totals() -> dict:
 def test_generalisation_gives_each_versions_rate_per_group() -> None:
     out = generalisation(_totals(), prev="base", new="model_v1", types=["missing_knowledge"])
     seen, unseen = out["seen"]["missing_knowledge"], out["unseen"]["missing_knowledge"]
-    assert seen["prev"] == pytest.approx(0.5) and seen["new"] == pytest.approx(0.1)
-    assert unseen["prev"] == pytest.approx(0.6) and unseen["new"] == 0.0
+    assert seen["prev"] == pytest.approx(0.5)
+    assert seen["new"] == pytest.approx(0.1)
+    assert unseen["prev"] == pytest.approx(0.6)
+    assert unseen["new"] == 0.0
     assert (unseen["prev_conversations"], unseen["new_conversations"]) == (10, 20)
 
 
@@ -58,7 +60,8 @@ def test_report_shows_tables_not_python_reprs(tmp_path: Path) -> None:
                "seed_baseline": {"moved_to_core": 3}, "cycles": [_cycle()]}  # fmt: skip
     write_report(summary, tmp_path)
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert "{'" not in page and "': " not in page
+    assert "{'" not in page
+    assert "': " not in page
     assert "<td>missing_knowledge</td><td>8</td><td>6</td><td>0</td>" in page
     assert "not shipped: rollout rolled_back" in page
     assert "fam-abc" in page

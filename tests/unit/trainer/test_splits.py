@@ -15,7 +15,7 @@ from trainer.dataset import build_dataset
 from trainer.evalset import EvalPrompt, EvaluationSet
 from trainer.families import jaccard, normalize_prompt, trigrams
 from trainer.records import ChatMessage, PoolSample, Tier
-from trainer.splits import draw_count, heldout_families
+from trainer.splits import draw_count, heldout_families, regression_families
 
 TYPES = ("over_promise", "wrong_CTA_timing", "missing_knowledge")
 PHRASINGS = ("Tell me about {t}.", "Could you tell me about {t}?", "What about {t}, exactly?")
@@ -109,6 +109,16 @@ def test_no_family_is_held_out_that_a_type_with_one_family_needs() -> None:
             {"a": ["x"], "b": ["x", "y"], "c": ["x"]}, fraction=0.5, seed=0, rotation=rotation
         )
         assert held == {"a", "c"}  # b is y's only family: it trains
+
+
+def test_regression_families_skip_those_past_the_sample_cap() -> None:
+    sizes = {"huge": 50, **{f"f{i}": 3 for i in range(9)}}
+    for rotation in range(6):
+        drawn = regression_families(sizes, fraction=0.2, at_most=7, seed=0, rotation=rotation)
+        assert len(drawn) == 2  # round(0.2 * 10) families
+        assert "huge" not in drawn
+        assert sum(sizes[f] for f in drawn) <= 7
+    assert regression_families(sizes, fraction=0.2, at_most=2, seed=0, rotation=0) == set()
 
 
 def evaluation_set() -> EvaluationSet:
