@@ -144,7 +144,7 @@ def test_a_rollback_leaves_no_pending_proposal(demo_dir: Path) -> None:
         rolled_back = [
             str(v)
             for (v,) in warehouse.query(
-                "SELECT version FROM rollouts FINAL WHERE status = 'rolled_back'"
+                "SELECT DISTINCT version FROM rollouts WHERE decision = 'roll_back'"
             ).result_rows
         ]
         for version in rolled_back:
