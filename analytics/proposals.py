@@ -50,6 +50,7 @@ from analytics.pool_models import TransitionView
 from analytics.pool_queries import TRANSITION_SELECT, transition_of
 from analytics.rate_queries import EPOCH
 from loraloop.lifecycle import ActorKind, Role, SampleStatus, Transition, build_transition
+from loraloop.pii import mask_pii
 from trainer.families import normalize_prompt
 
 if TYPE_CHECKING:
@@ -403,7 +404,8 @@ def family_evidence(
     params = {"version": version, "since": since or EPOCH, "excluded": list(excluded)}
     opened: dict[str, str] = {}
     for conversation_id, text in warehouse.query(_FIRST_USER_TURNS_SQL, params).result_rows:
-        family_id = owner.get(normalize_prompt(str(text)))
+        # the manifest's prompts were PII-masked before they were normalized
+        family_id = owner.get(normalize_prompt(mask_pii(str(text))))
         if family_id is not None:
             opened[str(conversation_id)] = family_id
     labelled: dict[str, set[str]] = {}
