@@ -178,7 +178,7 @@ def _section(cycle: dict[str, Any], charts: Sequence[str]) -> str:
         f"<p class='{'good' if cycle.get('shipped') else 'bad'}'>{html.escape(shipped)}</p>",
         "<h3>Dataset</h3>", _dataset_html(cycle.get("dataset") or {}),
         "<h3>Gate (behaviour on unseen phrasings, parent vs candidate)</h3>",
-        _gate_html(cycle.get("gate") or {} if cycle.get("version") else {}),
+        _gate_html((cycle.get("gate") or {}) if cycle.get("version") else {}),
         "<h3>Traffic</h3>", _traffic_html(cycle),
         "<h3>Canary looks</h3>", _table(("look", "step %", "action", "reason"), looks),
         "<h3>Verdicts</h3>",
