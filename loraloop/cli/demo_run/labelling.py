@@ -126,7 +126,7 @@ async def label_captured(ctx: DemoContext, conversation_ids: list[str]) -> Label
 
 async def seed_conversations(ctx: DemoContext) -> list[str]:
     """The curator asks each launch-FAQ prompt; the base model answers (published)."""
-    items = [i for i in ctx.items if i.intent in BASELINE_INTENTS]
+    items = [i for i in ctx.items if i.intent in BASELINE_INTENTS and not i.evaluation]
     prompts = [(("user", i.text),) for i in items]
     replies = await asyncio.to_thread(ctx.generator.replies, BASE_VERSION, prompts)
     start = datetime.now(UTC)
