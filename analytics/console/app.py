@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final
@@ -10,12 +12,19 @@ from typing import Final
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from analytics import pool
 from analytics.console import api, dashboards, pages
+from analytics.console.auth import key_principal
 from analytics.console.config import ConsoleSettings
 from analytics.console.context import ConsoleContext, LagProvider
-from analytics.console.exceptions import ConsoleError, NotAuthenticated
+from analytics.console.exceptions import (
+    BodyTooLarge,
+    ConsoleError,
+    InvalidRequest,
+    NotAuthenticated,
+)
 from analytics.console.users import bootstrap_key
 from analytics.exceptions import WarehouseError
 from analytics.warehouse import Warehouse
@@ -41,6 +50,9 @@ SECURITY_HEADERS: Final = {
     "Cache-Control": "no-store",
 }
 SERVER_ERROR = 500
+BODYLESS_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+OPEN_API_PATHS: Final = frozenset({"/api/health"})
+"""Paths under ``/api/`` that need no key."""
 
 
 def status_of(error: LoraloopError) -> int:
@@ -79,6 +91,102 @@ async def _headers(
     return response
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        return _non_finite(text)
+    return value
+
+
+def _non_finite(text: str) -> float:
+    msg = f"JSON numbers must be finite, got {text}: send a number (or null)"
+    raise InvalidRequest(msg)
+
+
+def check_json(body: bytes) -> None:
+    """Refuse a JSON body with NaN, Infinity or an out-of-range float, or nested too deep.
+
+    Malformed JSON is left to FastAPI (its 422 names the position).
+    """
+    try:
+        json.loads(body, parse_constant=_non_finite, parse_float=_finite_float)
+    except RecursionError as e:
+        msg = "the JSON body is nested too deep: flatten it"
+        raise InvalidRequest(msg) from e
+    except ValueError:
+        return
+
+
+class RequestGuard:
+    """Checks an API request's key before its body is read, and bounds the body.
+
+    FastAPI reads a body parameter before it resolves the endpoint's dependencies,
+    so without this an unauthenticated caller could make the console buffer any
+    body. Here, in order: a missing or wrong key under ``/api/`` is 401 without
+    reading the body; a body over ``max_body_bytes`` (declared or streamed) is 413;
+    a JSON body with non-finite numbers is 422. The body read is then replayed.
+    """
+
+    def __init__(self, app: ASGIApp, ctx: ConsoleContext) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in BODYLESS_METHODS:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        try:
+            path = request.url.path
+            if path.startswith("/api/") and path not in OPEN_API_PATHS:
+                authorization = request.headers.get("authorization", "")
+                await self.ctx.warehouse.run(key_principal, self.ctx, authorization)
+            body = await self._read(request, receive)
+            if "json" in request.headers.get("content-type", ""):
+                check_json(body)
+        except LoraloopError as error:
+            response = await _error(request, error)
+            await response(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, request: Request, receive: Receive) -> bytes:
+        limit = self.ctx.settings.max_body_bytes
+        too_large = (
+            f"the request body is over {limit} bytes (LORALOOP_CONSOLE__MAX_BODY_BYTES): send less"
+        )
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                msg = f"Content-Length {declared!r} is not a byte count"
+                raise InvalidRequest(msg)
+            if int(declared) > limit:
+                raise BodyTooLarge(too_large)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(too_large)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
 def create_console(
     *,
     warehouse: Warehouse,
@@ -97,6 +205,7 @@ def create_console(
     ctx.users.ensure_admin(bootstrap_key(settings))
     app = FastAPI(title="loraloop review console", docs_url="/api/docs", redoc_url=None)
     app.state.console = ctx
+    app.add_middleware(RequestGuard, ctx=ctx)
     app.middleware("http")(_headers)
     app.add_exception_handler(LoraloopError, _error)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

@@ -53,6 +53,15 @@ def _sign(secret: bytes, payload: str) -> str:
     return hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
 
 
+def _same(expected: str, given: str) -> bool:
+    """Constant-time equality of two strings of any characters.
+
+    ``hmac.compare_digest`` raises TypeError on non-ASCII ``str``; comparing the
+    UTF-8 bytes keeps a forged non-ASCII token or signature a plain mismatch.
+    """
+    return hmac.compare_digest(expected.encode(), given.encode(errors="replace"))
+
+
 def make_session(ctx: ConsoleContext, user: User) -> str:
     """A signed cookie value for ``user``."""
     body = {
@@ -68,15 +77,15 @@ def make_session(ctx: ConsoleContext, user: User) -> str:
 def read_session(ctx: ConsoleContext, cookie: str) -> tuple[str, str] | None:
     """(username, key_lookup) of a valid, unexpired cookie; None otherwise."""
     payload, _, signature = cookie.partition(".")
-    if not hmac.compare_digest(_sign(ctx.session_secret, payload), signature):
+    if not _same(_sign(ctx.session_secret, payload), signature):
         return None
     try:
         body = json.loads(base64.urlsafe_b64decode(payload.encode()))
-    except ValueError:
+        if not isinstance(body, dict) or int(body.get("exp", 0)) < time.time():
+            return None
+        return str(body["u"]), str(body["k"])
+    except (ValueError, TypeError, KeyError):
         return None
-    if int(body.get("exp", 0)) < time.time():
-        return None
-    return str(body["u"]), str(body["k"])
 
 
 def csrf_for(ctx: ConsoleContext, cookie: str) -> str:
@@ -112,11 +121,7 @@ def key_principal(ctx: ConsoleContext, authorization: str) -> Principal:
 
 def check_csrf(expected: str, submitted: object) -> None:
     """Refuse a form whose token is missing or not the expected one."""
-    if (
-        not expected
-        or not isinstance(submitted, str)
-        or not hmac.compare_digest(expected, submitted)
-    ):
+    if not expected or not isinstance(submitted, str) or not _same(expected, submitted):
         msg = "the form's CSRF token is missing or stale: reload the page and submit again"
         raise CsrfError(msg)
 

@@ -50,6 +50,15 @@ class ConsoleSettings(BaseSettings):
     max_page_size: int = Field(500, ge=1, description="Largest page the API serves.")
     queue_limit: int = Field(200, ge=1, description="Open proposals shown at most.")
     export_limit: int = Field(10_000, ge=1, description="Samples per export at most.")
+    transcript_page_size: int = Field(
+        200, ge=1, description="Turns per page of a sample's transcript (long conversations page)."
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (default 1 MiB); larger ones are 413, "
+        "refused before they are read.",
+    )
     key_bytes: int = Field(32, ge=16, description="Random bytes in a generated API key.")
     scrypt_n: int = Field(2**14, ge=2, description="scrypt cost of new key hashes.")
     scrypt_r: int = Field(8, ge=1, description="scrypt block size.")

@@ -31,3 +31,21 @@ class UserError(ConsoleError):
     """A user request is invalid (unknown role, mixed human and system roles, ...)."""
 
     status_code = 422
+
+
+class InvalidRequest(ConsoleError):
+    """A query parameter or body is malformed (not a number, NaN, nested too deep): fix it."""
+
+    status_code = 422
+
+
+class BodyTooLarge(ConsoleError):
+    """The request body is over the console's limit (``max_body_bytes``): send less."""
+
+    status_code = 413
+
+
+class LastAdminError(UserError):
+    """The change would leave no enabled admin: make another admin first."""
+
+    status_code = 409

@@ -7,14 +7,17 @@ convenience). Texts are PII-masked for users without the PII permission.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 from urllib.parse import quote
 
 import jinja2
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from analytics import pool
@@ -28,7 +31,7 @@ from analytics.console.auth import (
     session_principal,
 )
 from analytics.console.context import ConsoleContext, context
-from analytics.console.exceptions import NotAuthenticated
+from analytics.console.exceptions import InvalidRequest, NotAuthenticated
 from analytics.console.users import SAMPLE_ROLES
 from analytics.pool_models import SampleFilter
 from loraloop.events import Acceptance, RiskLevel
@@ -42,6 +45,8 @@ TEMPLATES = Jinja2Templates(
     )
 )
 SEE_OTHER = 303
+MAX_OFFSET: Final = 2**63 - 1
+"""Largest offset a query may name (the warehouse's Int64)."""
 FILTER_FIELDS = (
     "status", "problem_type", "detector", "risk_level", "risk_min", "risk_max",
     "model_version", "search",
@@ -55,6 +60,30 @@ MOVES = {
 """Approver moves the sample page offers (each needs a reason)."""
 
 router = APIRouter()
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPage:
+    """Which slice of a transcript the sample page shows (long conversations page)."""
+
+    offset: int
+    size: int
+    total: int
+
+    @property
+    def last(self) -> int:
+        """1-based index of the last turn shown."""
+        return min(self.offset + self.size, self.total)
+
+    @property
+    def previous(self) -> int | None:
+        return max(self.offset - self.size, 0) if self.offset > 0 else None
+
+    @property
+    def next(self) -> int | None:
+        return self.offset + self.size if self.offset + self.size < self.total else None
+
+
 Ctx = Annotated[ConsoleContext, Depends(context)]
 
 
@@ -90,6 +119,33 @@ async def _form(request: Request, caller: Principal) -> FormData:
 def _back(sample_id: str, message: str) -> RedirectResponse:
     url = f"/samples/{quote(sample_id, safe='')}?msg={quote(message)}"
     return RedirectResponse(url, status_code=SEE_OTHER)
+
+
+def _offset(request: Request, name: str) -> int:
+    """A non-negative whole-number query parameter (absent: 0)."""
+    given = request.query_params.get(name) or "0"
+    if not given.isascii() or not given.isdigit() or int(given) > MAX_OFFSET:
+        msg = f"?{name}= must be a whole number from 0 to {MAX_OFFSET}, got {given!r}"
+        raise InvalidRequest(msg)
+    return int(given)
+
+
+def _sample_filter(given: dict[str, str | None], **paging: int) -> SampleFilter:
+    """The queue's filters from query parameters; a malformed one is 422, never 500."""
+    try:
+        found = SampleFilter(**given, **paging)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"?{'.'.join(str(p) for p in err['loc'])}= {err['msg']}" for err in e.errors()
+        )
+        msg = f"invalid filter: {problems}"
+        raise InvalidRequest(msg) from e
+    for name in ("risk_min", "risk_max"):
+        value = getattr(found, name)
+        if value is not None and not math.isfinite(value):
+            msg = f"?{name}= must be a finite number, got {value}"
+            raise InvalidRequest(msg)
+    return found
 
 
 def _text(form: FormData, name: str) -> str:
@@ -150,8 +206,7 @@ async def queue(request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
     given = {k: request.query_params.get(k) or None for k in FILTER_FIELDS}
     if "status" not in request.query_params:
         given["status"] = SampleStatus.CAPTURED.value
-    offset = max(int(request.query_params.get("offset") or 0), 0)
-    filters = SampleFilter(**given, limit=ctx.settings.page_size, offset=offset)
+    filters = _sample_filter(given, limit=ctx.settings.page_size, offset=_offset(request, "offset"))
     page = await ctx.warehouse.run(pool.list_samples, ctx.warehouse, filters)
     return render(
         request, "queue.html", caller, page=page, filters=given, statuses=list(SampleStatus),
@@ -165,16 +220,21 @@ async def sample_page(sample_id: str, request: Request, ctx: Ctx, caller: User) 
     detail = await ctx.warehouse.run(
         lambda: pool.get_sample(ctx.warehouse, sample_id, reveal_pii=caller.user.pii)
     )
+    size = ctx.settings.transcript_page_size
+    total = len(detail.transcript)
     return render(
         request, "sample.html", caller, d=detail, s=detail.summary,
         taxonomy=ctx.settings.taxonomy, acceptances=list(Acceptance),
         risk_levels=list(RiskLevel), moves=MOVES, tiers=BASELINE_TIERS,
+        transcript=detail.transcript[turn_offset : turn_offset + size],
+        turns=TurnPage(offset=turn_offset, size=size, total=total),
     )  # fmt: skip
 
 
 @router.get("/samples/{sample_id}/audit")
 async def audit_page(sample_id: str, request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
     caller.require(*SAMPLE_ROLES)
+    turn_offset = _offset(request, "turns")
     detail = await ctx.warehouse.run(
         lambda: pool.get_sample(ctx.warehouse, sample_id, reveal_pii=caller.user.pii)
     )
