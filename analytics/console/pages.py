@@ -32,7 +32,7 @@ from analytics.console.auth import (
 )
 from analytics.console.context import ConsoleContext, context
 from analytics.console.exceptions import InvalidRequest, NotAuthenticated
-from analytics.console.users import SAMPLE_ROLES
+from analytics.console.users import SAMPLE_ROLES, fold_username
 from analytics.pool_models import SampleFilter
 from loraloop.events import Acceptance, RiskLevel
 from loraloop.lifecycle import BASELINE_TIERS, Role, SampleStatus
@@ -170,7 +170,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
     check_csrf(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form.get(CSRF_FIELD))
     username, key = _text(form, "username"), _text(form, "api_key")
     user = await ctx.warehouse.run(ctx.users.by_key, key) if key else None
-    if user is None or user.username != username:
+    if user is None or fold_username(user.username) != fold_username(username):
         token = login_csrf(request)
         error = "unknown user or key (or the user is disabled)"
         return render(request, "login.html", None, 401, login_token=token, error=error)
@@ -217,6 +217,7 @@ async def queue(request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
 @router.get("/samples/{sample_id}")
 async def sample_page(sample_id: str, request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
     caller.require(*SAMPLE_ROLES)
+    turn_offset = _offset(request, "turns")
     detail = await ctx.warehouse.run(
         lambda: pool.get_sample(ctx.warehouse, sample_id, reveal_pii=caller.user.pii)
     )
@@ -234,7 +235,6 @@ async def sample_page(sample_id: str, request: Request, ctx: Ctx, caller: User) 
 @router.get("/samples/{sample_id}/audit")
 async def audit_page(sample_id: str, request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
     caller.require(*SAMPLE_ROLES)
-    turn_offset = _offset(request, "turns")
     detail = await ctx.warehouse.run(
         lambda: pool.get_sample(ctx.warehouse, sample_id, reveal_pii=caller.user.pii)
     )

@@ -13,7 +13,9 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
+import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
@@ -22,8 +24,9 @@ from pydantic import BaseModel, ConfigDict
 
 from analytics.console.config import ConsoleSettings
 from analytics.console.exceptions import UserError
-from analytics.pool_log import utc
+from analytics.pool_log import CAPTURE_ACTOR, utc
 from analytics.warehouse import Warehouse
+from loraloop.events import MAX_ID_CHARS
 from loraloop.lifecycle import Role
 
 logger = logging.getLogger(__name__)
@@ -39,6 +42,48 @@ HASH_BYTES: Final = 32
 HUMAN_ROLES: Final = frozenset({Role.LABELLER, Role.APPROVER, Role.ADMIN})
 SAMPLE_ROLES: Final = frozenset({Role.LABELLER, Role.APPROVER, Role.SYSTEM})
 """Roles that may read the pool (admin alone may not: separation of duties)."""
+MAX_USERNAME_CHARS: Final = MAX_ID_CHARS
+"""A username is an audit actor: the same limit as the actor column."""
+USERNAME_RE: Final = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
+"""Normalised usernames: ASCII letters, digits, and ``.``, ``_``, ``-`` inside (no ``/``)."""
+SYSTEM_ACTORS: Final = frozenset({CAPTURE_ACTOR, "trainer", "system", "bootstrap", "check"})
+"""Names the programs write into the audit log; a human may not take them."""
+CONFUSABLE: Final = (("rn", "m"), ("vv", "w"), ("0", "o"), ("1", "l"), ("i", "l"), ("5", "s"))
+"""ASCII look-alikes folded together when names are compared (``adrnin`` ~ ``admin``)."""
+SEPARATORS: Final = str.maketrans("", "", "._-")
+
+
+def fold_username(name: str) -> str:
+    """NFKC, casefold and trim: the form a username is stored and compared in."""
+    return unicodedata.normalize("NFKC", name).casefold().strip()
+
+
+def skeleton(name: str) -> str:
+    """What ``name`` looks like: separators dropped, ASCII look-alikes folded together."""
+    folded = fold_username(name).translate(SEPARATORS)
+    for look, like in CONFUSABLE:
+        folded = folded.replace(look, like)
+    return folded
+
+
+def normalise_username(name: str) -> str:
+    """The stored form of a new username; refuses what could pass for another name.
+
+    After NFKC and casefolding a name must be ASCII letters, digits and inner
+    ``.``/``_``/``-`` (so no look-alike script letters, zero-width or control
+    characters, bidi overrides, whitespace or ``/``), at most MAX_USERNAME_CHARS.
+    """
+    folded = fold_username(name)
+    if not folded:
+        msg = "a username is required"
+        raise UserError(msg)
+    if len(folded) > MAX_USERNAME_CHARS or USERNAME_RE.fullmatch(folded) is None:
+        msg = (
+            f"username {name!r} is refused: use ASCII letters, digits and '.', '_' or '-' "
+            f"inside, at most {MAX_USERNAME_CHARS} characters"
+        )
+        raise UserError(msg)
+    return folded
 
 
 class User(BaseModel):
@@ -159,18 +204,29 @@ class UserStore:
     def create(
         self, username: str, roles: Iterable[str], *, pii: bool, actor: str
     ) -> tuple[User, str]:
-        """A new user and their key (shown once); refuses an existing name."""
-        name = username.strip()
-        if not name:
-            msg = "a username is required"
-            raise UserError(msg)
+        """A new user and their key (shown once).
+
+        Refuses an existing name, one that looks like an existing name, and, for a
+        human, the names of the system actors.
+        """
+        name = normalise_username(username)
+        parsed = parse_roles(roles)
         if self.get(name) is not None:
             msg = f"user {name!r} exists: update it or rotate its key instead"
             raise UserError(msg)
+        if HUMAN_ROLES.intersection(parsed) and skeleton(name) in {
+            skeleton(a) for a in SYSTEM_ACTORS
+        }:
+            msg = f"{name!r} is (or looks like) a system actor's name: choose another for a person"
+            raise UserError(msg)
+        for other in self.all():
+            if skeleton(other.username) == skeleton(name):
+                msg = f"{name!r} looks like the existing user {other.username!r}: choose another"
+                raise UserError(msg)
         key = new_key(self._settings)
         now = datetime.now(UTC)
         user = User(
-            username=name, roles=parse_roles(roles), pii=pii, disabled=False,
+            username=name, roles=parsed, pii=pii, disabled=False,
             key_lookup=key_lookup(key), key_hash=hash_key(key, self._settings),
             created_by=actor, created_at=now, updated_at=now, revision=1,
         )  # fmt: skip
