@@ -18,12 +18,13 @@ import secrets
 import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
 from analytics.console.config import ConsoleSettings
-from analytics.console.exceptions import UserError
+from analytics.console.exceptions import LastAdminError, UserError
 from analytics.pool_log import CAPTURE_ACTOR, utc
 from analytics.warehouse import Warehouse
 from loraloop.events import MAX_ID_CHARS
@@ -263,8 +264,50 @@ class UserStore:
         if key is not None:
             changes.update(key_lookup=key_lookup(key), key_hash=hash_key(key, self._settings))
         updated = user.model_copy(update=changes)
+        self._keep_an_admin(user, updated)
         self._write(updated)
         return updated, key
+
+    def _keep_an_admin(self, before: User, after: User) -> None:
+        """Refuse a change that disables or demotes the last enabled admin."""
+        if not _enabled_admin(before) or _enabled_admin(after):
+            return
+        others = [u for u in self.all() if u.username != before.username and _enabled_admin(u)]
+        if not others:
+            msg = (
+                f"{before.username!r} is the last enabled admin: make another user admin "
+                "first (or, on the machine, run `loraloop admin recover`)"
+            )
+            raise LastAdminError(msg)
+
+    def recover_admin(self, username: str, key: str) -> User:
+        """Re-enable ``username`` as an admin with ``key`` (the operator's way back in).
+
+        Creates the user when it does not exist; keeps its other roles and PII flag.
+        """
+        name = normalise_username(username)
+        user = self.get(name)
+        now = datetime.now(UTC)
+        if user is None:
+            user = User(
+                username=name, roles=(Role.ADMIN,), pii=False, disabled=False,
+                key_lookup=key_lookup(key), key_hash=hash_key(key, self._settings),
+                created_by="recover", created_at=now, updated_at=now, revision=1,
+            )  # fmt: skip
+        else:
+            roles = user.roles if Role.ADMIN in user.roles else (*user.roles, Role.ADMIN)
+            if Role.SYSTEM in roles:
+                roles = (Role.ADMIN,)
+            user = user.model_copy(
+                update={
+                    "roles": roles, "disabled": False, "key_lookup": key_lookup(key),
+                    "key_hash": hash_key(key, self._settings), "updated_at": now,
+                    "revision": user.revision + 1,
+                }
+            )  # fmt: skip
+        self._write(user)
+        logger.warning("recovered admin %r (enabled, admin role, new key)", name)
+        return user
 
     def ensure_admin(self, key: str) -> User:
         """The bootstrap admin exists and ``key`` is its key (re-keyed when it changed)."""
@@ -290,12 +333,27 @@ class UserStore:
         self._warehouse.insert("console_users", [row], column_names=USER_COLUMNS)
 
 
+def _enabled_admin(user: User) -> bool:
+    return Role.ADMIN in user.roles and not user.disabled
+
+
 def _user(row: object) -> User:
     data = dict(zip(USER_COLUMNS, row, strict=True))  # type: ignore[call-overload]
     data["created_at"] = utc(data["created_at"])
     data["updated_at"] = utc(data["updated_at"])
     data["roles"] = tuple(data["roles"])
     return User(**data)
+
+
+def write_key_file(path: Path, key: str) -> None:
+    """Write ``key`` to ``path`` (mode 0600), replacing what was there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n")
+    tmp.replace(path)
 
 
 def bootstrap_key(settings: ConsoleSettings) -> str:

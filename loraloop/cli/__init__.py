@@ -32,6 +32,7 @@ app.command("worker")(worker.worker)
 app.command("topics")(worker.topics)
 app.command("demo")(demo.demo)
 app.add_typer(samples.samples_app, name="samples")
+app.add_typer(admin.admin_app, name="admin")
 
 
 @app.callback()

@@ -1,4 +1,4 @@
-"""``loraloop migrate``, ``loraloop status`` and ``loraloop config``."""
+"""``loraloop migrate``, ``status``, ``config`` and ``admin recover``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ from loraloop.exceptions import StackNotRunningError
 from loraloop.settings import Settings
 
 _HTTP_TIMEOUT_S = 10
+
+admin_app = typer.Typer(
+    help="Operator tools for the review console, run on the machine that holds the data.",
+    no_args_is_help=True,
+)
 
 
 def migrate(
@@ -133,3 +138,45 @@ def config(data_dir: DataDir = None) -> None:
     data["effective_clickhouse_dsn"] = settings.effective_clickhouse_dsn
     out = json.dumps(data, indent=2, default=str)
     console.stdout_console.print_json(out) if out else fail("no settings")
+
+
+@admin_app.command("recover")
+def recover(
+    data_dir: DataDir = None,
+    user: Annotated[
+        str | None,
+        typer.Option(help="The admin to restore (default: the bootstrap admin's name)."),
+    ] = None,
+) -> None:
+    """Re-enable an admin (admin role restored, new key) when every admin is locked out.
+
+    For the bootstrap admin the new key goes to <data_dir>/admin.key (mode 0600) unless
+    LORALOOP_CONSOLE__ADMIN_KEY is set (then that key is kept); for another user it is
+    printed once. Needs the warehouse: with the embedded store, stop `loraloop up` first.
+    """
+    from analytics.console.config import ConsoleSettings
+    from analytics.console.users import UserStore, new_key, write_key_file
+    from analytics.warehouse import Warehouse
+
+    settings = load_settings(data_dir)
+    console_settings = ConsoleSettings(data_dir=settings.data_dir)
+    name = user or console_settings.admin_user
+    bootstrap = name == console_settings.admin_user
+    configured = console_settings.admin_key.get_secret_value() if console_settings.admin_key else ""
+    key = configured if bootstrap and configured else new_key(console_settings)
+    warehouse = Warehouse.from_settings(settings)
+    try:
+        restored = UserStore(warehouse, console_settings).recover_admin(name, key)
+    finally:
+        warehouse.close()
+    out = console.stdout_console
+    if bootstrap and configured:
+        out.print(f"admin {restored.username!r} restored with LORALOOP_CONSOLE__ADMIN_KEY")
+    elif bootstrap:
+        write_key_file(console_settings.admin_key_file, key)
+        out.print(
+            f"admin {restored.username!r} restored; its new key is in "
+            f"{console_settings.admin_key_file} (mode 0600)"
+        )
+    else:
+        out.print(f"admin {restored.username!r} restored; its new API key (shown once): {key}")
