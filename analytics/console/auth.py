@@ -2,10 +2,14 @@
 
 A session cookie is ``payload.signature`` (HMAC-SHA256 with the session secret);
 the payload names the user, the key it logged in with (rotating the key ends the
-session) and the expiry. The user is re-read on every request, so disabling a
-user or changing roles takes effect at once. Every HTML form carries a CSRF
-token bound to the session (an HMAC of the cookie); the login form, before any
-session exists, uses a double-submit cookie instead.
+session), the user's revision at login and the expiry. The user is re-read on
+every request, and a session is valid only while the user row is at the revision
+it was issued for: logging out writes a new revision (the revocation epoch), so
+every session of that user ends at once, and so does any change an admin makes
+to the user (disable, roles, key). Every HTML form carries a CSRF token bound to
+the session (an HMAC of the cookie), so it ends with the session; the login
+form, before any session exists, uses a double-submit cookie whose token is
+minted and signed by the server on each visit, so a planted one is refused.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ def make_session(ctx: ConsoleContext, user: User) -> str:
     body = {
         "u": user.username,
         "k": user.key_lookup,
+        "r": user.revision,
         "exp": int(time.time()) + ctx.settings.session_ttl_s,
         "n": secrets.token_hex(NONCE_BYTES),
     }
@@ -74,8 +79,17 @@ def make_session(ctx: ConsoleContext, user: User) -> str:
     return f"{payload}.{_sign(ctx.session_secret, payload)}"
 
 
-def read_session(ctx: ConsoleContext, cookie: str) -> tuple[str, str] | None:
-    """(username, key_lookup) of a valid, unexpired cookie; None otherwise."""
+@dataclass(frozen=True, slots=True)
+class SessionClaim:
+    """What a valid session cookie says."""
+
+    username: str
+    key_lookup: str
+    revision: int
+
+
+def read_session(ctx: ConsoleContext, cookie: str) -> SessionClaim | None:
+    """The claim of a valid, unexpired cookie; None otherwise."""
     payload, _, signature = cookie.partition(".")
     if not _same(_sign(ctx.session_secret, payload), signature):
         return None
@@ -83,7 +97,7 @@ def read_session(ctx: ConsoleContext, cookie: str) -> tuple[str, str] | None:
         body = json.loads(base64.urlsafe_b64decode(payload.encode()))
         if not isinstance(body, dict) or int(body.get("exp", 0)) < time.time():
             return None
-        return str(body["u"]), str(body["k"])
+        return SessionClaim(str(body["u"]), str(body["k"]), int(body["r"]))
     except (ValueError, TypeError, KeyError):
         return None
 
@@ -99,9 +113,14 @@ def session_principal(ctx: ConsoleContext, request: Request) -> Principal:
     if found is None:
         msg = "not logged in"
         raise NotAuthenticated(msg)
-    user = ctx.users.get(found[0])
-    if user is None or user.disabled or user.key_lookup != found[1]:
-        msg = "the session ended (user disabled or key rotated): log in again"
+    user = ctx.users.get(found.username)
+    if (
+        user is None
+        or user.disabled
+        or user.key_lookup != found.key_lookup
+        or user.revision != found.revision
+    ):
+        msg = "the session ended (logged out, user changed or disabled, key rotated): log in again"
         raise NotAuthenticated(msg)
     return Principal(user=user, csrf_token=csrf_for(ctx, cookie))
 
@@ -126,6 +145,25 @@ def check_csrf(expected: str, submitted: object) -> None:
         raise CsrfError(msg)
 
 
-def login_csrf(request: Request) -> str:
-    """The double-submit token of the login form (reused from its cookie when present)."""
-    return request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(NONCE_BYTES)
+def new_login_csrf(ctx: ConsoleContext) -> str:
+    """A fresh, server-signed double-submit token for the login form."""
+    nonce = secrets.token_urlsafe(NONCE_BYTES)
+    return f"{nonce}.{_sign(ctx.session_secret, 'login|' + nonce)}"
+
+
+def login_csrf(ctx: ConsoleContext, request: Request) -> str:
+    """The login form's token: the one in its cookie when the server signed it, else a new one."""
+    planted = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return planted if valid_login_csrf(ctx, planted) else new_login_csrf(ctx)
+
+
+def valid_login_csrf(ctx: ConsoleContext, token: str) -> bool:
+    """True when ``token`` is one :func:`new_login_csrf` made (with this secret)."""
+    nonce, _, signature = token.partition(".")
+    return bool(nonce) and _same(_sign(ctx.session_secret, "login|" + nonce), signature)
+
+
+def check_login_csrf(ctx: ConsoleContext, request: Request, submitted: object) -> None:
+    """Refuse a login whose cookie token is not server-signed or not the one submitted."""
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    check_csrf(cookie if valid_login_csrf(ctx, cookie) else "", submitted)

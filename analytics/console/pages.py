@@ -26,8 +26,10 @@ from analytics.console.auth import (
     LOGIN_CSRF_COOKIE,
     Principal,
     check_csrf,
+    check_login_csrf,
     login_csrf,
     make_session,
+    new_login_csrf,
     session_principal,
 )
 from analytics.console.context import ConsoleContext, context
@@ -157,8 +159,8 @@ def _text(form: FormData, name: str) -> str:
 
 
 @router.get("/login")
-async def login_page(request: Request) -> HTMLResponse:
-    token = login_csrf(request)
+async def login_page(request: Request, ctx: Ctx) -> HTMLResponse:
+    token = new_login_csrf(ctx)
     response = render(request, "login.html", None, login_token=token, error="")
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict")
     return response
@@ -167,11 +169,11 @@ async def login_page(request: Request) -> HTMLResponse:
 @router.post("/login")
 async def login(request: Request, ctx: Ctx) -> Response:
     form = await request.form()
-    check_csrf(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form.get(CSRF_FIELD))
+    check_login_csrf(ctx, request, form.get(CSRF_FIELD))
     username, key = _text(form, "username"), _text(form, "api_key")
     user = await ctx.warehouse.run(ctx.users.by_key, key) if key else None
     if user is None or fold_username(user.username) != fold_username(username):
-        token = login_csrf(request)
+        token = login_csrf(ctx, request)
         error = "unknown user or key (or the user is disabled)"
         return render(request, "login.html", None, 401, login_token=token, error=error)
     home = "/admin" if not user.has(*SAMPLE_ROLES) else "/queue"
@@ -187,6 +189,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
 @router.post("/logout")
 async def logout(request: Request, ctx: Ctx, caller: User) -> Response:
     await _form(request, caller)
+    await ctx.warehouse.run(ctx.users.end_sessions, caller.user.username)
     response = RedirectResponse("/login", status_code=SEE_OTHER)
     response.delete_cookie(ctx.settings.cookie_name)
     return response

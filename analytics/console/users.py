@@ -268,6 +268,13 @@ class UserStore:
         self._write(updated)
         return updated, key
 
+    def end_sessions(self, username: str) -> None:
+        """Bump the user's revision (the revocation epoch): every session of theirs ends."""
+        user = self.get(username)
+        if user is not None:
+            changes = {"updated_at": datetime.now(UTC), "revision": user.revision + 1}
+            self._write(user.model_copy(update=changes))
+
     def _keep_an_admin(self, before: User, after: User) -> None:
         """Refuse a change that disables or demotes the last enabled admin."""
         if not _enabled_admin(before) or _enabled_admin(after):
