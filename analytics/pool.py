@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import orjson
 from pydantic import ValidationError
 
 from analytics import pool_queries as q
@@ -29,12 +30,11 @@ from analytics.pool_log import (
     LogState,
     capture_row,
     captured,
-    ensure_capture,
+    evidence_json,
     read_state,
     read_states,
     transition_row,
 )
-from analytics.pool_log import write_transition as _write
 from analytics.pool_models import SampleDetail, SampleFilter, SamplePage, TransitionView
 from analytics.proposals import withdrawn_proposal
 from analytics.warehouse import Warehouse
@@ -42,6 +42,7 @@ from loraloop.events import QAVerdict
 from loraloop.exceptions import LoraloopError
 from loraloop.lifecycle import (
     EDGES,
+    Action,
     ActorKind,
     Label,
     Proposal,
@@ -76,6 +77,16 @@ NEXT_TIER: Final = {
 ROLE_ORDER: Final = (Role.LABELLER, Role.APPROVER, Role.SYSTEM, Role.ADMIN)
 """An actor with several roles acts under the least one that may make the move."""
 
+LABEL_ACTIONS: Final = frozenset({Action.LABEL, Action.REJECT})
+"""Moves made only by writing a label (:func:`label`), never by a bare :func:`transition`."""
+
+TRAINABLE_TARGETS: Final = frozenset(
+    {SampleStatus.PROBLEM, SampleStatus.CANDIDATE_BASELINE, SampleStatus.SECONDARY_BASELINE,
+     SampleStatus.CORE_BASELINE}
+)  # fmt: skip
+"""Statuses a sample may only enter with a label that has problem types and a corrected
+response (the training target): reopening and every promotion check it."""
+
 
 # ---------------------------------------------------------------------------- errors
 
@@ -98,6 +109,14 @@ class ActionConflict(PoolError):
 
 class InvalidAction(PoolError):
     """The request is incomplete: a label that does not validate, a missing reason."""
+
+
+class StaleMove(ActionConflict):
+    """The sample is no longer at the status the move expected (``from_status``).
+
+    Someone moved it meanwhile (a second click, another approver): reload the
+    sample and decide again from where it is now.
+    """
 
 
 class ProposalWithdrawn(ActionConflict):
@@ -182,19 +201,25 @@ def label(
     actor: str,
     roles: Iterable[Role],
     taxonomy: Iterable[str],
+    reason: str | None = None,
     now: datetime | None = None,
 ) -> Transition:
-    """Label a captured sample: write the label revision, then captured → problem|rejected.
+    """Label a sample: write the label revision and move captured → problem|rejected.
 
     ``data`` is validated as a :class:`~loraloop.lifecycle.Label` against
     ``taxonomy``; corrected response and notes are PII-masked before they are
-    written (they become training data).
+    written (they become training data). An approver may relabel a closed sample
+    (rejected, downweighted, demoted) as Risk or Reject with a ``reason``: that
+    reopens it. The move is validated in full (actor, role, graph) before
+    anything is written, so a refused move leaves no label behind.
     """
     valid = validate_label(data, taxonomy)
     state = _state(warehouse, sample_id)
-    chosen, kind = _choose_role(state.status, valid.target_status, roles)
-    _write_label(warehouse, sample_id, valid, actor=actor, role=chosen, source=CONSOLE_SOURCE)
-    return _move(warehouse, sample_id, state, valid.target_status, actor, chosen, kind, now=now)
+    chosen, kind = _choose_role(state.status, valid.target_status, roles, reason=reason)
+    rows = _plan(sample_id, state, valid.target_status, actor, chosen, kind, reason=reason, now=now)
+    _write_label(warehouse, sample_id, valid, actor=rows[-1].actor, role=chosen,
+                 source=CONSOLE_SOURCE)  # fmt: skip
+    return _commit(warehouse, rows)
 
 
 def transition(
@@ -202,36 +227,78 @@ def transition(
     sample_id: str,
     target: SampleStatus,
     *,
+    from_status: SampleStatus,
     actor: str,
     roles: Iterable[Role],
     reason: str | None = None,
-    evidence: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Transition:
-    """Any move of the graph (promote, demote, retire, downweight, reopen) by ``actor``."""
-    state = _state(warehouse, sample_id)
-    chosen, kind = _choose_role(state.status, target, roles, reason=reason)
-    return _move(
-        warehouse, sample_id, state, target, actor, chosen, kind, reason=reason,
-        evidence=evidence, now=now,
+    """A move of the graph (promote, demote, retire, downweight, reopen) by ``actor``.
+
+    ``from_status`` is the status the caller saw: when the sample is elsewhere now
+    the move is refused with :class:`StaleMove`. Labelling moves (captured →
+    problem|rejected) are made by :func:`label` only; moves into ``problem`` or a
+    baseline tier need a label with problem types and a corrected response. The
+    audit row's evidence is built here, never taken from the caller.
+    """
+    return _transition(
+        warehouse, sample_id, target, from_status=from_status, actor=actor, roles=roles,
+        reason=reason, evidence=None, now=now,
     )  # fmt: skip
+
+
+def _transition(
+    warehouse: Warehouse,
+    sample_id: str,
+    target: SampleStatus,
+    *,
+    from_status: SampleStatus,
+    actor: str,
+    roles: Iterable[Role],
+    reason: str | None,
+    evidence: Mapping[str, Any] | None,
+    now: datetime | None,
+) -> Transition:
+    state = _state(warehouse, sample_id)
+    _expect(sample_id, state, from_status)
+    edge = EDGES.get((state.status, target))
+    if edge is not None and edge.action in LABEL_ACTIONS:
+        msg = (
+            f"{sample_id}: {state.status} → {target} ({edge.action}) is made by labelling, "
+            f"not by a bare move: POST /api/samples/{sample_id}/label with acceptance and "
+            "risk_level (Accept rejects it; Risk or Reject also need problem_types and a "
+            "corrected_response)"
+        )
+        raise InvalidAction(msg)
+    chosen, kind = _choose_role(state.status, target, roles, reason=reason)
+    if target in TRAINABLE_TARGETS:
+        _require_trainable_label(warehouse, sample_id, state.status, target)
+    rows = _plan(
+        sample_id, state, target, actor, chosen, kind, reason=reason, evidence=evidence, now=now
+    )
+    return _commit(warehouse, rows)
 
 
 def approve(
     warehouse: Warehouse,
     sample_id: str,
     *,
+    from_status: SampleStatus,
     actor: str,
     roles: Iterable[Role],
     reason: str | None = None,
     now: datetime | None = None,
 ) -> Transition:
-    """Promote one tier up; cites the open proposal for that move as evidence, if any.
+    """Promote one tier up from ``from_status``; cites the open proposal for that move.
 
-    Refused with :class:`ProposalWithdrawn` when the move has no open proposal and its
-    latest one was withdrawn by a rollback (see :func:`analytics.proposals.withdraw_version`).
+    ``from_status`` is the status the approver saw: a second click, or a second
+    approver, finds the sample moved and is refused with :class:`StaleMove` (409)
+    instead of promoting it again. Refused with :class:`ProposalWithdrawn` when the
+    move has no open proposal and its latest one was withdrawn by a rollback (see
+    :func:`analytics.proposals.withdraw_version`).
     """
     state = _state(warehouse, sample_id)
+    _expect(sample_id, state, from_status)
     target = NEXT_TIER.get(state.status)
     if target is None:
         msg = (
@@ -252,9 +319,9 @@ def approve(
                 "the sample; to promote it on your own judgement, use a transition with a reason"
             )
             raise ProposalWithdrawn(msg)
-    return transition(
-        warehouse, sample_id, target, actor=actor, roles=roles, reason=reason,
-        evidence=evidence, now=now,
+    return _transition(
+        warehouse, sample_id, target, from_status=from_status, actor=actor, roles=roles,
+        reason=reason, evidence=evidence, now=now,
     )  # fmt: skip
 
 
@@ -309,13 +376,11 @@ def propose(
         if existing.to_status == target and existing.rule == rule:
             return existing
     chosen, kind = _choose_role(state.status, target, roles, proposal=True)
-    state = ensure_capture(warehouse, sample_id, state)
-    row = build_transition(
-        sample_id, state.status, target, actor=actor, role=chosen, actor_kind=kind,
-        seq=state.next_seq, ts=state.next_ts(now or datetime.now(UTC)),
+    rows = _plan(
+        sample_id, state, target, actor, chosen, kind, now=now,
         evidence={**(evidence or {}), "rule": rule}, proposal=True,
     )  # fmt: skip
-    _write(warehouse, row)
+    _commit(warehouse, rows)
     return q.transitions(warehouse, sample_id)[-1]
 
 
@@ -503,8 +568,49 @@ def _classify(
     return ActionForbidden(str(refusal))
 
 
-def _move(
-    warehouse: Warehouse,
+def _expect(sample_id: str, state: LogState, from_status: SampleStatus) -> None:
+    """Refuse a move made from a status the sample has left (:class:`StaleMove`)."""
+    if state.status is not SampleStatus(from_status):
+        msg = (
+            f"{sample_id} is {state.status} now, not {from_status} as the move expected: it "
+            "was moved meanwhile (a second click or another reviewer; see its audit trail). "
+            f"Reload it and, if the move still makes sense, send from_status={state.status}"
+        )
+        raise StaleMove(msg)
+
+
+def _require_trainable_label(
+    warehouse: Warehouse, sample_id: str, current: SampleStatus, target: SampleStatus
+) -> None:
+    """Refuse a move into problem or a baseline tier without a label to train on."""
+    found = q.latest_label(warehouse, sample_id)
+    if found is None:
+        missing = "it has no label"
+    else:
+        gaps = [
+            name
+            for name, absent in (
+                ("problem types", not found.problem_types),
+                ("a corrected response", not found.corrected_response.strip()),
+            )
+            if absent
+        ]
+        if not gaps:
+            return
+        missing = (
+            f"its label (revision {found.revision}, {found.acceptance}) has no "
+            + " and no ".join(gaps)
+        )
+    msg = (
+        f"{sample_id}: {current} → {target} needs a label with problem types and a corrected "
+        f"response (the training target), but {missing}. Label it as Risk or Reject first "
+        f"(POST /api/samples/{sample_id}/label; an approver relabelling a closed sample adds "
+        "a reason, which reopens it)"
+    )
+    raise InvalidAction(msg)
+
+
+def _plan(
     sample_id: str,
     state: LogState,
     target: SampleStatus,
@@ -515,16 +621,48 @@ def _move(
     reason: str | None = None,
     evidence: Mapping[str, Any] | None = None,
     now: datetime | None = None,
-    transition_id: str | None = None,
-) -> Transition:
-    state = ensure_capture(warehouse, sample_id, state)
-    row = build_transition(
-        sample_id, state.status, target, actor=actor, role=role, actor_kind=kind,
-        seq=state.next_seq, ts=state.next_ts(now or datetime.now(UTC)), reason=reason,
-        evidence=evidence,
+    proposal: bool = False,
+) -> list[Transition]:
+    """The audit rows of one move (the backfilled capture first, if due), validated.
+
+    Nothing is written: a refusal here (an actor name over the id limit, evidence
+    that cannot be stored as JSON) leaves the warehouse as it was.
+    """
+    rows: list[Transition] = []
+    if not (state.has_capture or state.next_seq > 0):
+        capture = capture_row(sample_id, state)
+        rows.append(capture)
+        state = captured(state, capture)
+    try:
+        row = build_transition(
+            sample_id, state.status, target, actor=actor, role=role, actor_kind=kind,
+            seq=state.next_seq, ts=state.next_ts(now or datetime.now(UTC)), reason=reason,
+            evidence=evidence, proposal=proposal,
+        )  # fmt: skip
+    except ValidationError as e:
+        problems = "; ".join(_describe(x) for x in e.errors())
+        msg = f"{sample_id}: the move cannot be recorded: {problems}"
+        raise InvalidAction(msg) from e
+    try:
+        evidence_json(row.evidence)
+    except (orjson.JSONEncodeError, TypeError) as e:
+        msg = f"{sample_id}: the move's evidence cannot be stored as JSON ({e}): send less nesting"
+        raise InvalidAction(msg) from e
+    rows.append(row)
+    return rows
+
+
+def _commit(warehouse: Warehouse, rows: Sequence[Transition]) -> Transition:
+    """Append the planned rows in one insert; returns the move (the last row)."""
+    warehouse.insert(
+        "sample_transitions", [transition_row(r) for r in rows], column_names=TRANSITION_COLUMNS
+    )
+    row = rows[-1]
+    kind = "proposal" if row.proposal else "move"
+    logger.info(
+        "%s: %s %s → %s by %s (%s)", row.sample_id, kind, row.from_status, row.to_status,
+        row.actor, row.role,
     )  # fmt: skip
-    _write(warehouse, row, transition_id=transition_id)
-    logger.info("%s: %s → %s by %s (%s)", sample_id, row.from_status, target, actor, role)
     return row
 
 
@@ -578,6 +716,7 @@ __all__ = [
     "SampleFilter",
     "SampleNotFound",
     "SamplePage",
+    "StaleMove",
     "TransitionView",
     "approval_queue",
     "approve",

@@ -43,10 +43,17 @@ class ReasonBody(_Body):
     reason: str | None = None
 
 
-class MoveBody(_Body):
-    to_status: SampleStatus
+class ExpectedBody(_Body):
+    """A move names the status its caller saw (``from_status``): a stale one is 409."""
+
+    from_status: SampleStatus
     reason: str | None = None
-    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class MoveBody(ExpectedBody):
+    to_status: SampleStatus
+    evidence: Any = None
+    """Refused when given: the server builds a move's evidence."""
 
 
 class ProposeBody(_Body):
@@ -117,20 +124,26 @@ async def get_sample(sample_id: str, ctx: Ctx, caller: Caller) -> dict[str, Any]
 
 @router.post("/samples/{sample_id}/label")
 async def label(sample_id: str, body: dict[str, Any], ctx: Ctx, caller: Caller) -> dict[str, Any]:
-    """Label a captured sample (a :class:`~loraloop.lifecycle.Label` as JSON)."""
+    """Label a sample (a :class:`~loraloop.lifecycle.Label` as JSON, plus an optional
+    ``reason``: an approver relabelling a closed sample as Risk or Reject reopens it)."""
+    data = dict(body)
+    reason = data.pop("reason", None)
+    if reason is not None and not isinstance(reason, str):
+        msg = "reason must be a string"
+        raise pool.InvalidAction(msg)
     row = await _run(
-        ctx, pool.label, ctx.warehouse, sample_id, body, actor=caller.user.username,
-        roles=caller.user.roles, taxonomy=ctx.settings.taxonomy,
+        ctx, pool.label, ctx.warehouse, sample_id, data, actor=caller.user.username,
+        roles=caller.user.roles, taxonomy=ctx.settings.taxonomy, reason=reason,
     )  # fmt: skip
     return _moved(row)
 
 
 @router.post("/samples/{sample_id}/approve")
-async def approve(sample_id: str, body: ReasonBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
-    """Promote one tier up (approver)."""
+async def approve(sample_id: str, body: ExpectedBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """Promote one tier up from ``from_status`` (approver); a stale ``from_status`` is 409."""
     row = await _run(
-        ctx, pool.approve, ctx.warehouse, sample_id, actor=caller.user.username,
-        roles=caller.user.roles, reason=body.reason,
+        ctx, pool.approve, ctx.warehouse, sample_id, from_status=body.from_status,
+        actor=caller.user.username, roles=caller.user.roles, reason=body.reason,
     )  # fmt: skip
     return _moved(row)
 
@@ -146,22 +159,32 @@ async def reject(sample_id: str, body: ReasonBody, ctx: Ctx, caller: Caller) -> 
 
 
 @router.post("/samples/{sample_id}/demote")
-async def demote(sample_id: str, body: ReasonBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
-    """Take a baseline sample out (approver, with a reason)."""
+async def demote(sample_id: str, body: ExpectedBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """Take a baseline sample out (approver, with a reason and its ``from_status``)."""
     row = await _run(
         ctx, pool.transition, ctx.warehouse, sample_id, SampleStatus.DEMOTED,
-        actor=caller.user.username, roles=caller.user.roles, reason=body.reason,
+        from_status=body.from_status, actor=caller.user.username, roles=caller.user.roles,
+        reason=body.reason,
     )  # fmt: skip
     return _moved(row)
 
 
 @router.post("/samples/{sample_id}/transition")
 async def move(sample_id: str, body: MoveBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
-    """Any move of the lifecycle graph the caller's roles allow (retire, reopen, ...)."""
+    """Any move of the graph the caller's roles allow (retire, reopen, ...) from ``from_status``.
+
+    Labelling moves go through ``/label``; ``evidence`` is refused (the server builds it).
+    """
+    if body.evidence is not None:
+        msg = (
+            "evidence is recorded by the server (the proposal an approval cites, the QA event "
+            "of a label), never taken from the request: leave it out and give a reason instead"
+        )
+        raise pool.InvalidAction(msg)
     row = await _run(
         ctx, pool.transition, ctx.warehouse, sample_id, body.to_status,
-        actor=caller.user.username, roles=caller.user.roles, reason=body.reason,
-        evidence=body.evidence,
+        from_status=body.from_status, actor=caller.user.username, roles=caller.user.roles,
+        reason=body.reason,
     )  # fmt: skip
     return _moved(row)
 

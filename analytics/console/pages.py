@@ -155,6 +155,16 @@ def _text(form: FormData, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _from_status(form: FormData) -> SampleStatus:
+    """The status the page showed when the form was rendered (a stale one is 409)."""
+    value = _text(form, "from_status")
+    try:
+        return SampleStatus(value)
+    except ValueError:
+        msg = "the form does not say which status it was made from: reload the page"
+        raise pool.InvalidAction(msg) from None
+
+
 # ---------------------------------------------------------------------------- login
 
 
@@ -270,7 +280,8 @@ async def approve(sample_id: str, request: Request, ctx: Ctx, caller: User) -> R
     form = await _form(request, caller)
     row = await ctx.warehouse.run(
         lambda: pool.approve(
-            ctx.warehouse, sample_id, actor=caller.user.username, roles=caller.user.roles,
+            ctx.warehouse, sample_id, from_status=_from_status(form),
+            actor=caller.user.username, roles=caller.user.roles,
             reason=_text(form, "reason") or None,
         )
     )  # fmt: skip
@@ -297,8 +308,9 @@ async def move(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Resp
         return _back(sample_id, "unknown action")
     row = await ctx.warehouse.run(
         lambda: pool.transition(
-            ctx.warehouse, sample_id, target, actor=caller.user.username,
-            roles=caller.user.roles, reason=_text(form, "reason") or None,
+            ctx.warehouse, sample_id, target, from_status=_from_status(form),
+            actor=caller.user.username, roles=caller.user.roles,
+            reason=_text(form, "reason") or None,
         )
     )  # fmt: skip
     return _back(sample_id, f"{row.action}: now {row.to_status}")

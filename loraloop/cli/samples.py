@@ -27,6 +27,13 @@ Url = Annotated[
 ]
 Key = Annotated[str | None, typer.Option("--key", help=f"API key (default: ${API_KEY_ENV}).")]
 Reason = Annotated[str | None, typer.Option("--reason", help="Why (required for some moves).")]
+FromStatus = Annotated[
+    str,
+    typer.Option(
+        "--from",
+        help="The status you saw (see `samples show`); refused with 409 if it moved meanwhile.",
+    ),
+]
 
 
 def _base_url(url: str | None, data_dir: Path | None) -> str:
@@ -142,12 +149,13 @@ def label(
 
 @samples_app.command("approve")
 def approve(
-    sample_id: str, reason: Reason = None, url: Url = None, key: Key = None,
-    data_dir: DataDir = None,
+    sample_id: str, from_status: FromStatus, reason: Reason = None, url: Url = None,
+    key: Key = None, data_dir: DataDir = None,
 ) -> None:  # fmt: skip
-    """Promote a sample one baseline tier up (approver)."""
+    """Promote a sample one baseline tier up from --from (approver)."""
     path = f"/api/samples/{sample_id}/approve"
-    _moved(_call("POST", path, url=url, key=key, data_dir=data_dir, body={"reason": reason}))
+    body = {"from_status": from_status, "reason": reason}
+    _moved(_call("POST", path, url=url, key=key, data_dir=data_dir, body=body))
 
 
 @samples_app.command("reject")
@@ -163,9 +171,11 @@ def reject(
 
 @samples_app.command("demote")
 def demote(
-    sample_id: str, reason: Annotated[str, typer.Option(help="Why it leaves the baseline.")],
+    sample_id: str, from_status: FromStatus,
+    reason: Annotated[str, typer.Option(help="Why it leaves the baseline.")],
     url: Url = None, key: Key = None, data_dir: DataDir = None,
 ) -> None:  # fmt: skip
-    """Take a baseline sample out (approver)."""
+    """Take a baseline sample out of the tier given as --from (approver)."""
     path = f"/api/samples/{sample_id}/demote"
-    _moved(_call("POST", path, url=url, key=key, data_dir=data_dir, body={"reason": reason}))
+    body = {"from_status": from_status, "reason": reason}
+    _moved(_call("POST", path, url=url, key=key, data_dir=data_dir, body=body))

@@ -64,7 +64,7 @@ def test_replayable_log(tmp_path: Path) -> None:
         pool.label(
             wh, sid, RISK_LABEL, actor="lena", roles=[Role.LABELLER], taxonomy=DEFAULT_TAXONOMY
         )
-        pool.approve(wh, sid, actor="ari", roles=[Role.APPROVER])
+        pool.approve(wh, sid, from_status=SampleStatus.PROBLEM, actor="ari", roles=[Role.APPROVER])
         rows = pool.get_sample(wh, sid).transitions
         log = [
             Transition(
@@ -85,9 +85,14 @@ def test_labeller_cannot_approve(tmp_path: Path) -> None:
             wh, sid, RISK_LABEL, actor="lena", roles=[Role.LABELLER], taxonomy=DEFAULT_TAXONOMY
         )
         with pytest.raises(pool.ActionForbidden, match="approver"):
-            pool.approve(wh, sid, actor="lena", roles=[Role.LABELLER])
+            pool.approve(
+                wh, sid, from_status=SampleStatus.PROBLEM, actor="lena", roles=[Role.LABELLER]
+            )
         with pytest.raises(pool.InvalidAction, match="reason"):
-            pool.transition(wh, sid, SampleStatus.DOWNWEIGHTED, actor="ari", roles=[Role.APPROVER])
+            pool.transition(
+                wh, sid, SampleStatus.DOWNWEIGHTED, from_status=SampleStatus.PROBLEM, actor="ari",
+                roles=[Role.APPROVER],
+            )  # fmt: skip
         with pytest.raises(pool.ActionConflict):
             pool.label(
                 wh, sid, RISK_LABEL, actor="lena", roles=[Role.LABELLER], taxonomy=DEFAULT_TAXONOMY
@@ -116,7 +121,9 @@ def test_proposals_queue_approve_and_decline(tmp_path: Path) -> None:
         assert {p.sample_id for p in queue} == {a, b}
         assert again.transition_id in {p.transition_id for p in queue}
         assert all(p.rule == "solved_after_training" for p in queue)
-        moved = pool.approve(wh, a, actor="ari", roles=[Role.APPROVER])
+        moved = pool.approve(
+            wh, a, from_status=SampleStatus.PROBLEM, actor="ari", roles=[Role.APPROVER]
+        )
         assert moved.evidence["solved_version"] == "model_v2"
         assert (
             pool.decline_proposals(wh, b, actor="ari", roles=[Role.APPROVER], reason="one-off") == 1
@@ -210,7 +217,9 @@ def test_labelling_through_the_api(tmp_path: Path) -> None:
             assert detail["summary"]["status"] == "problem"
             audit = detail["transitions"][-1]
             assert (audit["action"], audit["actor"], audit["role"]) == ("label", "lena", "labeller")
-            refused = client.post(f"/api/samples/{sid}/approve", json={}, headers=lena)
+            refused = client.post(
+                f"/api/samples/{sid}/approve", json={"from_status": "problem"}, headers=lena
+            )
             assert refused.status_code == 403
             assert pool.get_sample(wh, sid).summary.status == "problem"
 

@@ -222,7 +222,13 @@ def _rollback_setup(warehouse: Warehouse) -> None:
     _problem_samples(warehouse, [*SAMPLES[FIXED], "smp-other"])
     _traffic(warehouse)
     _propose(warehouse)
-    pool.approve(warehouse, "smp-fixed-b", actor="ari", roles=[Role.APPROVER])
+    pool.approve(
+        warehouse,
+        "smp-fixed-b",
+        from_status=SampleStatus.PROBLEM,
+        actor="ari",
+        roles=[Role.APPROVER],
+    )
     pool.propose(
         warehouse, "smp-other", SampleStatus.CANDIDATE_BASELINE, actor="trainer",
         rule="solved_after_training", evidence={"solved_version": PREV},
@@ -246,7 +252,10 @@ def test_rollback_withdraws_pending_proposals_and_flags_approvals(warehouse: War
     queue = pool.approval_queue(warehouse)
     assert [p.sample_id for p in queue] == ["smp-other"]  # another version's stays open
     with pytest.raises(pool.ProposalWithdrawn, match=r"withdrawn .*model_v2 rolled back"):
-        pool.approve(warehouse, "smp-fixed-a", actor="ari", roles=[Role.APPROVER])
+        pool.approve(
+            warehouse, "smp-fixed-a", from_status=SampleStatus.PROBLEM, actor="ari",
+            roles=[Role.APPROVER],
+        )  # fmt: skip
     decision = warehouse.query(
         "SELECT transition_id, decision, actor, role, reason FROM proposal_decisions"
     ).result_rows

@@ -55,7 +55,9 @@ def _labelled(console: Console) -> str:
 def _baseline(console: Console) -> str:
     sid = _labelled(console)
     done = console.client.post(
-        f"/api/samples/{sid}/approve", json={}, headers=console.bearer("ari")
+        f"/api/samples/{sid}/approve",
+        json={"from_status": "problem"},
+        headers=console.bearer("ari"),
     )
     assert done.status_code == 200, done.text
     return sid
@@ -83,12 +85,14 @@ API_MATRIX: list[tuple[str, str, Any, Prepare | None, tuple[int, ...]]] = [
     ("POST", "/api/users", {"username": "new-{role}", "roles": ["labeller"]}, None,
      (401, 403, 403, 201, 403)),
     ("POST", "/api/samples/{sid}/label", LABEL, _captured, (401, 200, 200, 403, 403)),
-    ("POST", "/api/samples/{sid}/approve", {}, _labelled, (401, 403, 200, 403, 403)),
+    ("POST", "/api/samples/{sid}/approve", {"from_status": "problem"}, _labelled,
+     (401, 403, 200, 403, 403)),
     ("POST", "/api/samples/{sid}/propose",
      {"to_status": "candidate_baseline", "rule": "r"}, _labelled, (401, 403, 403, 403, 200)),
     ("POST", "/api/samples/{sid}/reject", {"reason": "one-off"}, _proposed,
      (401, 403, 200, 403, 403)),
-    ("POST", "/api/samples/{sid}/demote", {"reason": "stale"}, _baseline,
+    ("POST", "/api/samples/{sid}/demote", {"from_status": "candidate_baseline", "reason": "stale"},
+     _baseline,
      (401, 403, 200, 403, 403)),
 ]  # fmt: skip
 

@@ -171,7 +171,7 @@ def _batch(ctx: DemoContext) -> int:
 async def approve_proposals(ctx: DemoContext, version: str) -> dict[str, int]:
     """Open proposals from ``version``'s looks; the approver (if any) confirms each."""
     from analytics.pool import approval_queue, approve
-    from loraloop.lifecycle import Role
+    from loraloop.lifecycle import Role, SampleStatus
 
     warehouse = ctx.running.warehouse
     queue = await warehouse.run(lambda: approval_queue(warehouse, limit=10_000))
@@ -181,9 +181,9 @@ async def approve_proposals(ctx: DemoContext, version: str) -> dict[str, int]:
         approver = ctx.approver
         for proposal in mine:
             await warehouse.run(
-                lambda s=proposal.sample_id: approve(
-                    warehouse, s, actor=approver, roles=[Role.APPROVER],
-                    reason=ctx.sim.approver_role_reason,
+                lambda s=proposal.sample_id, f=proposal.from_status: approve(
+                    warehouse, s, from_status=SampleStatus(f), actor=approver,
+                    roles=[Role.APPROVER], reason=ctx.sim.approver_role_reason,
                 )
             )  # fmt: skip
             approved += 1

@@ -163,7 +163,7 @@ async def seed_baseline(ctx: DemoContext) -> dict[str, Any]:
 async def promote_to_core(ctx: DemoContext, conversations: list[str]) -> int:
     """The approver moves the seed samples problem → candidate → secondary → core."""
     from analytics.pool import approve
-    from loraloop.lifecycle import Role
+    from loraloop.lifecycle import Role, SampleStatus
 
     rows = await ctx.query(
         "SELECT sample_id FROM pool WHERE conversation_id IN {ids:Array(String)} "
@@ -173,10 +173,15 @@ async def promote_to_core(ctx: DemoContext, conversations: list[str]) -> int:
     warehouse = ctx.running.warehouse
     approver = ctx.approver or ""
     for (sample_id,) in rows:
-        for _ in range(3):
+        for tier in (
+            SampleStatus.PROBLEM,
+            SampleStatus.CANDIDATE_BASELINE,
+            SampleStatus.SECONDARY_BASELINE,
+        ):
             await warehouse.run(
-                lambda s=str(sample_id): approve(
-                    warehouse, s, actor=approver, roles=[Role.APPROVER], reason=SEED_REASON
+                lambda s=str(sample_id), f=tier: approve(
+                    warehouse, s, from_status=f, actor=approver, roles=[Role.APPROVER],
+                    reason=SEED_REASON,
                 )
-            )
+            )  # fmt: skip
     return len(rows)

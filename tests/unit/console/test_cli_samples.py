@@ -42,6 +42,9 @@ def test_list_label_show(cli: CliRunner, console: Console) -> None:
 
 
 def test_refusal_is_a_clean_error(cli: CliRunner, console: Console) -> None:
-    result = cli.invoke(samples_app, ["approve", console.sample_id, "--url", "http://testserver"])
+    result = cli.invoke(
+        samples_app,
+        ["approve", console.sample_id, "--from", "captured", "--url", "http://testserver"],
+    )
     assert result.exit_code == 1
     assert "409" in result.output or "403" in result.output

@@ -10,6 +10,8 @@ LABEL = {
     "risk_level": "high",
     "corrected_response": "I cannot promise a delivery date.",
 }
+APPROVE = {"from_status": "problem"}
+DEMOTE = {"from_status": "candidate_baseline"}
 
 
 def test_labeller_labels_but_cannot_approve(console: Console) -> None:
@@ -17,11 +19,11 @@ def test_labeller_labels_but_cannot_approve(console: Console) -> None:
     moved = console.client.post(f"/api/samples/{sid}/label", json=LABEL, headers=lena)
     assert moved.status_code == 200, moved.text
     assert moved.json()["to_status"] == "problem"
-    refused = console.client.post(f"/api/samples/{sid}/approve", json={}, headers=lena)
+    refused = console.client.post(f"/api/samples/{sid}/approve", json=APPROVE, headers=lena)
     assert refused.status_code == 403
     assert "approver" in refused.json()["detail"]
     approved = console.client.post(
-        f"/api/samples/{sid}/approve", json={}, headers=console.bearer("ari")
+        f"/api/samples/{sid}/approve", json=APPROVE, headers=console.bearer("ari")
     )
     assert approved.json()["to_status"] == "candidate_baseline"
 
@@ -74,20 +76,24 @@ def test_system_cannot_promote(console: Console) -> None:
     sid = console.sample_id
     console.client.post(f"/api/samples/{sid}/label", json=LABEL, headers=console.bearer("lena"))
     refused = console.client.post(
-        f"/api/samples/{sid}/approve", json={}, headers=console.bearer("trainer")
+        f"/api/samples/{sid}/approve", json=APPROVE, headers=console.bearer("trainer")
     )
     assert refused.status_code == 403
 
 
 def test_demote_needs_reason_and_state(console: Console) -> None:
     sid, ari = console.sample_id, console.bearer("ari")
-    conflict = console.client.post(f"/api/samples/{sid}/demote", json={"reason": "x"}, headers=ari)
+    conflict = console.client.post(
+        f"/api/samples/{sid}/demote", json={"from_status": "captured", "reason": "x"}, headers=ari
+    )
     assert conflict.status_code == 409
     console.client.post(f"/api/samples/{sid}/label", json=LABEL, headers=console.bearer("lena"))
-    console.client.post(f"/api/samples/{sid}/approve", json={}, headers=ari)
-    missing = console.client.post(f"/api/samples/{sid}/demote", json={}, headers=ari)
+    console.client.post(f"/api/samples/{sid}/approve", json=APPROVE, headers=ari)
+    missing = console.client.post(f"/api/samples/{sid}/demote", json=DEMOTE, headers=ari)
     assert missing.status_code == 422
-    done = console.client.post(f"/api/samples/{sid}/demote", json={"reason": "policy"}, headers=ari)
+    done = console.client.post(
+        f"/api/samples/{sid}/demote", json={**DEMOTE, "reason": "policy"}, headers=ari
+    )
     assert done.json()["to_status"] == "demoted"
 
 
