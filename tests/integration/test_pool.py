@@ -9,6 +9,7 @@ import pytest
 
 from analytics import pool
 from analytics.pool_models import SampleFilter
+from analytics.warehouse import Warehouse
 from loraloop.events import QAVerdict
 from loraloop.lifecycle import DEFAULT_TAXONOMY, Role, SampleStatus, replay_status
 from tests.pool_seed import PII_PHONE, T0, fresh_warehouse, seed_sample
@@ -318,3 +319,89 @@ def test_first_seen_version_follows_the_lineage(tmp_path: Path) -> None:
         assert first_seen_of(wh, "smp-none", ["wrong_CTA_timing"]) == ""
     finally:
         wh.close()
+
+
+def _count(wh: Warehouse, table: str, sid: str) -> int:
+    rows = wh.query(
+        f"SELECT count() FROM {table} WHERE sample_id = {{sid:String}}",  # noqa: S608
+        {"sid": sid},
+    ).result_rows
+    return int(rows[0][0])
+
+
+def test_a_problem_without_a_label_cannot_be_promoted(tmp_path: Path) -> None:
+    """A label-less problem (what a bare captured → problem move made before) stays put."""
+    from analytics.pool_log import TRANSITION_COLUMNS, transition_row
+    from loraloop.lifecycle import ActorKind, build_transition
+
+    with fresh_warehouse(tmp_path) as wh:
+        sid = seed_sample(wh, "c1")
+        with pytest.raises(pool.InvalidAction, match="/label"):
+            pool.transition(
+                wh, sid, SampleStatus.PROBLEM, from_status=SampleStatus.CAPTURED, actor="lena",
+                roles=[Role.LABELLER],
+            )  # fmt: skip
+        rows = [
+            build_transition(
+                sid, src, dst, actor=who, role=role, actor_kind=kind, seq=seq,
+                ts=T0 + timedelta(minutes=seq),
+            )
+            for seq, (src, dst, who, role, kind) in enumerate(
+                [
+                    (None, SampleStatus.CAPTURED, "sampler", Role.SYSTEM, ActorKind.SYSTEM),
+                    (SampleStatus.CAPTURED, SampleStatus.PROBLEM, "lena", Role.LABELLER,
+                     ActorKind.HUMAN),
+                ]
+            )
+        ]  # fmt: skip
+        wh.insert(
+            "sample_transitions", [transition_row(r) for r in rows], column_names=TRANSITION_COLUMNS
+        )
+        with pytest.raises(pool.InvalidAction, match="it has no label"):
+            pool.approve(
+                wh, sid, from_status=SampleStatus.PROBLEM, actor="ari", roles=[Role.APPROVER]
+            )
+        assert pool.get_sample(wh, sid).summary.status == "problem"
+
+
+def test_a_stale_from_status_is_refused(tmp_path: Path) -> None:
+    with fresh_warehouse(tmp_path) as wh:
+        sid = seed_sample(wh, "c1")
+        pool.label(
+            wh, sid, RISK_LABEL, actor="lena", roles=[Role.LABELLER], taxonomy=DEFAULT_TAXONOMY
+        )
+        ari = {"actor": "ari", "roles": [Role.APPROVER]}
+        moved = pool.approve(wh, sid, from_status=SampleStatus.PROBLEM, **ari)  # type: ignore[arg-type]
+        assert moved.to_status is SampleStatus.CANDIDATE_BASELINE
+        with pytest.raises(pool.StaleMove, match="candidate_baseline now, not problem"):
+            pool.approve(wh, sid, from_status=SampleStatus.PROBLEM, **ari)  # type: ignore[arg-type]
+        with pytest.raises(pool.StaleMove):
+            pool.transition(
+                wh, sid, SampleStatus.DEMOTED, from_status=SampleStatus.SECONDARY_BASELINE,
+                reason="policy", **ari,  # type: ignore[arg-type]
+            )  # fmt: skip
+        assert pool.get_sample(wh, sid).summary.status == "candidate_baseline"
+        assert len(pool.get_sample(wh, sid).transitions) == 3
+
+
+def test_a_refused_move_writes_neither_label_nor_rows(tmp_path: Path) -> None:
+    with fresh_warehouse(tmp_path) as wh:
+        sid = seed_sample(wh, "c1")
+        with pytest.raises(pool.InvalidAction, match="actor"):
+            pool.label(
+                wh, sid, RISK_LABEL, actor="x" * 200, roles=[Role.LABELLER],
+                taxonomy=DEFAULT_TAXONOMY,
+            )  # fmt: skip
+        assert _count(wh, "sample_labels", sid) == 0
+        assert _count(wh, "sample_transitions", sid) == 0  # not even the backfilled capture
+        pool.label(
+            wh, sid, RISK_LABEL, actor="lena", roles=[Role.LABELLER], taxonomy=DEFAULT_TAXONOMY
+        )
+        deep: dict[str, object] = {}
+        for _ in range(260):
+            deep = {"d": deep}
+        with pytest.raises(pool.InvalidAction, match="JSON"):
+            pool.propose(
+                wh, sid, SampleStatus.CANDIDATE_BASELINE, actor="trainer", rule="r", evidence=deep
+            )
+        assert _count(wh, "sample_transitions", sid) == 2  # capture and label only
