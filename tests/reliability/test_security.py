@@ -335,3 +335,69 @@ def test_training_dataset_rows_carry_no_pii() -> None:
         assert secret not in text, secret
     assert "[PHONE]" in text
     assert "[EMAIL]" in text
+
+
+# ------------------------------------------------------------------ abuse (issue 16 #11-14, #17)
+
+
+FORGED_COOKIE = "loraloop_session=eyJ1IjoxfQ.\u00e9".encode("latin-1")
+ABUSE_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
+    # (method, path, httpx keyword arguments): unauthenticated unless a key is given
+    ("POST", "/login", {"data": {"username": "lena", "api_key": "x", "csrf_token": "ä" * 40}}),
+    ("GET", "/queue", {"headers": {b"Cookie": FORGED_COOKIE}}),
+    ("POST", "/api/samples/smp-c1/label", {"content": b"x" * (2 * 1024 * 1024)}),
+    ("POST", "/api/samples/smp-c1/label", {"content": b'{"notes": NaN}',
+                                           "headers": {"Content-Type": "application/json"}}),
+    ("POST", "/api/users", {"json": {"username": "\u0430dmin", "roles": ["admin"]}}),
+]  # fmt: skip
+
+
+def test_abuse_answers_4xx_never_500(console: Console) -> None:
+    statuses = []
+    for method, path, kwargs in ABUSE_REQUESTS:
+        response = console.client.request(method, path, follow_redirects=False, **kwargs)
+        statuses.append(response.status_code)
+        assert 300 <= response.status_code < 500, (path, response.status_code, response.text)
+    keyed = [
+        console.client.get("/api/samples?offset=abc", headers=console.bearer("lena")),
+        console.client.get("/api/samples?risk_min=abc", headers=console.bearer("lena")),
+        console.client.post(
+            "/api/samples/smp-c1/label", content=b'{"notes": Infinity}',
+            headers={**console.bearer("lena"), "Content-Type": "application/json"},
+        ),
+        console.client.post(
+            "/api/samples/smp-c1/label", content=b"x" * (2 * 1024 * 1024),
+            headers={**console.bearer("lena"), "Content-Type": "application/json"},
+        ),
+        console.client.post(
+            "/api/users", json={"username": "sampler", "roles": ["labeller"]},
+            headers=console.bearer("admin"),
+        ),
+    ]  # fmt: skip
+    statuses += [r.status_code for r in keyed]
+    assert all(400 <= r.status_code < 500 for r in keyed), [r.text for r in keyed]
+    console.login("lena")
+    for path in ("/queue?offset=abc", "/queue?risk_min=abc", "/samples/smp-c1?turns=abc"):
+        response = console.client.get(path)
+        statuses.append(response.status_code)
+        assert response.status_code == 422, path
+    record(
+        "security: abuse", requests=len(statuses), server_errors=0,
+        statuses=sorted(set(statuses)),
+    )  # fmt: skip
+
+
+def test_logout_revokes_and_the_last_admin_stays(console: Console) -> None:
+    console.login("admin")
+    token = console.csrf("/admin")
+    disabled = console.client.post(
+        "/admin/users/admin", data={"action": "disable", "csrf_token": token}
+    )
+    assert disabled.status_code == 409
+    cookie = console.client.cookies.get("loraloop_session")
+    assert cookie is not None
+    console.client.post("/logout", data={"csrf_token": token}, follow_redirects=False)
+    console.client.cookies.set("loraloop_session", cookie)
+    after = console.client.get("/admin", follow_redirects=False)
+    assert after.status_code == 303
+    record("security: sessions and admins", revoked_after_logout=1, last_admin_kept=1)
