@@ -317,7 +317,11 @@ class UserStore:
         return user
 
     def ensure_admin(self, key: str) -> User:
-        """The bootstrap admin exists and ``key`` is its key (re-keyed when it changed)."""
+        """The bootstrap admin exists and ``key`` is its key (re-keyed when it changed).
+
+        When no enabled admin is left (a lock-out), the bootstrap admin is re-enabled
+        with the admin role, so a restart recovers.
+        """
         name = self._settings.admin_user
         user = self.get(name)
         if user is None:
@@ -329,6 +333,9 @@ class UserStore:
             )  # fmt: skip
             self._write(user)
             logger.info("created the bootstrap admin %r", name)
+        elif not any(_enabled_admin(u) for u in self.all()):
+            user = self.recover_admin(name, key)
+            logger.warning("no enabled admin was left: restored the bootstrap admin %r", name)
         elif not verify_key(key, user.key_hash):
             user, _ = self.update(name, key=key)
             logger.info("re-keyed the bootstrap admin %r from the configured key", name)

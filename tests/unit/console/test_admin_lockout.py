@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from analytics.console.app import create_console
 from analytics.console.context import ConsoleContext
 from analytics.warehouse import Warehouse
 from loraloop.cli import app
 from loraloop.lifecycle import Role
-from tests.unit.console.conftest import Console
+from tests.unit.console.conftest import ADMIN_KEY, Console, console_settings
 
 
 def _ctx(console: Console) -> ConsoleContext:
@@ -87,3 +88,19 @@ def test_admin_recover_restores_a_locked_out_admin(
     admin = next(u for u in listed.json() if u["username"] == "admin")
     assert admin["disabled"] is False
     assert "admin" in admin["roles"]
+
+
+def test_a_restart_restores_the_bootstrap_admin(console: Console, tmp_path: Path) -> None:
+    store = _ctx(console).users
+    locked = store.get("admin")
+    assert locked is not None
+    store._write(
+        locked.model_copy(update={"disabled": True, "roles": (Role.LABELLER,), "revision": 99})
+    )
+    create_console(warehouse=console.warehouse, settings=console_settings(tmp_path))
+    restored = store.get("admin")
+    assert restored is not None
+    assert not restored.disabled
+    assert Role.ADMIN in restored.roles
+    listed = console.client.get("/api/users", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert listed.status_code == 200, listed.text
