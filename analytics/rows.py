@@ -38,7 +38,9 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     ),
     "outcomes": ("event_id", "ts", "conversation_id", "user_id", "kind", "value"),
     "user_profiles": ("event_id", "ts", "user_id", "tier", "lifetime_value"),
-    "dead_letters": ("source_topic", "partition", "offset", "ts", "raw_b64", "error"),
+    "dead_letters": (
+        "source_topic", "partition", "offset", "ts", "raw_b64", "error", "raw_bytes", "raw_sha256",
+    ),
     "signals": (
         "signal_id", "ts", "detector", "conversation_id", "user_id", "model_version",
         "turn_index", "risk_weight", "evidence",

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
-from loraloop.events import KINDS, Contract, Kind, describe_error, first_field
+from loraloop.events import KINDS, Contract, Kind, describe_error, first_field, oversize_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,8 @@ class LineError:
 
 def parse_line(line_no: int, raw: bytes) -> ParsedLine | LineError:
     """Decode and validate one line of a JSONL event file."""
+    if (too_big := oversize_error(len(raw))) is not None:
+        return LineError(line_no, None, too_big, raw)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as e:

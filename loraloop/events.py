@@ -7,7 +7,9 @@ agent; it goes to the dead-letter topic with :func:`describe_error`'s message.
 
 from __future__ import annotations
 
-from datetime import datetime
+import base64
+import hashlib
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
@@ -27,6 +29,20 @@ MAX_TEXT_CHARS: Final = 16_000
 
 MAX_ID_CHARS: Final = 128
 """Longest id accepted (characters)."""
+
+MAX_TURN_INDEX: Final = 2**32 - 1
+"""Largest turn index: the warehouse stores it as UInt32, which would wrap a larger one."""
+
+MAX_AMOUNT: Final = 1e15
+"""Largest outcome value or lifetime value: beyond it a Float64 sum loses whole units."""
+
+MAX_EVENT_BYTES: Final = 256 * 1024
+"""Largest encoded event accepted: the contracts' bounded fields fit in far less, so a
+bigger payload is refused before it is parsed (and its dead letter stays small)."""
+
+DEAD_LETTER_PREFIX_BYTES: Final = 4096
+"""How much of a refused payload its dead letter carries; the size and a SHA-256 name the
+whole, which stays in the source topic at its offset."""
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ID_CHARS)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
@@ -95,7 +111,7 @@ class Turn(Contract):
 
     conversation_id: Id
     user_id: Id
-    turn_index: int = Field(strict=True, ge=0)
+    turn_index: int = Field(strict=True, ge=0, le=MAX_TURN_INDEX)
     role: Role
     text: Text
     model_version: Id | None = None
@@ -118,7 +134,7 @@ class Feedback(Contract):
 
     conversation_id: Id
     user_id: Id
-    turn_index: int | None = Field(strict=True, default=None, ge=0)
+    turn_index: int | None = Field(strict=True, default=None, ge=0, le=MAX_TURN_INDEX)
     kind: FeedbackKind
     comment: Text | None = None
     user_tier: Tier | None = None
@@ -129,7 +145,7 @@ class Handoff(Contract):
 
     conversation_id: Id
     user_id: Id
-    turn_index: int = Field(strict=True, ge=0)
+    turn_index: int = Field(strict=True, ge=0, le=MAX_TURN_INDEX)
     initiated_by: HandoffInitiator
     reason: Text | None = None
 
@@ -153,7 +169,7 @@ class Outcome(Contract):
     conversation_id: Id
     user_id: Id
     kind: OutcomeKind
-    value: float = Field(strict=True, ge=0, allow_inf_nan=False)
+    value: float = Field(strict=True, ge=0, le=MAX_AMOUNT, allow_inf_nan=False)
 
 
 class UserProfile(Contract):
@@ -161,7 +177,7 @@ class UserProfile(Contract):
 
     user_id: Id
     tier: Tier
-    lifetime_value: float = Field(strict=True, ge=0, allow_inf_nan=False)
+    lifetime_value: float = Field(strict=True, ge=0, le=MAX_AMOUNT, allow_inf_nan=False)
 
 
 class Signal(BaseModel):
@@ -174,7 +190,7 @@ class Signal(BaseModel):
     conversation_id: Id
     user_id: Id
     model_version: Id | None = None
-    turn_index: int | None = Field(default=None, ge=0)
+    turn_index: int | None = Field(default=None, ge=0, le=MAX_TURN_INDEX)
     risk_weight: float = Field(gt=0, allow_inf_nan=False)
     evidence: dict[str, Any] = Field(default_factory=dict)
     ts: AwareDatetime
@@ -189,8 +205,29 @@ class DeadLetter(BaseModel):
     partition: int
     offset: int
     raw_b64: str
+    """Base64 of the payload's first :data:`DEAD_LETTER_PREFIX_BYTES` bytes."""
     error: str
     ts: datetime
+    raw_bytes: int = Field(default=0, ge=0)
+    """The whole payload's size (0 in letters written before sizes were recorded)."""
+    raw_sha256: str = ""
+    """The whole payload's SHA-256 (hex), to find it again at its source offset."""
+
+    @classmethod
+    def of_payload(
+        cls, *, source_topic: str, partition: int, offset: int, raw: bytes, error: str
+    ) -> DeadLetter:
+        """A letter for ``raw``: a bounded prefix, its size and hash, however big it was."""
+        return cls(
+            source_topic=source_topic,
+            partition=partition,
+            offset=offset,
+            raw_b64=base64.b64encode(raw[:DEAD_LETTER_PREFIX_BYTES]).decode("ascii"),
+            error=error,
+            ts=datetime.now(UTC),
+            raw_bytes=len(raw),
+            raw_sha256=hashlib.sha256(raw).hexdigest(),
+        )
 
 
 EventModel = Turn | Feedback | Handoff | QAVerdict | Outcome | UserProfile
@@ -233,6 +270,17 @@ def kind_of_topic(topic: str) -> Kind:
         msg = f"no event kind is carried on topic {topic!r}"
         raise KeyError(msg)
     return kind
+
+
+def oversize_error(size: int) -> str | None:
+    """The refusal of a payload of ``size`` bytes, or None when it is within the limit."""
+    if size <= MAX_EVENT_BYTES:
+        return None
+    return (
+        f"<payload>: {size} bytes, over the {MAX_EVENT_BYTES}-byte limit for one event; "
+        "split the text or shorten it (turn text is capped at "
+        f"{MAX_TEXT_CHARS} characters)"
+    )
 
 
 def describe_error(error: ValidationError) -> str:

@@ -7,18 +7,16 @@ carrying the exact error and where it was read; nothing in a batch can raise.
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from analytics.rows import event_row
-from loraloop.events import Contract, DeadLetter, Kind, describe_error
+from loraloop.events import Contract, DeadLetter, Kind, describe_error, oversize_error
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +42,12 @@ class DecodedBatch:
 def dead_letter(message: RawMessage, error: str) -> DeadLetter:
     """A dead letter for ``message`` with ``error`` as the reason."""
     raw = message.value if isinstance(message.value, bytes) else b""
-    return DeadLetter(
+    return DeadLetter.of_payload(
         source_topic=message.topic,
         partition=message.partition,
         offset=message.offset,
-        raw_b64=base64.b64encode(raw).decode("ascii"),
+        raw=raw,
         error=error,
-        ts=datetime.now(UTC),
     )
 
 
@@ -58,6 +55,8 @@ def decode_one(kind: Kind, message: RawMessage) -> Contract | DeadLetter:
     """Validate one payload against ``kind``'s contract."""
     if not isinstance(message.value, bytes) or not message.value:
         return dead_letter(message, "<payload>: empty message")
+    if (too_big := oversize_error(len(message.value))) is not None:
+        return dead_letter(message, too_big)
     try:
         return kind.model.model_validate_json(message.value)
     except ValidationError as e:

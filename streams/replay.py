@@ -10,12 +10,10 @@ JSON, no ``type``) go straight to the dead-letter topic with their line number.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from loraloop.eventfile import LineError, ParsedLine, read_events, strip_type
@@ -77,13 +75,12 @@ def plan_messages(path: Path, plan: Plan) -> Iterator[Outgoing]:
 
 
 def _direct_dead_letter(path: Path, item: LineError) -> Outgoing:
-    letter = DeadLetter(
+    letter = DeadLetter.of_payload(
         source_topic=f"file:{path.name}",
         partition=0,
         offset=item.line_no,
-        raw_b64=base64.b64encode(item.raw).decode("ascii"),
+        raw=item.raw,
         error=item.message,
-        ts=datetime.now(UTC),
     )
     return Outgoing(DLQ_TOPIC, letter.source_topic, letter.model_dump_json().encode())
 

@@ -8,6 +8,8 @@ become a :class:`DeadLetter` carrying the error, never an exception.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 import tracemalloc
@@ -23,7 +25,9 @@ from pydantic import ValidationError
 
 from loraloop.eventfile import LineError, ParsedLine, parse_line, read_events
 from loraloop.events import (
+    DEAD_LETTER_PREFIX_BYTES,
     KINDS,
+    MAX_EVENT_BYTES,
     MAX_ID_CHARS,
     MAX_TEXT_CHARS,
     Acceptance,
@@ -363,6 +367,39 @@ def test_oversize_text_names_the_field_and_limit() -> None:
             "text": "字" * (MAX_TEXT_CHARS + 1)}  # fmt: skip
     batch = decode_batch(kind, [Raw(kind.topic, 0, 0, json.dumps(body).encode())])
     assert batch.letters[0].error.startswith("text: String should have at most 16000 characters")
+
+
+
+@pytest.mark.parametrize("turn_index", [2**32, 2**64])
+def test_turn_index_beyond_uint32_is_refused_naming_the_field(turn_index: int) -> None:
+    """The column is UInt32: 2**32 used to be stored as 0, 2**64 used to hang the encoder."""
+    kind = KINDS["turn"]
+    body = {"event_id": "e1", "ts": "2026-01-01T00:00:00Z", "conversation_id": "c",
+            "user_id": "u", "turn_index": turn_index, "role": "user", "text": "hi"}  # fmt: skip
+    batch = decode_batch(kind, [Raw(kind.topic, 0, 0, json.dumps(body).encode())])
+    assert batch.letters[0].error.startswith("turn_index: Input should be less than or equal")
+
+
+def test_oversize_payload_is_refused_and_its_dead_letter_stays_small() -> None:
+    """A 900 KB payload: refused by size, the letter holds a prefix, the size and a hash."""
+    kind = KINDS["turn"]
+    payload = b'{"text": "' + b"x" * 900_000 + b'"}'
+    batch = decode_batch(kind, [Raw(kind.topic, 3, 17, payload)])
+    letter = batch.letters[0]
+    assert "over the" in letter.error
+    assert str(len(payload)) in letter.error
+    assert letter.raw_bytes == len(payload)
+    assert letter.raw_sha256 == hashlib.sha256(payload).hexdigest()
+    assert base64.b64decode(letter.raw_b64) == payload[:DEAD_LETTER_PREFIX_BYTES]
+    encoded = len(letter.model_dump_json())
+    record("oversize payload dead letter", payload_bytes=len(payload), letter_bytes=encoded)
+    assert encoded < 2 * DEAD_LETTER_PREFIX_BYTES
+
+
+def test_oversize_file_line_is_a_line_error() -> None:
+    parsed = parse_line(4, b'{"type": "turn", "text": "' + b"y" * (MAX_EVENT_BYTES + 1) + b'"}')
+    assert isinstance(parsed, LineError)
+    assert "over the" in parsed.message
 
 
 # ------------------------------------------------------------------ files
