@@ -7,6 +7,14 @@ class WarehouseError(LoraloopError):
     """ClickHouse could not be reached or refused a statement."""
 
 
+class WarehouseRefusedError(WarehouseError):
+    """ClickHouse refused the data itself (it would refuse it again): not worth a retry."""
+
+    def __init__(self, message: str, *, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class WarehouseLockedError(WarehouseError):
     """The embedded chdb store is owned by another process (usually ``loraloop up``)."""
 

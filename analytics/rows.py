@@ -85,6 +85,15 @@ class EncodedRows:
     data: bytes
     count: int
 
+    def halves(self) -> tuple[EncodedRows, EncodedRows]:
+        """The first and the second half of the rows (at least two rows, one per line)."""
+        lines = self.data.split(b"\n")
+        mid = len(lines) // 2
+        return (
+            EncodedRows(b"\n".join(lines[:mid]), mid),
+            EncodedRows(b"\n".join(lines[mid:]), len(lines) - mid),
+        )
+
 
 def encode_rows(rows: Sequence[Sequence[Any]]) -> EncodedRows:
     """Rows as ClickHouse input (JSONCompactEachRow), built in C by orjson.

@@ -25,7 +25,7 @@ from clickhouse_connect.driver.query import QueryResult
 
 from analytics import schema
 from analytics.cluster_ddl import ClusterDDL
-from analytics.exceptions import WarehouseError, WarehouseLockedError
+from analytics.exceptions import WarehouseError, WarehouseLockedError, WarehouseRefusedError
 from analytics.rows import ENCODED_FORMAT, EncodedRows
 from loraloop.settings import Settings
 
@@ -63,6 +63,41 @@ ENGINE_MALLOC_ENV: Final = "JE_MALLOC_CONF"
 
 ENCODED_INSERT_SETTINGS: Final = {"date_time_input_format": "best_effort"}
 """Encoded rows carry RFC 3339 datetimes (``2026-11-01T10:00:00.5+00:00``)."""
+
+
+DATA_REFUSAL_CODES: Final = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        26,  # CANNOT_PARSE_QUOTED_STRING
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        38,  # CANNOT_PARSE_DATE
+        41,  # CANNOT_PARSE_DATETIME
+        53,  # TYPE_MISMATCH
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        131,  # TOO_LARGE_STRING_SIZE
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    }
+)
+"""ClickHouse error codes that refuse an insert's data, so the same rows fail every time.
+
+Everything else (the server down, a timeout, memory, too many parts, a missing table)
+may heal, or needs an operator, and is retried rather than treated as bad data.
+"""
+
+_TOO_MANY_PARTITIONS: Final = (252, "Too many partitions for single INSERT block")
+
+
+def is_data_refusal(error: BaseException) -> bool:
+    """True when ``error`` (from clickhouse-connect) refuses the rows, not the moment."""
+    code = getattr(error, "code", None)
+    if not isinstance(code, int):
+        return False
+    if code == _TOO_MANY_PARTITIONS[0]:  # the same code also means "too many parts": transient
+        return _TOO_MANY_PARTITIONS[1] in str(error)
+    return code in DATA_REFUSAL_CODES
 
 
 def configure_engine_allocator(malloc_conf: str) -> None:
@@ -254,6 +289,8 @@ class Warehouse:
                 )
         except Exception as e:
             msg = f"insert into {table} failed: {e}"
+            if is_data_refusal(e):
+                raise WarehouseRefusedError(msg, code=int(e.code)) from e  # type: ignore[attr-defined]
             raise WarehouseError(msg) from e
         return rows.count
 

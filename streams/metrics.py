@@ -9,6 +9,11 @@ EVENTS_WRITTEN = Counter(
 DEAD_LETTERS = Counter(
     "loraloop_dead_letters_total", "Payloads sent to the dead-letter topic.", ["topic"]
 )
+ROWS_REFUSED = Counter(
+    "loraloop_rows_refused_total",
+    "Rows the warehouse refused as data (dead-lettered, the rest of the batch written).",
+    ["table"],
+)
 SINK_RETRIES = Counter(
     "loraloop_sink_retries_total", "Warehouse writes retried after a failure.", ["table"]
 )
