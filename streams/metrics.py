@@ -14,6 +14,10 @@ ROWS_REFUSED = Counter(
     "Rows the warehouse refused as data (dead-lettered, the rest of the batch written).",
     ["table"],
 )
+CAPTURE_FAILURES = Counter(
+    "loraloop_capture_failures_total",
+    "Capture batches whose processing failed and were isolated event by event.",
+)
 SINK_RETRIES = Counter(
     "loraloop_sink_retries_total", "Warehouse writes retried after a failure.", ["table"]
 )
