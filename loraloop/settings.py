@@ -43,6 +43,14 @@ class StreamSettings(BaseSettings):
     )
     retry_initial_s: float = Field(0.2, gt=0, description="First sink retry back-off.")
     retry_max_s: float = Field(10.0, gt=0, description="Largest sink retry back-off.")
+    capture_failure_attempts: int = Field(
+        3,
+        ge=1,
+        description=(
+            "Attempts at a capture batch in which no event can be processed (the failure is"
+            " the pipeline's) before each of its events is dead-lettered with the reason."
+        ),
+    )
     session_timeout_s: float = Field(
         6.0,
         gt=0,
