@@ -13,8 +13,11 @@ Batch N's commit runs while batch N+1 is taken from the broker and prepared, so
 the broker, the detectors and the warehouse's C++ work overlap; there is at most
 one commit in flight, and commits run in batch order, so acks never pass a row
 that is not written (at-least-once, see :mod:`streams.capture` for crash safety).
-When the agent stops or fails, the core's state cache is cleared: it may hold
-states of a batch that was never committed.
+A batch whose prepare or commit fails is logged at once with its topic, partition
+and offsets and processed again in halves: an event that fails alone is
+dead-lettered with the reason and the events behind it are written, so no event
+stalls capture (see :meth:`CaptureAgent._isolate`). When the agent stops, the
+core's state cache is cleared: it may hold states of a batch never committed.
 A state the in-flight commit is writing is never read back from the warehouse
 before that commit lands (the cache holds it; after a rebalance clears the cache,
 the agent waits for the commit first).
@@ -38,6 +41,7 @@ from streams.capture import QaLabeller, TierLookup
 from streams.capture_core import CaptureRunner, Processed, RawMessage
 from streams.capture_process import CaptureProcessExitedError
 from streams.dlq import send_dead_letter
+from streams.ingest import dead_letter
 from streams.progress import Progress
 from streams.sink import WarehouseSink
 from streams.state_store import read_states
@@ -58,6 +62,9 @@ class Prepared:
 class CaptureAgentError(LoraloopError):
     """A batch was not processed because the batch before it failed."""
 
+
+_MAX_REASON_CHARS: Final = 500
+"""A dead letter's reason is one line a person reads, not a traceback."""
 
 _BATCHES_IN_FLIGHT: Final = 2
 """Batches between take and ack: one preparing while the one before it commits."""
@@ -129,7 +136,13 @@ class CaptureAgent:
                 if previous.failed:
                     msg = "an earlier batch failed; this one waits for its redelivery"
                     raise CaptureAgentError(msg)
-            prepared = await self._prepare(events, previous)
+            try:
+                prepared = await self._prepare(events, previous)
+            except Exception as e:  # a bug or a poison event: isolate it, never stall
+                if previous is not None:
+                    await previous.task
+                await self._isolate(stream, events, e)
+                return
             stage.touched = frozenset(prepared.batch.touched)
         except BaseException:
             stage.failed = True
@@ -138,7 +151,77 @@ class CaptureAgent:
             stage.ready.set()
         if previous is not None:
             await previous.task  # commits land in batch order
-        await self._commit(stream, prepared)
+        try:
+            await self._commit(stream, prepared)
+        except Exception as e:
+            await self._isolate(stream, events, e)
+
+    async def _isolate(self, stream: Any, events: Sequence[Any], error: Exception) -> None:
+        """Process a failed batch again piece by piece, so the failure is pinned to its events.
+
+        Pieces are halves, in offset order, so the events behind a poison event are
+        written in their order. An event that fails alone while others pass is poison:
+        it is dead-lettered with the reason. When no event passes, the failure is the
+        pipeline's, not an event's: the whole batch is tried again after a back-off,
+        ``capture_failure_attempts`` times in all, before its events are dead-lettered.
+        The batch is acked only once every event is written or dead-lettered.
+        """
+        metrics.CAPTURE_FAILURES.inc()
+        logger.error(
+            "capture failed on %s: %s; isolating the failing events",
+            _span(events),
+            describe_exception(error),
+            exc_info=error,
+        )
+        delay = self._settings.retry_initial_s
+        for attempt in range(1, self._settings.capture_failure_attempts + 1):
+            self._capture.clear()  # the cache may hold states of the failed attempt
+            failed = await self._process_in_pieces(stream, events)
+            if len(failed) < len(events) or attempt == self._settings.capture_failure_attempts:
+                break
+            self._progress.sink_error = f"capture failing on {_span(events)}"
+            logger.error(
+                "no event of %s could be processed (attempt %d of %d); trying again in %.1f s",
+                _span(events),
+                attempt,
+                self._settings.capture_failure_attempts,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._settings.retry_max_s)
+        self._progress.sink_error = None
+        for event, failure in failed:
+            await self._dead_letter_failed(stream, event, failure)
+
+    async def _process_in_pieces(
+        self, stream: Any, events: Sequence[Any]
+    ) -> list[tuple[Any, Exception]]:
+        """Prepare and commit ``events`` by halving pieces that fail; the events that fail alone."""
+        failed: list[tuple[Any, Exception]] = []
+        pending: list[Sequence[Any]] = [events]
+        while pending:
+            piece = pending.pop(0)
+            try:
+                await self._commit(stream, await self._prepare(piece, None))
+            except Exception as e:
+                self._capture.clear()
+                if len(piece) > 1:
+                    middle = len(piece) // 2
+                    pending[:0] = [piece[:middle], piece[middle:]]
+                else:
+                    failed.append((piece[0], e))
+        return failed
+
+    async def _dead_letter_failed(self, stream: Any, event: Any, error: Exception) -> None:
+        """Dead-letter one event capture cannot process (the reason names the failure), ack it."""
+        message = event.message
+        reason = f"capture failed: {describe_exception(error)}"
+        logger.error("%s: %s", _span([event]), reason)
+        await send_dead_letter(self._dlq, dead_letter(message, reason))
+        metrics.DEAD_LETTERS.labels(base_name(self._settings, message.topic)).inc()
+        await stream.ack(event)
+        self._progress.mark(message.topic, message.partition, message.offset)
+        self._progress.dead_lettered["conversations"] += 1
 
     async def _prepare(self, events: Sequence[Any], previous: _Stage | None) -> Prepared:
         messages = [
@@ -197,3 +280,21 @@ class CaptureAgent:
             await self._sink.retrying(self._sink.run_on_warehouse, labeller, verdicts)
         except LoraloopError as e:  # a verdict that cannot label never stops the agent
             logger.warning("QA verdicts %s labelled nothing: %s", [v.event_id for v in verdicts], e)
+
+
+def describe_exception(error: BaseException) -> str:
+    """``Type: message`` of an exception, bounded so a reason stays one readable line."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= _MAX_REASON_CHARS else text[: _MAX_REASON_CHARS - 1] + "…"
+
+
+def _span(events: Sequence[Any]) -> str:
+    """``topic[partition]@first..last`` for each topic-partition of ``events``."""
+    offsets: dict[tuple[str, int], list[int]] = {}
+    for event in events:
+        message = event.message
+        offsets.setdefault((message.topic, message.partition), []).append(message.offset)
+    return ", ".join(
+        f"{topic}[{partition}]@{min(found)}..{max(found)}"
+        for (topic, partition), found in sorted(offsets.items())
+    )

@@ -18,7 +18,7 @@ from analytics.rows import EncodedRows
 from detectors.config import DetectorSettings
 from loraloop.settings import Settings, StreamSettings
 from streams.capture import TierLookup
-from streams.capture_agent import CaptureAgent, CaptureAgentError
+from streams.capture_agent import CaptureAgent
 from streams.capture_core import CaptureCore, InlineCapture, Needs, RawMessage
 from streams.capture_process import CaptureProcessExitedError
 from streams.progress import Progress
@@ -128,8 +128,25 @@ class ClearingCapture(InlineCapture):
         return await super().begin(messages)
 
 
+@dataclass
+class FakeDlq:
+    """The dead-letter topic: every letter sent, decoded."""
+
+    letters: list[dict[str, Any]] = field(default_factory=list)
+
+    async def send(self, *, key: bytes, value: bytes) -> asyncio.Future[None]:
+        assert key
+        self.letters.append(orjson.loads(value))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
 def _agent(
-    warehouse: FakeWarehouse, runner: type[InlineCapture] | None = None, **kwargs: Any
+    warehouse: FakeWarehouse,
+    runner: type[InlineCapture] | None = None,
+    dlq: FakeDlq | None = None,
+    **kwargs: Any,
 ) -> tuple[CaptureAgent, CaptureCore]:
     settings = Settings(stream=StreamSettings(retry_initial_s=0.01))
     core = CaptureCore(settings.stream, DetectorSettings(), cache_size=100)
@@ -139,7 +156,7 @@ def _agent(
         (runner or InlineCapture)(core, **kwargs),
         warehouse,  # type: ignore[arg-type]
         tiers,
-        None,
+        dlq,
         sink,
         Progress(),
         settings,
@@ -175,35 +192,79 @@ def test_next_batch_is_prepared_while_the_previous_commits() -> None:
     asyncio.run(scenario())
 
 
-def test_a_failed_commit_clears_the_states_it_never_wrote() -> None:
+def test_a_commit_that_never_works_dead_letters_its_events_after_the_attempts() -> None:
     async def scenario() -> None:
         warehouse = FakeWarehouse(fail=True)
-        agent, store = _agent(warehouse)
+        dlq = FakeDlq()
+        agent, store = _agent(warehouse, dlq=dlq)
         stream = FakeStream([[_turn(0, "c1")], [_turn(1, "c2")]])
         task = asyncio.ensure_future(agent.run(stream))
         await _until(lambda: len(store) == 2)
         warehouse.gate.set()
-        with pytest.raises(RuntimeError, match="a bug"):
-            await task
-        assert stream.acked == []
+        await asyncio.wait_for(task, timeout=10)
+        assert stream.acked == [0, 1]  # the agent goes on: nothing stalls
+        assert [(letter["offset"], letter["error"]) for letter in dlq.letters] == [
+            (0, "capture failed: RuntimeError: a bug, not a warehouse outage"),
+            (1, "capture failed: RuntimeError: a bug, not a warehouse outage"),
+        ]
         assert len(store) == 0  # a redelivery is applied afresh, not skipped as seen
 
     asyncio.run(scenario())
 
 
-def test_a_batch_after_a_failed_one_is_never_committed() -> None:
+def test_a_failure_that_heals_writes_every_event_of_the_batch_and_the_next() -> None:
     async def scenario() -> None:
         warehouse = FakeWarehouse()
         warehouse.gate.set()
-        agent, core = _agent(warehouse, FlakyCapture, errors=[RuntimeError("a bug")])
+        dlq = FakeDlq()
+        agent, _ = _agent(warehouse, FlakyCapture, dlq=dlq, errors=[RuntimeError("a bug")])
         stream = FakeStream([[_turn(0, "c1")], [_turn(1, "c2")]])
-        with pytest.raises((RuntimeError, CaptureAgentError)):
-            await agent.run(stream)
-        assert stream.acked == []
-        assert warehouse.inserted == []
-        assert len(core) == 0
+        await asyncio.wait_for(agent.run(stream), timeout=10)
+        assert stream.acked == [0, 1]
+        turns = [row[0] for table, rows in warehouse.inserted if table == "turns" for row in rows]
+        assert turns == ["e0", "e1"]
+        assert dlq.letters == []
 
     asyncio.run(scenario())
+
+
+class PoisonCapture(InlineCapture):
+    """An inline core that fails every batch holding the payload of ``poison_offset``."""
+
+    def __init__(self, core: CaptureCore, poison_offset: int) -> None:
+        super().__init__(core)
+        self.poison_offset = poison_offset
+
+    async def begin(self, messages: Sequence[RawMessage]) -> Needs:
+        if any(m.offset == self.poison_offset for m in messages):
+            msg = "cannot encode this event"
+            raise OverflowError(msg)
+        return await super().begin(messages)
+
+
+def test_a_poison_event_is_dead_lettered_and_the_events_behind_it_are_written(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        warehouse = FakeWarehouse()
+        warehouse.gate.set()
+        dlq = FakeDlq()
+        agent, _ = _agent(warehouse, PoisonCapture, dlq=dlq, poison_offset=2)
+        batches = [[_turn(0, "c1"), _turn(1, "c2"), _turn(2, "c3"), _turn(3, "c1")]]
+        stream = FakeStream([*batches, [_turn(4, "c2")]])
+        await asyncio.wait_for(agent.run(stream), timeout=10)
+        assert sorted(stream.acked) == [0, 1, 2, 3, 4]
+        turns = [row[0] for table, rows in warehouse.inserted if table == "turns" for row in rows]
+        assert turns == ["e0", "e1", "e3", "e4"]  # in order, behind the poison too
+        assert [(letter["offset"], letter["error"]) for letter in dlq.letters] == [
+            (2, "capture failed: OverflowError: cannot encode this event")
+        ]
+        assert dlq.letters[0]["source_topic"] == "llm.turns"
+
+    with caplog.at_level("ERROR", logger="streams.capture_agent"):
+        asyncio.run(scenario())
+    assert "llm.turns[0]@0..3" in caplog.text  # noticed at once, with where it happened
+    assert "llm.turns[0]@2..2" in caplog.text
 
 
 def test_a_dead_capture_process_gets_the_batch_prepared_again() -> None:
