@@ -12,14 +12,20 @@ judge could not judge for either version is skipped.
 
 - at least one targeted type (a problem type of the train split) has at least
   ``min_unseen_prompts`` judged unseen prompts; such a type is *decisive*;
-- every decisive type, and the pooled unseen prompts, improve: candidate pass
-  rate − parent pass rate ≥ ``min_pass_rate_gain`` and the exact one-sided
-  McNemar p ≤ ``behaviour_alpha``. A decisive type that does not improve fails
-  the gate (the reason names it): the cycle claims to fix every type it trained;
+- each decisive type is *claimed* when it improves: candidate pass rate − parent
+  pass rate ≥ ``min_pass_rate_gain`` and its exact one-sided McNemar p passes
+  Holm's step-down at ``behaviour_alpha`` over the decisive types (so the chance
+  of claiming any type that did not improve stays ≤ ``behaviour_alpha``, however
+  many types a cycle trains). At least one type must be claimed. A decisive type
+  that is not claimed does not fail the gate unless it got significantly worse;
+  it is reported as not claimed, and its samples are never proposed as solved
+  by this version (:func:`trainer.rollout.training_evidence` reads ``claimed``);
+- the pooled unseen prompts improve (the same gain and a McNemar p ≤
+  ``behaviour_alpha``): the claimed types must not be bought with the others;
 - the baseline does not regress: parent − candidate pass rate ≤
   ``max_baseline_drop`` and McNemar-worse p > ``behaviour_alpha`` unless it broke
   no more prompts than it fixed (skipped, with a note, when no baseline prompt was
-  judged). ``behaviour_alpha = 1`` thus turns both significance bars off.
+  judged). ``behaviour_alpha = 1`` thus turns every significance bar off.
 
 Types with too few prompts, or not trained this cycle, are reported, not decisive.
 A cycle that trained no problem type fails: a regression-only gate ships nothing.
@@ -183,11 +189,15 @@ def tally(judged: Iterable[Judged], *, targeted: Iterable[str]) -> BehaviourCoun
 
 
 class Verdict(BaseModel):
-    """The behavioural verdict: passed, failures first then notes, and the decisive types."""
+    """The behavioural verdict: passed, failures first then notes, decisive and claimed types."""
 
     passed: bool
     reasons: list[str]
     decisive: list[str]
+    claimed: list[str] = Field(
+        default_factory=list,
+        description="Decisive types the candidate fixed on unseen prompts (Holm at alpha).",
+    )
 
 
 def decisive_types(counts: BehaviourCounts, config: GateConfig) -> list[str]:
@@ -199,12 +209,15 @@ def decisive_types(counts: BehaviourCounts, config: GateConfig) -> list[str]:
     )
 
 
-def _improvement(name: str, counts: PairedCounts, config: GateConfig) -> tuple[bool, str]:
-    """Whether ``counts`` show the required gain at the required level, and why."""
+def _improvement(
+    name: str, counts: PairedCounts, config: GateConfig, alpha: float | None = None
+) -> tuple[bool, str]:
+    """Whether ``counts`` show the required gain at level ``alpha`` (default: the config's)."""
+    level = config.behaviour_alpha if alpha is None else alpha
     stats = PairedStats.of(counts)
     gain = (counts.fixed - counts.broken) / counts.prompts if counts.prompts else 0.0
     enough = counts.fixed - counts.broken >= config.min_pass_rate_gain * counts.prompts - _EPS
-    significant = stats.p_value <= config.behaviour_alpha
+    significant = stats.p_value <= level + _EPS
     old, new = stats.parent_pass_rate or 0, stats.candidate_pass_rate or 0
     text = (
         f"{name}: pass rate {old:.0%} -> {new:.0%} over {counts.prompts} unseen prompts "
@@ -214,8 +227,56 @@ def _improvement(name: str, counts: PairedCounts, config: GateConfig) -> tuple[b
     if enough and significant:
         return True, f"{text}: improved"
     why = [f"gain below {config.min_pass_rate_gain:.0%}"] if not enough else []
-    why += [] if significant else [f"p > {config.behaviour_alpha:g}"]
+    why += [] if significant else [f"p > {level:.3g}"]
     return False, f"{text}: not improved ({', '.join(why)})"
+
+
+def holm_levels(p_values: Mapping[str, float], alpha: float) -> dict[str, float]:
+    """Each name's Holm step-down level: ``alpha / (k - rank)`` in ascending p order.
+
+    A name passes when its p is within its level *and* every name before it passed;
+    :func:`claim` applies the stop. Ties keep name order so the result is stable.
+    """
+    ordered = sorted(p_values, key=lambda name: (p_values[name], name))
+    return {name: alpha / (len(ordered) - rank) for rank, name in enumerate(ordered)}
+
+
+def claim(
+    counts: BehaviourCounts, decisive: Sequence[str], config: GateConfig
+) -> tuple[list[str], list[tuple[bool, str]]]:
+    """The decisive types claimed under Holm's step-down, and one check per type."""
+    p_values = {
+        t: mcnemar_improved_p(counts.per_type[t].fixed, counts.per_type[t].broken) for t in decisive
+    }
+    levels = holm_levels(p_values, config.behaviour_alpha)
+    significant: set[str] = set()
+    for problem_type in sorted(decisive, key=lambda t: (p_values[t], t)):
+        if p_values[problem_type] > levels[problem_type] + _EPS:
+            break  # Holm stops at the first p above its level: no larger p is significant
+        significant.add(problem_type)
+    claimed: list[str] = []
+    checks: list[tuple[bool, str]] = []
+    for problem_type in decisive:
+        ok, text = _improvement(
+            problem_type, counts.per_type[problem_type], config, levels[problem_type]
+        )
+        if ok and problem_type not in significant:
+            ok = False
+            text = text.removesuffix(": improved") + ": not improved (Holm stopped at a smaller p)"
+        claimed += [problem_type] if ok else []
+        checks.append((ok, text if ok else f"{text}; not claimed"))
+    return sorted(claimed), checks
+
+
+def _worse(name: str, counts: PairedCounts, config: GateConfig) -> str | None:
+    """Why a decisive type that was not claimed fails the gate: significantly worse; or None."""
+    p_worse = mcnemar_worse_p(counts.fixed, counts.broken)
+    if counts.broken > counts.fixed and p_worse <= config.behaviour_alpha:
+        return (
+            f"{name}: broken {counts.broken}, fixed {counts.fixed} of {counts.prompts} unseen "
+            f"prompts (McNemar-worse p={p_worse:.3g}): significantly worse"
+        )
+    return None
 
 
 def _baseline(counts: PairedCounts, config: GateConfig) -> tuple[bool, str]:
@@ -259,15 +320,27 @@ def decide(counts: BehaviourCounts, config: GateConfig) -> Verdict:
             f"{config.min_unseen_prompts} or more judged unseen prompts: nothing shows the "
             "problems were learned beyond the training prompts"
         )
-    checks = [_improvement(t, counts.per_type[t], config) for t in decisive]
-    if decisive:
-        checks.append(_improvement("pooled", counts.pooled, config))
+    claimed, type_checks = claim(counts, decisive, config)
+    for _ok, text in type_checks:
+        notes.append(text)
+    for problem_type in decisive:
+        if problem_type not in claimed:
+            worse = _worse(problem_type, counts.per_type[problem_type], config)
+            failures += [worse] if worse else []
+    if decisive and not claimed:
+        failures.append(
+            f"no decisive type ({', '.join(decisive)}) improved on unseen prompts: "
+            "nothing is fixed beyond the training prompts"
+        )
+    checks = [_improvement("pooled", counts.pooled, config)] if decisive else []
     checks.append(_baseline(counts.baseline, config))
     for ok, text in checks:
         (notes if ok else failures).append(text)
     if counts.skipped:
         notes.append(f"{counts.skipped} prompts the judge could not judge were skipped")
-    return Verdict(passed=not failures, reasons=failures + notes, decisive=decisive)
+    return Verdict(
+        passed=not failures, reasons=failures + notes, decisive=decisive, claimed=claimed
+    )
 
 
 class BehaviourReport(BaseModel):
@@ -279,6 +352,7 @@ class BehaviourReport(BaseModel):
     skipped: int
     targeted: list[str]
     decisive: list[str]
+    claimed: list[str] = Field(default_factory=list)
     prompts: list[PromptRecord]
 
 
@@ -291,5 +365,6 @@ def report(judged: Sequence[Judged], counts: BehaviourCounts, verdict: Verdict) 
         skipped=counts.skipped,
         targeted=sorted(counts.targeted),
         decisive=verdict.decisive,
+        claimed=verdict.claimed,
         prompts=[PromptRecord.of(item) for item in judged],
     )

@@ -32,7 +32,9 @@ COLUMNS: tuple[str, ...] = (
 
 METRICS_FILE = "metrics.json"
 GATE_FILE = "gate.json"
-_BEHAVIOUR_KEYS = ("paired", "pooled", "baseline", "skipped", "targeted", "decisive")
+_BEHAVIOUR_KEYS = (
+    "paired", "pooled", "baseline", "skipped", "targeted", "decisive", "claimed",
+)  # fmt: skip
 _TRAIN_KEYS = ("steps", "train_samples", "tokens", "seconds", "tokens_per_s", "device", "bf16")
 
 
@@ -56,10 +58,10 @@ def metrics_summary(version_dir: Path) -> dict[str, Any]:
 def gate_summary(gate: dict[str, Any]) -> dict[str, Any]:
     """A gate.json with its behaviour section's numbers lifted to the top level.
 
-    ``paired`` (per problem type), ``pooled``, ``baseline``, ``skipped``, ``targeted`` and
-    ``decisive`` sit next to ``passed``, ``reasons`` and ``numbers``; ``behaviour`` stays
-    as it is (its per-prompt records included). A gate.json without ``behaviour`` (older
-    versions) is passed through.
+    ``paired`` (per problem type), ``pooled``, ``baseline``, ``skipped``, ``targeted``,
+    ``decisive`` and ``claimed`` sit next to ``passed``, ``reasons`` and ``numbers``;
+    ``behaviour`` stays as it is (its per-prompt records included). A gate.json
+    without ``behaviour`` (older versions) is passed through.
     """
     behaviour = gate.get("behaviour")
     if not isinstance(behaviour, dict):

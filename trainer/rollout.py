@@ -38,6 +38,7 @@ from analytics.comparison import compare, comparison_to_dict, metric_to_dict, re
 from analytics.proposals import ProposalOutcome, Withdrawal, propose_solved, withdraw_version
 from analytics.stats import Comparison, Decision, Verdict
 from trainer.manifest import MANIFEST_FILE, read_manifest
+from trainer.mirror import GATE_FILE
 from trainer.rollout_config import FULL_ROLLOUT_PERCENT, RolloutSettings
 from trainer.rollout_errors import RolloutStateError
 from trainer.router import RouteDecision, Router, RoutingTable
@@ -299,6 +300,8 @@ class TrainingEvidence:
 
     trained_sample_ids: list[str] | None = None
     families: Mapping[str, Mapping[str, Any]] | None = None
+    claimed_types: frozenset[str] | None = None
+    """The types the offline gate claimed (gate.json); None: an older version, no filter."""
 
 
 def training_evidence(directory: Path) -> TrainingEvidence:
@@ -315,7 +318,37 @@ def training_evidence(directory: Path) -> TrainingEvidence:
     return TrainingEvidence(
         [str(i) for i in trained] if isinstance(trained, list) else None,
         families if isinstance(families, dict) else None,
+        _claimed_types(directory / GATE_FILE),
     )
+
+
+def claimed_only(
+    solved: Mapping[str, Any], claimed: frozenset[str] | None, *, version: str
+) -> dict[str, Any]:
+    """The canary's solved types the offline gate claimed (``claimed`` None: all of them).
+
+    A type the candidate did not fix on unseen prompts offline is not proposed as
+    solved, whatever its canary rate did: its samples stay problems for the next cycle.
+    """
+    if claimed is None:
+        return dict(solved)
+    unclaimed = sorted(set(solved) - claimed)
+    if unclaimed:
+        logger.info(
+            "%s: %s solved in the canary but not claimed by the offline gate: not proposed",
+            version,
+            ", ".join(unclaimed),
+        )
+    return {t: v for t, v in solved.items() if t in claimed}
+
+
+def _claimed_types(gate_file: Path) -> frozenset[str] | None:
+    """The gate's ``behaviour.claimed`` types, or None when the gate predates claims."""
+    if not gate_file.is_file():
+        return None
+    behaviour = orjson.loads(gate_file.read_bytes()).get("behaviour")
+    claimed = behaviour.get("claimed") if isinstance(behaviour, dict) else None
+    return frozenset(str(t) for t in claimed) if isinstance(claimed, list) else None
 
 
 class RolloutController:
@@ -435,9 +468,10 @@ class RolloutController:
             for name, result in comparison.targets.items()
             if result.verdict is Verdict.SOLVED_CANDIDATE
         }
+        manifest = self.training_evidence(version)
+        solved = claimed_only(solved, manifest.claimed_types, version=version)
         if not solved:
             return None
-        manifest = self.training_evidence(version)
         return propose_solved(
             self._warehouse,
             version=version,

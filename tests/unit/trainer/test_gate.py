@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from trainer.evalset import EvalPrompt, EvaluationSet
 from trainer.gate import gate_prompts
 from trainer.judging import PairedCounts
 from trainer.mirror import gate_summary
+from trainer.rollout import claimed_only, training_evidence
 
 TYPE = "over_promise"
 
@@ -76,7 +79,7 @@ def test_small_n_whose_p_value_is_too_large_fails() -> None:
     assert not verdict.passed
     [reason] = [r for r in verdict.reasons if r.startswith(f"{TYPE}:")]
     assert "McNemar p=0.0625" in reason
-    assert reason.endswith("not improved (p > 0.05)")
+    assert reason.endswith("not improved (p > 0.05); not claimed")
 
 
 def test_a_gain_below_the_margin_fails_even_when_significant() -> None:
@@ -112,12 +115,71 @@ def test_no_baseline_prompts_skip_the_baseline_check_with_a_note() -> None:
     assert "baseline check skipped" in verdict.reasons[-1]
 
 
-def test_a_decisive_type_that_does_not_improve_fails_the_gate() -> None:
+def test_a_decisive_type_that_does_not_improve_is_not_claimed_and_the_rest_ships() -> None:
     per_type = {TYPE: _counts(8), "wrong_CTA_timing": _counts(0, both_fail=8)}
     verdict = decide(_behaviour(per_type, targeted=tuple(per_type)), GateConfig())
-    assert not verdict.passed
+    assert verdict.passed, verdict.reasons
     assert verdict.decisive == ["over_promise", "wrong_CTA_timing"]
-    assert verdict.reasons[0].startswith("wrong_CTA_timing: pass rate 0% -> 0%")
+    assert verdict.claimed == ["over_promise"]
+    [reason] = [r for r in verdict.reasons if r.startswith("wrong_CTA_timing:")]
+    assert reason.endswith("not improved (gain below 20%, p > 0.05); not claimed")
+
+
+def test_no_claimed_type_fails_the_gate() -> None:
+    per_type = {TYPE: _counts(2, both_fail=7), "wrong_CTA_timing": _counts(1, both_fail=8)}
+    verdict = decide(_behaviour(per_type, targeted=tuple(per_type)), GateConfig())
+    assert not verdict.passed
+    assert verdict.claimed == []
+    assert verdict.reasons[0].startswith("no decisive type (over_promise, wrong_CTA_timing)")
+
+
+def test_holm_claims_types_in_p_order_at_shrinking_levels() -> None:
+    # The demo's first cycle: p = 0.0078, 0.011 and 0.25 against 0.05/3, 0.05/2 and 0.05.
+    per_type = {
+        "wrong_objection_handling": _counts(7, both_fail=5),
+        "missing_knowledge": _counts(9, broken=1, both_fail=22),
+        TYPE: _counts(2, both_fail=7),
+    }
+    verdict = decide(_behaviour(per_type, targeted=tuple(per_type)), GateConfig())
+    assert verdict.passed, verdict.reasons
+    assert verdict.claimed == ["missing_knowledge", "wrong_objection_handling"]
+    [reason] = [r for r in verdict.reasons if r.startswith(f"{TYPE}:")]
+    assert reason.endswith("not improved (p > 0.05); not claimed")
+
+
+def test_holm_stops_at_the_first_p_above_its_level() -> None:
+    # p = 1/32 for both: the smaller name's level is 0.025 (fails), so neither is claimed,
+    # though each alone would pass at 0.05.
+    per_type = {TYPE: _counts(5), "wrong_CTA_timing": _counts(5)}
+    verdict = decide(_behaviour(per_type, targeted=tuple(per_type)), GateConfig())
+    assert verdict.claimed == []
+    assert not verdict.passed
+    alone = decide(_behaviour({TYPE: _counts(5)}), GateConfig())
+    assert alone.claimed == [TYPE]
+
+
+def test_holm_controls_false_claims_under_the_null() -> None:
+    # Two types with 6 discordant prompts each, fixed/broken by a fair coin: the chance of
+    # claiming either is the family-wise error, which Holm keeps under alpha.
+    from itertools import product
+    from math import comb
+
+    config = GateConfig(min_pass_rate_gain=0.0)
+    false_claim = 0.0
+    for fixed_a, fixed_b in product(range(7), repeat=2):
+        weight = comb(6, fixed_a) * comb(6, fixed_b) / 4096
+        per_type = {TYPE: _counts(fixed_a, 6 - fixed_a), "rude": _counts(fixed_b, 6 - fixed_b)}
+        if decide(_behaviour(per_type, targeted=tuple(per_type)), config).claimed:
+            false_claim += weight
+    assert 0 < false_claim <= config.behaviour_alpha
+
+
+def test_a_decisive_type_made_significantly_worse_fails_the_gate() -> None:
+    per_type = {TYPE: _counts(9), "wrong_CTA_timing": _counts(0, broken=6, both_fail=2)}
+    verdict = decide(_behaviour(per_type, targeted=tuple(per_type)), GateConfig())
+    assert not verdict.passed
+    assert verdict.claimed == [TYPE]
+    assert verdict.reasons[0].startswith("wrong_CTA_timing: broken 6, fixed 0 of 8 unseen")
 
 
 def test_untrained_or_thin_types_are_reported_not_decisive() -> None:
@@ -253,3 +315,19 @@ def test_alpha_one_turns_the_significance_bars_off() -> None:
     assert decide(unchanged, config).passed
     broken = _behaviour({TYPE: _counts(0, both_fail=2)}, baseline=_counts(0, broken=1))
     assert not decide(broken, config.model_copy(update={"max_baseline_drop": 0.5})).passed
+
+
+def test_the_version_evidence_carries_the_claimed_types_and_filters_proposals(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"trained_sample_ids": ["s1"]}))
+    assert training_evidence(tmp_path).claimed_types is None  # an older version: no filter
+    gate = {"passed": True, "behaviour": {"claimed": ["missing_knowledge"]}}
+    (tmp_path / "gate.json").write_text(json.dumps(gate))
+    evidence = training_evidence(tmp_path)
+    assert evidence.claimed_types == frozenset({"missing_knowledge"})
+    solved = {"missing_knowledge": {"v": 1}, "over_promise": {"v": 2}}
+    assert claimed_only(solved, evidence.claimed_types, version="model_v2") == {
+        "missing_knowledge": {"v": 1}
+    }
+    assert claimed_only(solved, None, version="model_v2") == solved
