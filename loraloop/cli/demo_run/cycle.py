@@ -217,6 +217,7 @@ def _gate_summary(passed: bool, gate: dict[str, Any]) -> dict[str, Any]:
         "passed": passed, "reasons": gate.get("reasons", []),
         "paired": behaviour.get("paired", {}), "pooled": behaviour.get("pooled"),
         "baseline": behaviour.get("baseline"), "skipped": behaviour.get("skipped"),
+        "claimed": behaviour.get("claimed", []),
         "numbers": gate.get("numbers"), "prompts": behaviour.get("prompts", []),
     }  # fmt: skip
 
@@ -258,9 +259,10 @@ async def run_cycle(ctx: DemoContext, cycle: int, stable: str) -> dict[str, Any]
     registry = Registry(TrainerSettings().registry_root(ctx.settings.data_dir))
     gate = metrics_summary(registry.path(version)).get("gate", {})
     summary["gate"] = _gate_summary(bool(report.version.gate_passed), gate)
+    claimed = ", ".join(summary["gate"]["claimed"]) or "none"
     ctx.stage(
         f"cycle {cycle}: {version} gate {'passed' if report.version.gate_passed else 'failed'}"
-        f" {_paired_line(summary['gate'])}"
+        f" {_paired_line(summary['gate'])}; claimed: {claimed}"
     )
     if not report.version.gate_passed:
         reasons = summary["gate"]["reasons"]

@@ -129,16 +129,20 @@ def _gate_html(gate: Mapping[str, Any]) -> str:
     if not gate:
         return "<p>no gate (no version)</p>"
     keys = ("prompts", "fixed", "broken", "unchanged", "parent_pass_rate", "candidate_pass_rate")
-    rows = [[t, *(v.get(k) for k in keys), v.get("p_value")] for t, v in gate["paired"].items()]
+    claimed = set(gate.get("claimed") or ())
+    rows = [
+        [t, *(v.get(k) for k in keys), v.get("p_value"), "yes" if t in claimed else "no"]
+        for t, v in gate["paired"].items()
+    ]
     for label in ("pooled", "baseline"):
         v = gate.get(label) or {}
         if v:
             p = v.get("p_worse") if label == "baseline" else v.get("p_value")
-            rows.append([f"({label})", *(v.get(k) for k in keys), p])
+            rows.append([f"({label})", *(v.get(k) for k in keys), p, ""])
     verdict = "passed" if gate.get("passed") else "failed"
     css = "good" if gate.get("passed") else "bad"
     reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in gate.get("reasons", []))
-    table = _table(("problem type", *keys, "p (McNemar)"), rows)
+    table = _table(("problem type", *keys, "p (McNemar)", "claimed"), rows)
     return f"<p class='{css}'>{verdict}</p>{table}<ul>{reasons}</ul>"
 
 
