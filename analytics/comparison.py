@@ -78,6 +78,50 @@ def _check(new: str, prev: str, split: float) -> None:
         raise ComparisonError(msg)
 
 
+class UnknownVersionError(ComparisonError):
+    """A version to compare served no conversation; the message lists the versions that did."""
+
+
+_VERSIONS_SQL = """
+SELECT model_version, count() FROM conversations FINAL
+WHERE model_version != '' GROUP BY model_version ORDER BY model_version
+"""
+
+
+def versions_with_traffic(warehouse: Warehouse) -> dict[str, int]:
+    """Each model version that served a conversation, with its number of conversations.
+
+    Empty when the warehouse has no ``conversations`` table yet (never migrated).
+    """
+    if not warehouse.query("EXISTS TABLE conversations").result_rows[0][0]:
+        return {}
+    rows = warehouse.query(_VERSIONS_SQL).result_rows
+    return {str(version): int(count) for version, count in rows}
+
+
+def check_versions(warehouse: Warehouse, *, new: str, prev: str) -> dict[str, int]:
+    """The versions with traffic, after checking that ``new`` and ``prev`` are among them.
+
+    Raises ``UnknownVersionError`` naming the unknown ones and listing the known ones, so a
+    typo is never answered with rates and a decision computed from no conversations.
+    """
+    known = versions_with_traffic(warehouse)
+    unknown = [v for v in dict.fromkeys((new, prev)) if v not in known]
+    if not unknown:
+        return known
+    names = " and ".join(unknown)
+    if not known:
+        msg = (
+            f"no conversation was served by {names}: the warehouse holds no conversations "
+            "yet; publish traffic first (`loraloop produce FILE.jsonl` to a running "
+            "`loraloop up`, or `loraloop replay FILE.jsonl`)"
+        )
+        raise UnknownVersionError(msg)
+    listed = ", ".join(f"{v} ({n} conversations)" for v, n in known.items())
+    msg = f"no conversation was served by {names}; versions with traffic: {listed}"
+    raise UnknownVersionError(msg)
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """A rollout step: when it began and the canary's share of users in it."""

@@ -1,4 +1,5 @@
-"""``loraloop compare NEW PREV``: one read-only look at a canary against its previous version.
+"""``loraloop compare NEW PREV`` (or ``--new NEW --prev PREV``): one read-only look at a
+canary against its previous version.
 
 Prints per problem type and guardrail the rates of both versions, the difference with
 the always-valid interval the decision uses, the relative change, each arm's labelling
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from loraloop.cli.common import DataDir, console, fail, load_settings
+from loraloop.cli.common import DataDir, console, fail, load_settings, require_warehouse
 from loraloop.exceptions import LoraloopError
 
 if TYPE_CHECKING:
@@ -119,9 +120,44 @@ def _split(warehouse: Warehouse, new: str, share: float | None) -> tuple[float, 
     return state.share_percent(RolloutStore(warehouse).settings), state.step_started_at
 
 
+def _one(name: str, positional: str | None, option: str | None) -> str:
+    if positional and option and positional != option:
+        fail(f"{name} given twice ({positional!r} and --{name.lower()} {option!r}): give it once")
+    chosen = positional or option
+    if not chosen:
+        fail(
+            "name the two versions: `loraloop compare NEW PREV` or "
+            "`loraloop compare --new NEW --prev PREV` (e.g. model_v2 model_v1)"
+        )
+    return chosen
+
+
+def _empty_arm(payload: dict[str, Any]) -> str | None:
+    """The version (new first) with no conversation in any metric, or None."""
+    from analytics.comparison import rates_table
+
+    rows = rates_table(payload)
+    for arm in ("new", "prev"):
+        if not any(row[arm]["conversations"] for row in rows):
+            return str(payload[arm])
+    return None
+
+
 def compare(
-    new: Annotated[str, typer.Argument(help="The canary version, e.g. model_v2.")],
-    prev: Annotated[str, typer.Argument(help="The version it is compared with, e.g. model_v1.")],
+    new: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="NEW", help="The canary version, e.g. model_v2 (or --new).", show_default=False
+        ),
+    ] = None,
+    prev: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="PREV",
+            help="The version it is compared with, e.g. model_v1 or base (or --prev).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of a table.")
     ] = False,
@@ -133,19 +169,29 @@ def compare(
         ),
     ] = None,  # fmt: skip
     data_dir: DataDir = None,
+    new_option: Annotated[
+        str | None, typer.Option("--new", help="The canary version, instead of NEW.")
+    ] = None,
+    prev_option: Annotated[
+        str | None, typer.Option("--prev", help="The version compared with, instead of PREV.")
+    ] = None,
 ) -> None:
     """Compare NEW with PREV per problem type and guardrail (read-only)."""
+    from analytics.comparison import check_versions, comparison_to_dict
     from analytics.comparison import compare as compare_in_warehouse
-    from analytics.comparison import comparison_to_dict
     from analytics.warehouse import Warehouse
     from trainer.rollout import RolloutStore
 
+    new = _one("NEW", new, new_option)
+    prev = _one("PREV", prev, prev_option)
     settings = load_settings(data_dir)
+    require_warehouse(settings)
     try:
         warehouse = Warehouse.from_settings(settings, migrate=False)
     except LoraloopError as e:
         fail(str(e))
     try:
+        check_versions(warehouse, new=new, prev=prev)
         percent, since = _split(warehouse, new, share)
         testers = sorted(RolloutStore(warehouse).settings.allowlist)
         comparison = compare_in_warehouse(
@@ -161,6 +207,14 @@ def compare(
     finally:
         warehouse.close()
     payload = comparison_to_dict(comparison, new=new, prev=prev)
+    empty = _empty_arm(payload)
+    if empty is not None:
+        window = f" since its rollout step began ({since:%Y-%m-%d %H:%M} UTC)" if since else ""
+        fail(
+            f"{empty} has no exposed conversation to compare{window}, so there is no "
+            "decision to make: wait for traffic on both versions, or check the versions "
+            "and --share"
+        )
     if json_out:
         print(json.dumps(payload, indent=2, sort_keys=True))
     else:
