@@ -238,6 +238,8 @@ def holm_levels(p_values: Mapping[str, float], alpha: float) -> dict[str, float]
     :func:`claim` applies the stop. Ties keep name order so the result is stable.
     """
     ordered = sorted(p_values, key=lambda name: (p_values[name], name))
+    if alpha >= 1:
+        return dict.fromkeys(ordered, 1.0)  # alpha = 1: the significance bar is off
     return {name: alpha / (len(ordered) - rank) for rank, name in enumerate(ordered)}
 
 

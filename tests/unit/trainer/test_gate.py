@@ -158,6 +158,14 @@ def test_holm_stops_at_the_first_p_above_its_level() -> None:
     assert alone.claimed == [TYPE]
 
 
+def test_alpha_one_turns_the_holm_bar_off_too() -> None:
+    per_type = {TYPE: _counts(0, both_fail=5), "wrong_CTA_timing": _counts(0, both_fail=5)}
+    config = GateConfig(behaviour_alpha=1.0, min_pass_rate_gain=0.0)
+    verdict = decide(_behaviour(per_type, targeted=tuple(per_type)), config)
+    assert verdict.claimed == ["over_promise", "wrong_CTA_timing"]
+    assert verdict.passed
+
+
 def test_holm_controls_false_claims_under_the_null() -> None:
     # Two types with 6 discordant prompts each, fixed/broken by a fair coin: the chance of
     # claiming either is the family-wise error, which Holm keeps under alpha.
