@@ -60,7 +60,11 @@ class StreamSettings(BaseSettings):
     web_port: int = Field(
         0, ge=0, le=65535, description="Worker HTTP port (health, metrics); 0 picks a free one."
     )
-    web_host: str = Field("127.0.0.1", description="Worker HTTP bind address.")
+    web_host: str = Field(
+        "127.0.0.1",
+        description="Worker HTTP bind address: /health and /metrics answer there without a "
+        "key (probes, Prometheus); every other page needs the service key.",
+    )
     state_cache_size: int = Field(
         10_000,
         ge=1,
@@ -75,6 +79,20 @@ class StreamSettings(BaseSettings):
     )
     lag_interval_s: float = Field(
         5.0, gt=0, description="How often consumer lag is measured for /metrics and /health."
+    )
+    stuck_after_s: float = Field(
+        60.0,
+        gt=0,
+        description='/health turns 503 ("stuck: lag N, no progress since ...") when a '
+        "partition has had lag for this long without its written offset advancing, even with "
+        "no error anywhere (a stage or a warehouse call that never returns).",
+    )
+    service_key: SecretStr | None = Field(
+        None,
+        description="Bearer key every worker page but /health and /metrics requires "
+        "(/api/counts, Faust's /router/...), and GET /v1/route, /api/docs and /openapi.json "
+        "of `loraloop up`'s console; empty: generated once into <data_dir>/service.key "
+        "(mode 0600) and reused.",
     )
     broker_probe_interval_s: float = Field(
         2.0,
