@@ -40,6 +40,7 @@ from trainer.cycle_log import (
 )
 from trainer.dataset import build_dataset
 from trainer.evalset import EvaluationSet, read_evaluation_set, write_evaluation_set
+from trainer.exceptions import DatasetError
 from trainer.launcher import TrainProgress, train_in_subprocess_async
 from trainer.manifest import write_dataset
 from trainer.mirror import record_version, sync_registry
@@ -277,6 +278,13 @@ async def _run(cycle: _Cycle) -> CycleReport:
     except asyncio.CancelledError:
         await cycle.record_end(CycleStatus.FAILED, error=CANCELLED)
         raise
+    except DatasetError as error:  # the pool's state, not a crash: said without a traceback
+        level = logging.INFO if cycle.dry_run else logging.WARNING
+        logger.log(level, "cycle %s: no dataset: %s", cycle.record.cycle_id, error)
+        await cycle.record_end(CycleStatus.FAILED, error=str(error))
+        # A dry run reports it as what it is for the pool: no data to make a dataset from.
+        status = CycleStatus.NO_DATA if cycle.dry_run else CycleStatus.FAILED
+        return cycle.report(status, error=str(error))
     except Exception as error:  # every failure is recorded; the service loop goes on
         logger.exception("cycle %s failed", cycle.record.cycle_id)
         await cycle.record_end(CycleStatus.FAILED, error=str(error))

@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from loraloop.cli.common import DataDir, console, fail, load_settings
+from loraloop.cli.common import DataDir, console, fail, load_settings, require_warehouse
 from loraloop.settings import Settings
 
 if TYPE_CHECKING:
@@ -132,6 +132,59 @@ def _outcome(report: CycleReport) -> None:
     out.print(f"took {report.seconds:.1f}s", highlight=False)
 
 
+_BASELINE_TIERS = ("core_baseline", "secondary_baseline", "candidate_baseline")
+_TIERS = (*_BASELINE_TIERS, "problem")
+
+
+def _pool_table(pool: dict[str, int]) -> Table:
+    table = Table(title="pool")
+    table.add_column("tier")
+    table.add_column("samples", justify="right")
+    for tier in _TIERS:
+        table.add_row(tier, str(pool.get(tier, 0)))
+    table.add_row("left out", str(pool.get("skipped", 0)))
+    return table
+
+
+def _next_steps(pool: dict[str, int], error: str | None) -> list[tuple[str, str]]:
+    """(what is missing, what to do) for a pool that makes no dataset."""
+    steps = []
+    if not pool.get("problem"):
+        steps.append((
+            "problem samples with a corrected response (what the next version learns)",
+            "label captured samples in the review console (its address: `loraloop status`) "
+            "or with `loraloop samples label SAMPLE_ID --acceptance Risk --problem-type TYPE "
+            "--corrected-response TEXT`",
+        ))  # fmt: skip
+    if not any(pool.get(tier) for tier in _BASELINE_TIERS):
+        steps.append((
+            "baseline samples (answers the model must keep; a dataset is never only problems)",
+            "an approver promotes labelled samples whose corrected answer is right into "
+            "candidate_baseline: the console's sample page, or `loraloop samples approve "
+            "SAMPLE_ID --from problem`",
+        ))  # fmt: skip
+    if not steps and error:
+        steps.append((
+            error,
+            "add baseline samples on more subjects: each prompt family goes to one split "
+            "whole, so a few families can all land in the held-out split",
+        ))  # fmt: skip
+    return steps
+
+
+def _describe_missing(report: CycleReport) -> None:
+    """A dry run on a pool that makes no dataset: the pool, what is missing, what to do."""
+    out = console.stdout_console
+    out.print(_pool_table(report.pool))
+    for reason, count in Counter(report.skipped.values()).most_common():
+        out.print(f"{count} pool samples left out: {reason}", highlight=False)
+    out.print(f"no dataset can be built yet: {report.error}", highlight=False, soft_wrap=True)
+    for missing, todo in _next_steps(report.pool, report.error):
+        out.print(f"  missing: {missing}", highlight=False, soft_wrap=True)
+        out.print(f"  next: {todo}", highlight=False, soft_wrap=True)
+    out.print("then run `loraloop train --dry-run` again", highlight=False)
+
+
 def train(data_dir: DataDir = None, dry_run: DryRun = False) -> None:
     """Run one training cycle now: pool → dataset → LoRA → gate → registry."""
     from trainer.cycle_log import CycleStatus
@@ -139,6 +192,7 @@ def train(data_dir: DataDir = None, dry_run: DryRun = False) -> None:
     from trainer.service_config import TrainerSettings
 
     settings = load_settings(data_dir)
+    require_warehouse(settings)
     with _warehouse(settings) as warehouse:
         if dry_run:
             with console.stderr_console.status("building the dataset..."):
@@ -148,6 +202,9 @@ def train(data_dir: DataDir = None, dry_run: DryRun = False) -> None:
                 report = run_cycle_now(
                     warehouse, settings, TrainerSettings(), on_progress=_TrainingBar(progress)
                 )
+    if dry_run and report.status is CycleStatus.NO_DATA:
+        _describe_missing(report)
+        return
     _describe(report)
     if report.status is CycleStatus.FAILED:
         fail(f"cycle {report.cycle_id} failed: {report.error}")
