@@ -1,20 +1,33 @@
 """What the pool functions return (``analytics.pool``): plain, frozen pydantic models.
 
 Every text a person wrote or said (turns, corrected responses, notes, reasons,
-evidence) can be masked with :meth:`SampleDetail.masked` for readers without the
-PII permission.
+evidence) and the ids that may name a person (``user_id``, ``conversation_id``)
+can be masked with :meth:`SampleDetail.masked` / :meth:`SamplePage.masked` for
+readers without the PII permission.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from loraloop.pii import mask_pii
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+MASKED_ID_FIELDS: Final = ("user_id", "conversation_id")
+"""Ids that may carry personal data (a phone or an e-mail as the user's id): masked with
+``mask_pii`` like every text, in summaries, sample pages, API answers and exports."""
+
+
+def mask_ids(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an exported/serialised sample record with :data:`MASKED_ID_FIELDS` masked."""
+    return {
+        k: mask_pii(v) if k in MASKED_ID_FIELDS and isinstance(v, str) else v
+        for k, v in record.items()
+    }
 
 
 class SampleFilter(BaseModel):
@@ -31,6 +44,12 @@ class SampleFilter(BaseModel):
     model_version: str | None = None
     search: str | None = Field(
         None, description="Case-insensitive text in the ids, the label or the transcript."
+    )
+    reveal_pii: bool = Field(
+        False,
+        description="Search the raw texts and ids (a reader with the PII permission); "
+        "otherwise only their PII-masked form is searched, so a masked digit or letter "
+        "can never be probed.",
     )
     limit: int = Field(50, ge=1)
     offset: int = Field(0, ge=0)
@@ -57,6 +76,10 @@ class SampleSummary(BaseModel):
     labelled_by: str
     created_at: datetime
 
+    def masked(self) -> SampleSummary:
+        """A copy with the ids that may name a person (:data:`MASKED_ID_FIELDS`) masked."""
+        return self.model_copy(update={k: mask_pii(getattr(self, k)) for k in MASKED_ID_FIELDS})
+
 
 class SamplePage(BaseModel):
     """A page of the queue and the number of samples that match in all."""
@@ -67,6 +90,13 @@ class SamplePage(BaseModel):
     total: int
     limit: int
     offset: int
+    masked_pii: bool = False
+
+    def masked(self) -> SamplePage:
+        """A copy with every summary's ids masked (:meth:`SampleSummary.masked`)."""
+        return self.model_copy(
+            update={"items": tuple(s.masked() for s in self.items), "masked_pii": True}
+        )
 
 
 class TurnView(BaseModel):
@@ -173,6 +203,7 @@ class SampleDetail(BaseModel):
         """A copy with personal data masked in every free text."""
         return self.model_copy(
             update={
+                "summary": self.summary.masked(),
                 "transcript": tuple(
                     t.model_copy(update={"text": mask_pii(t.text)}) for t in self.transcript
                 ),

@@ -6,7 +6,7 @@ choose among constant fragments, values always travel as parameters.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import orjson
@@ -23,6 +23,7 @@ from analytics.pool_models import (
     TurnView,
 )
 from analytics.warehouse import Warehouse
+from loraloop.pii import mask_pii
 
 SUMMARY_COLUMNS: Final = (
     "sample_id, conversation_id, user_id, status, status_changed_at, problem_types, detectors, "
@@ -49,6 +50,47 @@ _FILTERS: Final[dict[str, str]] = {
 }
 """Filter field → constant SQL condition (its value is the parameter of the same name)."""
 
+PII_LIKE_RE2: Final = r"[@＠+＋\[]|[0-9０-９]{3}"
+"""Holds for every text ``mask_pii`` changes, and for every masked text (a token's ``[``).
+
+Every finding of ``loraloop.pii`` has an ``@`` (e-mail), a ``+`` (international phone) or
+three digits in a row (mobile, ID, card), ASCII or full-width. A text it does not match is
+its own masked form; whether it matches is the same for a text and its masked form."""
+
+
+def _candidate(column: str) -> str:
+    """A field the masked search must look at: it holds the search as is, or may hold PII."""
+    return (
+        f"(positionCaseInsensitiveUTF8({column}, {{search:String}}) > 0"
+        f" OR match({column}, {{pii_like:String}}))"
+    )
+
+
+MASKED_SEARCH_FIELDS: Final = ("sample_id", "conversation_id", "corrected_response", "notes")
+"""Fields of the ``pool`` view the search looks at besides the transcript."""
+
+MASKED_SEARCH_SELECT: Final = (
+    "SELECT sample_id, conversation_id, "  # noqa: S608 (constant columns and fragments)
+    + ", ".join(f"{f}, {_candidate(f)}" for f in MASKED_SEARCH_FIELDS)
+    + " FROM pool"
+)
+"""Each searched field and whether it is a candidate."""
+
+MASKED_SEARCH_CONDITION: Final = (
+    "("  # noqa: S608 (constant columns and fragments)
+    + " OR ".join(_candidate(f) for f in MASKED_SEARCH_FIELDS)
+    + " OR conversation_id IN (SELECT conversation_id FROM turns FINAL WHERE "
+    + _candidate("text")
+    + "))"
+)
+"""Samples with a candidate field or a candidate turn."""
+
+MASKED_TURNS_SQL: Final = (
+    "SELECT conversation_id, text FROM turns FINAL "  # noqa: S608
+    "WHERE conversation_id IN {cids:Array(String)} AND " + _candidate("text")
+)
+"""Turn texts of those samples' conversations that are candidates."""
+
 TRANSITION_SELECT: Final = (
     "SELECT transition_id, sample_id, seq, from_status, to_status, action, actor, role, "
     "actor_kind, reason, evidence, proposal, ts FROM sample_transitions FINAL "
@@ -71,12 +113,13 @@ OPEN_PROPOSALS_SQL: Final = (
 newest per (sample, target)."""
 
 
-def _where(filters: SampleFilter) -> tuple[str, dict[str, Any]]:
+def _where(filters: SampleFilter, *, skip: Iterable[str] = ()) -> tuple[str, dict[str, Any]]:
     conditions = []
     params: dict[str, Any] = {}
+    skipped = frozenset(skip)
     for name, condition in _FILTERS.items():
         value = getattr(filters, name)
-        if value is None or value == "":
+        if value is None or value == "" or name in skipped:
             continue
         conditions.append(condition)
         params[name] = value
@@ -93,9 +136,68 @@ def summary_of(row: Sequence[Any]) -> SampleSummary:
     return SampleSummary(**data)
 
 
+def _contains(text: str, needle: str) -> bool:
+    return needle in text.lower()
+
+
+def masked_search(warehouse: Warehouse, filters: SampleFilter) -> list[str]:
+    """The ids of every sample matching ``filters`` whose *masked* texts contain the search.
+
+    The warehouse returns candidates only: fields that contain the search as stored, or
+    that may hold PII (:data:`PII_LIKE_RE2`); each candidate is masked with ``mask_pii``
+    and checked here. A field that is no candidate is its own masked form and does not
+    contain the search, so the result depends on the masked texts alone: probing the
+    digits of a masked phone finds what searching for an absent string finds.
+    """
+    where, params = _where(filters, skip=("search",))
+    params.update(search=filters.search or "", pii_like=PII_LIKE_RE2)
+    joiner = " AND " if where else " WHERE "
+    # Built only from constants: `where` from the fragments of _FILTERS; values are parameters.
+    sql = MASKED_SEARCH_SELECT + where + joiner + MASKED_SEARCH_CONDITION
+    rows = warehouse.query(sql + " ORDER BY created_at DESC, sample_id", params).result_rows
+    needle = (filters.search or "").lower()
+    found: set[str] = set()
+    unmatched: dict[str, list[str]] = {}
+    for sample_id, conversation_id, *fields in rows:
+        pairs = zip(fields[::2], fields[1::2], strict=True)
+        if any(ok and _contains(mask_pii(value or ""), needle) for value, ok in pairs):
+            found.add(sample_id)
+        else:
+            unmatched.setdefault(conversation_id, []).append(sample_id)
+    if unmatched:
+        texts = warehouse.query(MASKED_TURNS_SQL, {**params, "cids": list(unmatched)}).result_rows
+        for conversation_id, text in texts:
+            if conversation_id in unmatched and _contains(mask_pii(text), needle):
+                found.update(unmatched.pop(conversation_id))
+    return [r[0] for r in rows if r[0] in found]
+
+
+def _masked_page(warehouse: Warehouse, filters: SampleFilter) -> SamplePage:
+    matched = masked_search(warehouse, filters)
+    chosen = matched[filters.offset : filters.offset + filters.limit]
+    rows = warehouse.query(
+        "SELECT " + SUMMARY_COLUMNS + " FROM pool WHERE sample_id IN {sids:Array(String)} "  # noqa: S608
+        "ORDER BY created_at DESC, sample_id",
+        {"sids": chosen},
+    ).result_rows if chosen else []  # fmt: skip
+    return SamplePage(
+        items=tuple(summary_of(r) for r in rows),
+        total=len(matched),
+        limit=filters.limit,
+        offset=filters.offset,
+    )
+
+
 def list_samples(warehouse: Warehouse, filters: SampleFilter | None = None) -> SamplePage:
-    """A page of the pool matching ``filters``, newest first, and the total that match."""
+    """A page of the pool matching ``filters``, newest first, and the total that match.
+
+    Without ``filters.reveal_pii`` the search looks at masked texts and ids only
+    (:func:`masked_search`); the page itself is returned unmasked (callers mask what
+    they show: :meth:`SamplePage.masked`).
+    """
     chosen = filters or SampleFilter()
+    if chosen.search and not chosen.reveal_pii:
+        return _masked_page(warehouse, chosen)
     where, params = _where(chosen)
     # `where` is built only from the constant fragments of _FILTERS; values are parameters.
     count_sql = "SELECT count() FROM pool" + where  # noqa: S608

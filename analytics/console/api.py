@@ -18,7 +18,7 @@ from analytics import pool
 from analytics.console.auth import Principal, key_principal
 from analytics.console.context import ConsoleContext, context
 from analytics.console.users import SAMPLE_ROLES
-from analytics.pool_models import SampleFilter
+from analytics.pool_models import SampleFilter, mask_ids
 from loraloop.lifecycle import Role, SampleStatus, Transition
 
 T = TypeVar("T")
@@ -103,15 +103,17 @@ async def list_samples(
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    """The review queue, filtered and paged."""
+    """The review queue, filtered and paged; without the PII permission the search sees
+    masked texts only and ``user_id`` / ``conversation_id`` are masked."""
     caller.require(*SAMPLE_ROLES)
     filters = _filters(
         ctx, status=status, problem_type=problem_type, detector=detector,
         risk_level=risk_level, risk_min=risk_min, risk_max=risk_max,
         model_version=model_version, search=search, limit=limit, offset=offset,
+        reveal_pii=caller.user.pii,
     )  # fmt: skip
     page = await ctx.warehouse.run(pool.list_samples, ctx.warehouse, filters)
-    return page.model_dump(mode="json")
+    return (page if caller.user.pii else page.masked()).model_dump(mode="json")
 
 
 @router.get("/samples/{sample_id}")
@@ -212,7 +214,8 @@ async def proposals(ctx: Ctx, caller: Caller) -> list[dict[str, Any]]:
 async def export(
     ctx: Ctx, caller: Caller, status: str | None = None, problem_type: str | None = None
 ) -> Response:
-    """Samples with label and transcript as JSONL; masked unless the caller has PII."""
+    """Samples with label and transcript as JSONL; texts, ``user_id`` and
+    ``conversation_id`` masked unless the caller has PII."""
     caller.require(*SAMPLE_ROLES)
     filters = SampleFilter(
         status=status, problem_type=problem_type, limit=ctx.settings.export_limit
@@ -220,6 +223,8 @@ async def export(
     records = await _run(
         ctx, pool.export_samples, ctx.warehouse, filters, reveal_pii=caller.user.pii
     )
+    if not caller.user.pii:
+        records = [mask_ids(r) for r in records]
     body = b"".join(orjson.dumps(r) + b"\n" for r in records)
     return Response(body, media_type="application/x-ndjson")
 

@@ -132,10 +132,12 @@ def _offset(request: Request, name: str) -> int:
     return int(given)
 
 
-def _sample_filter(given: dict[str, str | None], **paging: int) -> SampleFilter:
+def _sample_filter(
+    given: dict[str, str | None], *, limit: int, offset: int, reveal_pii: bool
+) -> SampleFilter:
     """The queue's filters from query parameters; a malformed one is 422, never 500."""
     try:
-        found = SampleFilter(**given, **paging)
+        found = SampleFilter(**given, limit=limit, offset=offset, reveal_pii=reveal_pii)
     except ValidationError as e:
         problems = "; ".join(
             f"?{'.'.join(str(p) for p in err['loc'])}= {err['msg']}" for err in e.errors()
@@ -219,8 +221,12 @@ async def queue(request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
     given = {k: request.query_params.get(k) or None for k in FILTER_FIELDS}
     if "status" not in request.query_params:
         given["status"] = SampleStatus.CAPTURED.value
-    filters = _sample_filter(given, limit=ctx.settings.page_size, offset=_offset(request, "offset"))
-    page = await ctx.warehouse.run(pool.list_samples, ctx.warehouse, filters)
+    filters = _sample_filter(
+        given, limit=ctx.settings.page_size, offset=_offset(request, "offset"),
+        reveal_pii=caller.user.pii,
+    )  # fmt: skip
+    found = await ctx.warehouse.run(pool.list_samples, ctx.warehouse, filters)
+    page = found if caller.user.pii else found.masked()
     return render(
         request, "queue.html", caller, page=page, filters=given, statuses=list(SampleStatus),
         taxonomy=ctx.settings.taxonomy, risk_levels=list(RiskLevel),

@@ -1,0 +1,182 @@
+"""Without the PII permission the search sees masked texts only; ids are masked too.
+
+Issue 16 item 10: a labeller recovered a masked phone in 44 searches and an e-mail in
+283 by probing substrings of the raw transcript. Over the real embedded warehouse.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from analytics.rows import COLUMNS, SAMPLE_COLUMNS
+from analytics.warehouse import Warehouse
+from loraloop.pii import mask_pii
+from tests.pool_seed import PII_EMAIL, PII_PHONE, T0
+from tests.unit.console.conftest import Console
+
+PHONE = "+1-415-555-0123"
+TWIN_PHONE = "+1-212-867-5309"
+EMAIL = "jane.doe@example.org"
+TWIN_EMAIL = "mark.roe@example.net"
+ABSENT = "zq-not-there-xv"
+ID_USER = "li.wei@example.com"
+ID_CONVERSATION = "wa:+8613912345678"
+
+
+def seed(
+    warehouse: Warehouse,
+    sample_id: str,
+    conversation_id: str,
+    texts: list[str],
+    *,
+    user_id: str = "u-probe",
+    minutes: int = 0,
+) -> str:
+    """One captured sample whose conversation's user turns are ``texts``."""
+    start = T0 + timedelta(minutes=minutes)
+    rows = [
+        [f"{sample_id}-t{i}", start + timedelta(seconds=i), conversation_id, user_id, i,
+         "user", text, "", False]
+        for i, text in enumerate(texts)
+    ]  # fmt: skip
+    warehouse.insert("turns", rows, column_names=COLUMNS["turns"])
+    sample = [
+        sample_id, conversation_id, user_id, "captured", [], ["complaint"], 1.0, 0.5,
+        "model_v1", "model_v1", start, start, len(texts), "signal",
+    ]  # fmt: skip
+    warehouse.insert("samples", [sample], column_names=SAMPLE_COLUMNS)
+    return sample_id
+
+
+def _twins(console: Console) -> tuple[str, str]:
+    """Two conversations whose masked texts are identical; only their PII differs."""
+    template = "Call me on {phone} or write to {email} about the parcel refund."
+    a = seed(console.warehouse, "smp-twin-a", "twin-a",
+             [template.format(phone=PHONE, email=EMAIL)], minutes=1)  # fmt: skip
+    b = seed(console.warehouse, "smp-twin-b", "twin-b",
+             [template.format(phone=TWIN_PHONE, email=TWIN_EMAIL)], minutes=2)  # fmt: skip
+    assert mask_pii(template.format(phone=PHONE, email=EMAIL)) == mask_pii(
+        template.format(phone=TWIN_PHONE, email=TWIN_EMAIL)
+    )
+    return a, b
+
+
+def _search(console: Console, user: str, text: str, **params: Any) -> dict[str, Any]:
+    answer = console.client.get(
+        "/api/samples", params={"search": text, **params}, headers=console.bearer(user)
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _ids(console: Console, user: str, text: str) -> set[str]:
+    return {s["sample_id"] for s in _search(console, user, text, limit=500)["items"]}
+
+
+def _substrings(value: str, shortest: int = 2) -> list[str]:
+    return sorted(
+        {value[i:j] for i in range(len(value)) for j in range(i + shortest, len(value) + 1)}
+    )
+
+
+def test_substrings_of_masked_pii_find_nothing_without_permission(console: Console) -> None:
+    a, b = _twins(console)
+    assert _ids(console, "lena", ABSENT) == set()
+    for probe in ("555-01", "415-555", "0123", "+1-4", PII_PHONE[:6], "jane.doe", "doe@",
+                  "example.org", "li.wei", "wei@exa"):  # fmt: skip
+        assert _ids(console, "lena", probe) == set(), probe
+        queue = console.login("lena").get("/queue", params={"status": "", "search": probe})
+        assert queue.status_code == 200
+        assert "0 sample(s)" in queue.text, probe
+    assert _ids(console, "lena", "parcel refund") == {a, b}
+    assert _ids(console, "lena", "[phone]") == {a, b, console.sample_id}
+    assert _ids(console, "lena", "refund") == {a, b, console.sample_id}
+
+
+def test_with_permission_the_raw_text_is_searched(console: Console) -> None:
+    a, b = _twins(console)
+    assert _ids(console, "ari", "555-01") == {a}
+    assert _ids(console, "ari", "jane.doe") == {a}
+    assert _ids(console, "ari", "li.wei") == {console.sample_id}
+    assert _ids(console, "ari", "[phone]") == set()
+    assert _ids(console, "ari", "refund") == {a, b, console.sample_id}
+
+
+def test_no_probe_tells_two_masked_twins_apart(console: Console) -> None:
+    """Every substring of either twin's phone and e-mail finds both twins or neither."""
+    a, b = _twins(console)
+    probes = [
+        p
+        for value in (PHONE, TWIN_PHONE, EMAIL, TWIN_EMAIL)
+        for p in _substrings(value, shortest=3)
+    ]
+    for probe in probes:
+        found = _ids(console, "lena", probe) & {a, b}
+        assert found in (set(), {a, b}), probe
+
+
+def test_masked_search_pages_and_counts(console: Console) -> None:
+    made = [
+        seed(console.warehouse, f"smp-page-{n}", f"page-{n}",
+             [f"Refund please, reach me at +44 20 7946 {n:04d}"], minutes=10 + n)
+        for n in range(7)
+    ]  # fmt: skip
+    seed(console.warehouse, "smp-page-other", "page-other", ["Where is my parcel?"], minutes=30)
+    newest_first = [*reversed(made), console.sample_id]
+    pages = [_search(console, "lena", "refund", limit=3, offset=o) for o in (0, 3, 6)]
+    assert [p["total"] for p in pages] == [len(newest_first)] * 3
+    assert [s["sample_id"] for p in pages for s in p["items"]] == newest_first
+    assert _search(console, "lena", "refund", limit=3, offset=9)["items"] == []
+    assert _search(console, "lena", "7946", limit=3)["total"] == 0
+    raw = _search(console, "ari", "refund", limit=3, offset=3)
+    assert raw["total"] == len(newest_first)
+    assert [s["sample_id"] for s in raw["items"]] == newest_first[3:6]
+
+
+def test_masked_search_keeps_the_other_filters(console: Console) -> None:
+    a, b = _twins(console)
+    found = _search(console, "lena", "refund", status="captured", detector="complaint")
+    assert {s["sample_id"] for s in found["items"]} == {a, b, console.sample_id}
+    assert _search(console, "lena", "refund", status="problem")["total"] == 0
+    assert _search(console, "lena", "refund", model_version="model_v9")["total"] == 0
+
+
+def test_ids_masked_in_lists_pages_api_and_exports(console: Console) -> None:
+    sid = seed(console.warehouse, "smp-ids", ID_CONVERSATION, ["hello, my parcel is late"],
+               user_id=ID_USER)  # fmt: skip
+    secrets = (ID_USER, "13912345678", "8613912345678")
+    lena, ari = console.bearer("lena"), console.bearer("ari")
+
+    listed = console.client.get("/api/samples", params={"status": "captured"}, headers=lena)
+    item = next(s for s in listed.json()["items"] if s["sample_id"] == sid)
+    assert item["user_id"] == "[EMAIL]"
+    assert item["conversation_id"] == "wa:[PHONE]"
+    assert listed.json()["masked_pii"] is True
+
+    detail = console.client.get(f"/api/samples/{sid}", headers=lena)
+    assert detail.json()["summary"]["user_id"] == "[EMAIL]"
+    assert detail.json()["summary"]["conversation_id"] == "wa:[PHONE]"
+
+    export = console.client.get("/api/export", params={"status": "captured"}, headers=lena)
+    records = [orjson.loads(line) for line in export.text.splitlines()]
+    mine = next(r for r in records if r["sample_id"] == sid)
+    assert (mine["user_id"], mine["conversation_id"]) == ("[EMAIL]", "wa:[PHONE]")
+
+    client = console.login("lena")
+    page = client.get(f"/samples/{sid}")
+    queue = client.get("/queue", params={"status": "captured"})
+    for text in (listed.text, detail.text, export.text, page.text, queue.text):
+        assert not any(secret in text for secret in secrets)
+    assert "wa:[PHONE]" in page.text
+    assert _ids(console, "lena", "13912") == set()
+    assert _ids(console, "lena", "wa:[phone]") == {sid}
+
+    raw = console.client.get(f"/api/samples/{sid}", headers=ari).json()["summary"]
+    assert (raw["user_id"], raw["conversation_id"]) == (ID_USER, ID_CONVERSATION)
+    assert ID_USER in console.client.get("/api/export", headers=ari).text
+    assert _ids(console, "ari", "13912") == {sid}
+    assert PII_EMAIL not in console.client.get("/api/export", headers=lena).text
