@@ -75,6 +75,10 @@ class SampleSummary(BaseModel):
     risk_level: str
     labelled_by: str
     created_at: datetime
+    needs_review: bool = False
+    """The conversation changed after its latest label (``analytics.snapshots``): re-review."""
+    review_reason: str = ""
+    """What changed, when ``needs_review``."""
 
     def masked(self) -> SampleSummary:
         """A copy with the ids that may name a person (:data:`MASKED_ID_FIELDS`) masked."""
