@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.logging import RichHandler
 
-from loraloop.cli import admin, compare, demo, events, samples, stack, train, web, worker
+from loraloop.cli import admin, compare, config, demo, events, samples, stack, train, web, worker
 from loraloop.cli.common import console, fail
 from loraloop.exceptions import LoraloopError
 
@@ -23,7 +23,7 @@ app.command("replay")(stack.replay)
 app.command("produce")(events.produce)
 app.command("migrate")(admin.migrate)
 app.command("status")(admin.status)
-app.command("config")(admin.config)
+app.command("config")(config.config)
 app.command("train")(train.train)
 app.command("trainer")(train.trainer)
 app.command("web")(web.web)

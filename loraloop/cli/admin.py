@@ -1,16 +1,16 @@
-"""``loraloop migrate``, ``status``, ``config`` and ``admin recover``."""
+"""``loraloop migrate``, ``status`` and ``admin recover`` (``config`` is in ``config.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import urllib.request
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from loraloop.cli.common import DataDir, console, fail, load_settings
+from loraloop.cli.common import DataDir, console, load_settings
 from loraloop.exceptions import StackNotRunningError
 from loraloop.settings import Settings
 
@@ -129,15 +129,6 @@ def status(data_dir: DataDir = None) -> None:
     for name, count in counts.items():
         rows.add_row(name, str(count))
     out.print(rows)
-
-
-def config(data_dir: DataDir = None) -> None:
-    """Print the effective settings (secrets masked) as JSON."""
-    settings = load_settings(data_dir)
-    data: dict[str, Any] = json.loads(settings.model_dump_json())
-    data["effective_clickhouse_dsn"] = settings.effective_clickhouse_dsn
-    out = json.dumps(data, indent=2, default=str)
-    console.stdout_console.print_json(out) if out else fail("no settings")
 
 
 @admin_app.command("recover")

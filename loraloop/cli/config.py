@@ -1,0 +1,208 @@
+"""``loraloop config``: every settings group, effective values or a table of defaults.
+
+``GROUPS`` lists each pydantic-settings class of the project once, under the key its
+values print under; the README's and docs/deploy.md's tables of variables are checked
+against ``variables()`` (``tests/unit/loraloop/test_cli_config.py``), and a test finds
+every ``BaseSettings`` class in the source tree and fails when one is missing here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from pydantic import BaseModel, SecretStr
+from pydantic_settings import BaseSettings
+
+from loraloop.cli.common import DataDir, console, load_settings
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+
+    from loraloop.settings import Settings
+
+#: A default longer than this is left to ``loraloop config`` in the table.
+_MAX_DEFAULT_CHARS = 48
+_NESTED = "__"
+
+
+def _detectors(_: Settings) -> BaseSettings:
+    from detectors.config import DetectorSettings
+
+    return DetectorSettings()
+
+
+def _console(settings: Settings) -> BaseSettings:
+    from analytics.console.config import ConsoleSettings
+
+    return ConsoleSettings(data_dir=settings.data_dir)
+
+
+def _dataset(_: Settings) -> BaseSettings:
+    from trainer.config import DatasetConfig
+
+    return DatasetConfig()
+
+
+def _train(_: Settings) -> BaseSettings:
+    from trainer.config import TrainConfig
+
+    return TrainConfig()
+
+
+def _gate(_: Settings) -> BaseSettings:
+    from trainer.config import GateConfig
+
+    return GateConfig()
+
+
+def _trainer(_: Settings) -> BaseSettings:
+    from trainer.service_config import TrainerSettings
+
+    return TrainerSettings()
+
+
+def _rollout(_: Settings) -> BaseSettings:
+    from trainer.rollout_config import RolloutSettings
+
+    return RolloutSettings()
+
+
+def _rollout_service(_: Settings) -> BaseSettings:
+    from trainer.rollout_service_config import RolloutServiceSettings
+
+    return RolloutServiceSettings()
+
+
+def _rates(_: Settings) -> BaseSettings:
+    from analytics.rate_config import RateQuerySettings
+
+    return RateQuerySettings()
+
+
+def _compare(_: Settings) -> BaseSettings:
+    from analytics.stats.config import ComparisonSettings
+
+    return ComparisonSettings()
+
+
+def _demo(_: Settings) -> BaseSettings:
+    from loraloop.simulation.config import SimulationSettings
+
+    return SimulationSettings()
+
+
+#: Each component's settings beside the top-level ``Settings`` (which holds ``stream``,
+#: ``kafka`` and ``warehouse``), keyed as ``loraloop config`` prints them.
+GROUPS: dict[str, Callable[[Settings], BaseSettings]] = {
+    "detectors": _detectors,
+    "console": _console,
+    "dataset": _dataset,
+    "train": _train,
+    "gate": _gate,
+    "trainer": _trainer,
+    "rollout": _rollout,
+    "rollout_service": _rollout_service,
+    "rates": _rates,
+    "compare": _compare,
+    "demo": _demo,
+}
+
+
+def effective(settings: Settings) -> dict[str, Any]:
+    """Every group's effective values, JSON-safe, secrets masked."""
+    data: dict[str, Any] = json.loads(settings.model_dump_json())
+    data["effective_clickhouse_dsn"] = settings.effective_clickhouse_dsn
+    for key, make in GROUPS.items():
+        data[key] = json.loads(make(settings).model_dump_json())
+    return data
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, its default as the tables write it, its meaning."""
+
+    name: str
+    default: str
+    meaning: str
+
+
+def render_default(value: Any) -> str:
+    """A default as the README writes it: ``empty``, ``true``, ``0.5``, ``10``, ``[...]``."""
+    if value is None or value == "" or (isinstance(value, tuple | list | frozenset) and not value):
+        return "empty"
+    if isinstance(value, SecretStr):
+        return "(secret)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, int | float | str | Path):
+        return str(value)
+    if isinstance(value, frozenset | set):
+        value = sorted(value)
+    return json.dumps(value, default=str, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _walk(model: type[BaseModel], prefix: str) -> Iterator[Variable]:
+    for name, info in model.model_fields.items():
+        env = f"{prefix}{name.upper()}"
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _walk(annotation, env + _NESTED)
+            continue
+        yield Variable(env, render_default(_default(info)), (info.description or "").strip())
+
+
+def _default(info: FieldInfo) -> Any:
+    return info.get_default(call_default_factory=True, validated_data={})
+
+
+def variables() -> list[Variable]:
+    """Every environment variable loraloop reads, group by group, with its default."""
+    from loraloop.settings import Settings
+
+    top = Settings()
+    classes: list[type[BaseSettings]] = [type(top)]
+    classes += [type(make(top)) for make in GROUPS.values()]
+    found = []
+    for cls in classes:
+        found += list(_walk(cls, str(cls.model_config.get("env_prefix", ""))))
+    return found
+
+
+def _markdown() -> str:
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for var in variables():
+        default = var.default
+        if len(default) > _MAX_DEFAULT_CHARS:
+            default = "see `loraloop config`"
+        elif default != "empty":
+            default = f"`{default}`"
+        meaning = var.meaning.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{var.name}` | {default} | {meaning} |")
+    return "\n".join(lines)
+
+
+def config(
+    data_dir: DataDir = None,
+    markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown", help="Print every variable with its default and meaning as a table."
+        ),
+    ] = False,
+) -> None:
+    """Print the effective settings of every group (secrets masked) as JSON."""
+    if markdown:
+        print(_markdown())
+        return
+    settings = load_settings(data_dir)
+    console.stdout_console.print_json(json.dumps(effective(settings), default=str))
