@@ -6,6 +6,7 @@ line number and the field at fault, and never hides the good lines around it.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,11 @@ def parse_line(line_no: int, raw: bytes) -> ParsedLine | LineError:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        return LineError(line_no, None, f"<payload>: not valid JSON ({e})", raw)
+        msg = (
+            'not JSON: each line must be one JSON object with a "type"; this one is not '
+            f"valid JSON (at column {e.colno})"
+        )
+        return LineError(line_no, None, msg, raw)
     if not isinstance(obj, dict):
         return LineError(line_no, None, "<payload>: expected a JSON object", raw)
     type_name = obj.pop("type", None)
@@ -70,10 +75,13 @@ def parse_line(line_no: int, raw: bytes) -> ParsedLine | LineError:
 
 
 def read_events(path: Path) -> Iterator[ParsedLine | LineError]:
-    """Parse every non-blank line of ``path`` in order (1-based line numbers)."""
+    """Parse every non-blank line of ``path`` in order (1-based line numbers).
+
+    A UTF-8 byte order mark (as some Windows editors write) is not part of the first line.
+    """
     with path.open("rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
-            stripped = raw.strip()
+            stripped = (raw.removeprefix(codecs.BOM_UTF8) if line_no == 1 else raw).strip()
             if stripped:
                 yield parse_line(line_no, stripped)
 

@@ -36,7 +36,9 @@ def produce(
         for item in read_events(file):
             if isinstance(item, LineError):
                 bad += 1
-                console.stderr_console.print(f"[yellow]bad line[/] {item}", highlight=False)
+                console.stderr_console.print(
+                    f"[yellow]skipped[/] {item}", highlight=False, soft_wrap=True
+                )
                 continue
             yield Outgoing(item.kind.topic, item.key, strip_type(item.raw))
 
