@@ -14,6 +14,7 @@ write the same ``transition_id`` and one move would be lost.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -21,9 +22,11 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from analytics import pool_queries as q
+from analytics import snapshots
 from analytics.first_seen import FirstSeen, first_seen_of
 from analytics.pool_log import (
     TRANSITION_COLUMNS,
@@ -35,10 +38,18 @@ from analytics.pool_log import (
     read_states,
     transition_row,
 )
-from analytics.pool_models import SampleDetail, SampleFilter, SamplePage, TransitionView
+from analytics.pool_models import (
+    SampleDetail,
+    SampleFilter,
+    SamplePage,
+    SampleSummary,
+    TransitionView,
+)
 from analytics.proposals import withdrawn_proposal
+from analytics.rows import COLUMNS, dead_letter_row
+from analytics.snapshots import Snapshot
 from analytics.warehouse import Warehouse
-from loraloop.events import QAVerdict
+from loraloop.events import DeadLetter, QAVerdict
 from loraloop.exceptions import LoraloopError
 from loraloop.lifecycle import (
     EDGES,
@@ -66,6 +77,25 @@ LABEL_COLUMNS: Final = (
     "sample_id", "revision", "acceptance", "problem_types", "risk_level", "corrected_response",
     "notes", "labelled_by", "role", "source", "ts", "first_seen_version",
 )  # fmt: skip
+FROZEN_LABEL_COLUMNS: Final = (*LABEL_COLUMNS, *snapshots.SNAPSHOT_COLUMNS)
+"""A label row with the transcript snapshot it was written against (what the pool writes)."""
+
+QA_REFUSED_TOPIC: Final = "pool.qa_verdicts"
+"""``source_topic`` of the dead letter of a QA verdict the pool refused to apply."""
+DEAD_LETTER_OFFSET_BYTES: Final = 7
+"""Bytes of the verdict's SHA-256 that make its dead letter's offset (fits an Int64)."""
+FOREIGN_SAMPLE: Final = "foreign_sample"
+
+QA_VERDICTS_REFUSED = Counter(
+    "loraloop_qa_verdicts_refused_total",
+    "QA verdicts not applied (dead-lettered with the reason), by reason.",
+    ["reason"],
+)
+EXPORT_REFUSED = Counter(
+    "loraloop_export_refused_total",
+    "Labelled samples left out of an export: their labelled transcript text no longer exists.",
+    ["export"],
+)
 
 NEXT_TIER: Final = {
     SampleStatus.PROBLEM: SampleStatus.CANDIDATE_BASELINE,
@@ -119,6 +149,11 @@ class StaleMove(ActionConflict):
     """
 
 
+class TranscriptChanged(ActionConflict):
+    """The conversation changed after the sample was labelled: its label no longer says
+    what the transcript is. Re-review it and relabel it before promoting it."""
+
+
 class ProposalWithdrawn(ActionConflict):
     """The move's proposal was withdrawn (its version was rolled back): its evidence is gone.
 
@@ -131,8 +166,34 @@ class ProposalWithdrawn(ActionConflict):
 
 
 def list_samples(warehouse: Warehouse, filters: SampleFilter | None = None) -> SamplePage:
-    """The review queue: a page of samples matching ``filters``, newest first."""
-    return q.list_samples(warehouse, filters)
+    """The review queue: a page of samples matching ``filters``, newest first.
+
+    Each sample whose conversation changed after its latest label has ``needs_review``.
+    """
+    page = q.list_samples(warehouse, filters)
+    drifted = snapshots.check(warehouse, {s.sample_id: s.conversation_id for s in page.items})
+    if not drifted:
+        return page
+    items = tuple(_reviewed(s, drifted.get(s.sample_id)) for s in page.items)
+    return page.model_copy(update={"items": items})
+
+
+def _reviewed(item: SampleSummary, drift: snapshots.LabelDrift | None) -> SampleSummary:
+    if drift is None:
+        return item
+    return item.model_copy(update={"needs_review": True, "review_reason": drift.drift.reason})
+
+
+def needs_review(warehouse: Warehouse, sample_ids: Iterable[str]) -> dict[str, str]:
+    """sample_id → why, for the given samples whose conversation changed after labelling."""
+    ids = sorted(set(sample_ids))
+    found = warehouse.query(
+        "SELECT sample_id, any(conversation_id) FROM samples FINAL "
+        "WHERE sample_id IN {ids:Array(String)} GROUP BY sample_id",
+        {"ids": ids},
+    ).result_rows
+    drifted = snapshots.check(warehouse, {str(s): str(c) for s, c in found})
+    return {sid: d.drift.reason for sid, d in sorted(drifted.items())}
 
 
 def get_sample(warehouse: Warehouse, sample_id: str, *, reveal_pii: bool = False) -> SampleDetail:
@@ -140,6 +201,9 @@ def get_sample(warehouse: Warehouse, sample_id: str, *, reveal_pii: bool = False
     summary = q.summary(warehouse, sample_id)
     if summary is None:
         raise _not_found(sample_id)
+    summary = _reviewed(
+        summary, snapshots.check(warehouse, {sample_id: summary.conversation_id}).get(sample_id)
+    )
     turns = q.transcript(warehouse, summary.conversation_id)
     human = [t.text for t in turns if t.role == "human_agent"]
     handed_off = q.handed_off(warehouse, summary.conversation_id) or bool(human)
@@ -171,22 +235,47 @@ def export_samples(
 ) -> list[dict[str, Any]]:
     """Samples matching ``filters`` with label and transcript (chat format), for JSONL.
 
-    Texts are PII-masked unless ``reveal_pii``.
+    Texts are PII-masked unless ``reveal_pii``. A labelled sample carries the transcript
+    it was labelled on (``transcript_sha256`` names that snapshot): turns added after the
+    label are left out, and a sample whose labelled text changed or is gone is left out
+    of the export (logged, counted, and flagged for re-review; see
+    :mod:`analytics.snapshots`).
     """
     page = q.list_samples(warehouse, filters)
-    turns = q.transcripts(warehouse, [s.conversation_id for s in page.items])
-    labels = q.labels(warehouse, [s.sample_id for s in page.items])
+    ids = [s.sample_id for s in page.items]
+    conversations = [s.conversation_id for s in page.items]
+    turns = q.transcripts(warehouse, conversations)
+    labels = q.labels(warehouse, ids)
+    frozen = snapshots.label_snapshots(warehouse, ids)
+    current = snapshots.read_turns(warehouse, conversations) if frozen else {}
+    text = (lambda t: t) if reveal_pii else mask_pii
+    changed: list[snapshots.LabelDrift] = []
     out = []
     for item in page.items:
         label = labels.get(item.sample_id)
-        text = (lambda t: t) if reveal_pii else mask_pii
         record = item.model_dump(mode="json")
         record["corrected_response"] = text(label.corrected_response) if label else ""
         record["notes"] = text(label.notes) if label else ""
-        record["messages"] = [
-            {"role": t.role, "content": text(t.text)} for t in turns.get(item.conversation_id, ())
-        ]
+        messages = [(t.role, t.text) for t in turns.get(item.conversation_id, ())]
+        if item.sample_id in frozen:
+            revision, snapshot = frozen[item.sample_id]
+            drift = snapshots.compare(snapshot, current.get(item.conversation_id, ()))
+            if drift.changed:
+                changed.append(
+                    snapshots.LabelDrift(
+                        item.sample_id, item.conversation_id, revision, snapshot, drift
+                    )
+                )
+                record.update(needs_review=True, review_reason=drift.reason)
+            if drift.frozen is None:
+                EXPORT_REFUSED.labels("console").inc()
+                logger.warning("export leaves %s out: %s", item.sample_id, drift.reason)
+                continue
+            record["transcript_sha256"] = snapshot.sha256
+            messages = [(t.role, t.text) for t in drift.frozen]
+        record["messages"] = [{"role": role, "content": text(body)} for role, body in messages]
         out.append(record)
+    snapshots.flag(warehouse, changed)
     return out
 
 
@@ -203,6 +292,7 @@ def label(
     taxonomy: Iterable[str],
     reason: str | None = None,
     now: datetime | None = None,
+    transcript_sha256: str | None = None,
 ) -> Transition:
     """Label a sample: write the label revision and move captured → problem|rejected.
 
@@ -212,13 +302,26 @@ def label(
     (rejected, downweighted, demoted) as Risk or Reject with a ``reason``: that
     reopens it. The move is validated in full (actor, role, graph) before
     anything is written, so a refused move leaves no label behind.
+
+    The label is frozen to the conversation's transcript as stored now (its
+    snapshot, :mod:`analytics.snapshots`); ``transcript_sha256``, when given, is
+    the snapshot the labeller saw, and a conversation that changed since is
+    refused with :class:`TranscriptChanged`.
     """
     valid = validate_label(data, taxonomy)
     state = _state(warehouse, sample_id)
     chosen, kind = _choose_role(state.status, valid.target_status, roles, reason=reason)
     rows = _plan(sample_id, state, valid.target_status, actor, chosen, kind, reason=reason, now=now)
+    snapshot = snapshots.take(warehouse, [state.conversation_id])[state.conversation_id]
+    if transcript_sha256 is not None and transcript_sha256 != snapshot.sha256:
+        msg = (
+            f"{sample_id}: conversation {state.conversation_id} changed while it was being "
+            f"reviewed (snapshot {transcript_sha256[:12]} was shown, it is "
+            f"{snapshot.sha256[:12]} now): reload the sample and label what it says now"
+        )
+        raise TranscriptChanged(msg)
     _write_label(warehouse, sample_id, valid, actor=rows[-1].actor, role=chosen,
-                 source=CONSOLE_SOURCE)  # fmt: skip
+                 source=CONSOLE_SOURCE, snapshot=snapshot)  # fmt: skip
     return _commit(warehouse, rows)
 
 
@@ -272,7 +375,9 @@ def _transition(
         raise InvalidAction(msg)
     chosen, kind = _choose_role(state.status, target, roles, reason=reason)
     if target in TRAINABLE_TARGETS:
-        _require_trainable_label(warehouse, sample_id, state.status, target)
+        revision = _require_trainable_label(warehouse, sample_id, state.status, target)
+        frozen = _frozen_label(warehouse, sample_id, state, target, revision)
+        evidence = {**(evidence or {}), **frozen}
     rows = _plan(
         sample_id, state, target, actor, chosen, kind, reason=reason, evidence=evidence, now=now
     )
@@ -409,17 +514,26 @@ def label_from_verdicts(
     its label is in force (now or from an earlier delivery); False when the
     conversation has no sample (not sampled, or not written yet), the sample is no
     longer ``captured`` (labelled already: the first label stands) or the verdict
-    is not a valid label (e.g. Risk without a corrected response). A batch costs a
-    handful of queries and two inserts however many verdicts it holds.
+    is not a valid label (e.g. Risk without a corrected response). A verdict whose
+    ``sample_id`` names a sample of another conversation labels nothing: it is
+    logged, counted (``loraloop_qa_verdicts_refused_total``) and dead-lettered
+    (``dead_letters``, source ``pool.qa_verdicts``) with the reason. A batch costs
+    a handful of queries and a few inserts however many verdicts it holds.
     """
     allowed = frozenset(taxonomy)
     sample_ids = [v.sample_id or SAMPLE_ID_PREFIX + v.conversation_id for v in verdicts]
     stored = read_states(warehouse, sample_ids)
     states = dict(stored)  # moves this batch makes, so a second verdict sees the first
     accepted: list[tuple[QAVerdict, str, Label]] = []
+    refused: list[DeadLetter] = []
     results = []
     for verdict, sample_id in zip(verdicts, sample_ids, strict=True):
-        outcome = _qa_label(verdict, sample_id, states.get(sample_id), allowed)
+        state = states.get(sample_id)
+        if state is not None and state.conversation_id != verdict.conversation_id:
+            refused.append(_foreign_verdict(verdict, sample_id, state.conversation_id))
+            results.append(False)
+            continue
+        outcome = _qa_label(verdict, sample_id, state, allowed)
         results.append(outcome is not None)
         if isinstance(outcome, Label):
             state = states[sample_id]
@@ -429,9 +543,35 @@ def label_from_verdicts(
                 transition_ids=state.transition_ids | {_qa_transition_id(sample_id, verdict)},
             )
             accepted.append((verdict, sample_id, outcome))
+    if refused:
+        warehouse.insert(
+            "dead_letters",
+            [dead_letter_row(letter) for letter in refused],
+            column_names=COLUMNS["dead_letters"],
+        )
     if accepted:
         _write_qa_labels(warehouse, accepted, stored)
     return results
+
+
+def _foreign_verdict(verdict: QAVerdict, sample_id: str, owner: str) -> DeadLetter:
+    """The dead letter of a verdict naming another conversation's sample (logged, counted)."""
+    error = (
+        f"QA verdict {verdict.event_id} is about conversation {verdict.conversation_id} but "
+        f"names sample {sample_id} of conversation {owner}: not applied (a verdict labels "
+        "only its own conversation's sample; send it again with that sample_id, or none)"
+    )
+    logger.warning("%s", error)
+    QA_VERDICTS_REFUSED.labels(FOREIGN_SAMPLE).inc()
+    raw = verdict.model_dump_json().encode()
+    digest = hashlib.sha256(verdict.event_id.encode()).digest()
+    return DeadLetter.of_payload(
+        source_topic=QA_REFUSED_TOPIC,
+        partition=0,
+        offset=int.from_bytes(digest[:DEAD_LETTER_OFFSET_BYTES], "big"),
+        raw=raw,
+        error=error,
+    )
 
 
 def _qa_transition_id(sample_id: str, verdict: QAVerdict) -> str:
@@ -467,29 +607,29 @@ def _write_qa_labels(
     """Label rows, then the (capture and) label moves, for verdicts checked as valid."""
     ids = [sample_id for _, sample_id, _ in accepted]
     revisions = _label_revisions(warehouse, ids)
+    frozen = snapshots.take(warehouse, {states[sid].conversation_id for sid in ids})
     first_seen = FirstSeen(warehouse, ids, (t for _, _, v in accepted for t in v.problem_types))
     labels, moves = [], []
     for verdict, sample_id, valid in accepted:
-        labels.append(
-            label_row(
-                sample_id, revisions.get(sample_id, 0) + 1, valid,
-                actor=verdict.reviewer, role=Role.LABELLER, source=QA_SOURCE,
-                first_seen=first_seen.of(sample_id, valid.problem_types),
-            )
+        row = label_row(
+            sample_id, revisions.get(sample_id, 0) + 1, valid,
+            actor=verdict.reviewer, role=Role.LABELLER, source=QA_SOURCE,
+            first_seen=first_seen.of(sample_id, valid.problem_types),
         )  # fmt: skip
+        labels.append(row + frozen[states[sample_id].conversation_id].row())
         state = states[sample_id]
         if not (state.has_capture or state.next_seq > 0):
             capture = capture_row(sample_id, state)
             moves.append(transition_row(capture))
             state = captured(state, capture)
-        row = build_transition(
+        move = build_transition(
             sample_id, state.status, valid.target_status, actor=verdict.reviewer,
             role=Role.LABELLER, actor_kind=ActorKind.HUMAN, seq=state.next_seq,
             ts=state.next_ts(verdict.ts), evidence={"qa_event_id": verdict.event_id},
         )  # fmt: skip
-        moves.append(transition_row(row, transition_id=_qa_transition_id(sample_id, verdict)))
-        logger.info("%s: %s → %s by QA %s", sample_id, state.status, row.to_status, row.actor)
-    warehouse.insert("sample_labels", labels, column_names=LABEL_COLUMNS)
+        moves.append(transition_row(move, transition_id=_qa_transition_id(sample_id, verdict)))
+        logger.info("%s: %s → %s by QA %s", sample_id, state.status, move.to_status, move.actor)
+    warehouse.insert("sample_labels", labels, column_names=FROZEN_LABEL_COLUMNS)
     warehouse.insert("sample_transitions", moves, column_names=TRANSITION_COLUMNS)
 
 
@@ -581,8 +721,9 @@ def _expect(sample_id: str, state: LogState, from_status: SampleStatus) -> None:
 
 def _require_trainable_label(
     warehouse: Warehouse, sample_id: str, current: SampleStatus, target: SampleStatus
-) -> None:
-    """Refuse a move into problem or a baseline tier without a label to train on."""
+) -> int:
+    """Refuse a move into problem or a baseline tier without a label to train on; returns
+    the label's revision."""
     found = q.latest_label(warehouse, sample_id)
     if found is None:
         missing = "it has no label"
@@ -596,7 +737,7 @@ def _require_trainable_label(
             if absent
         ]
         if not gaps:
-            return
+            return found.revision
         missing = (
             f"its label (revision {found.revision}, {found.acceptance}) has no "
             + " and no ".join(gaps)
@@ -608,6 +749,30 @@ def _require_trainable_label(
         "a reason, which reopens it)"
     )
     raise InvalidAction(msg)
+
+
+def _frozen_label(
+    warehouse: Warehouse, sample_id: str, state: LogState, target: SampleStatus, revision: int
+) -> dict[str, Any]:
+    """The evidence that freezes what a promotion approves (the label revision and its
+    transcript snapshot); refused with :class:`TranscriptChanged` (and flagged for
+    re-review) when the conversation changed after that label."""
+    stored = snapshots.label_snapshots(warehouse, [sample_id]).get(sample_id)
+    if stored is None:  # labelled before snapshots were taken: nothing to check
+        return {"label_revision": revision}
+    drifted = snapshots.check(
+        warehouse, {sample_id: state.conversation_id}, snapshots={sample_id: stored}
+    ).get(sample_id)
+    if drifted is not None:
+        snapshots.flag(warehouse, [drifted])
+        msg = (
+            f"{sample_id}: {state.status} → {target} refused: {drifted.drift.reason}. Label "
+            f"revision {stored[0]} was written against another transcript: read the "
+            "conversation again and relabel it (take the sample out first, e.g. demote or "
+            "downweight it with a reason, then relabel it with a reason, which reopens it)"
+        )
+        raise TranscriptChanged(msg)
+    return {"label_revision": stored[0], "transcript_sha256": stored[1].sha256}
 
 
 def _plan(
@@ -667,14 +832,21 @@ def _commit(warehouse: Warehouse, rows: Sequence[Transition]) -> Transition:
 
 
 def _write_label(
-    warehouse: Warehouse, sample_id: str, valid: Label, *, actor: str, role: Role, source: str
+    warehouse: Warehouse,
+    sample_id: str,
+    valid: Label,
+    *,
+    actor: str,
+    role: Role,
+    source: str,
+    snapshot: Snapshot,
 ) -> int:
     revision = _label_revisions(warehouse, [sample_id]).get(sample_id, 0) + 1
     first_seen = first_seen_of(warehouse, sample_id, valid.problem_types)
     row = label_row(
         sample_id, revision, valid, actor=actor, role=role, source=source, first_seen=first_seen
     )
-    warehouse.insert("sample_labels", [row], column_names=LABEL_COLUMNS)
+    warehouse.insert("sample_labels", [row + snapshot.row()], column_names=FROZEN_LABEL_COLUMNS)
     return revision
 
 
@@ -717,6 +889,7 @@ __all__ = [
     "SampleNotFound",
     "SamplePage",
     "StaleMove",
+    "TranscriptChanged",
     "TransitionView",
     "approval_queue",
     "approve",
@@ -728,6 +901,7 @@ __all__ = [
     "label_from_qa",
     "label_from_verdicts",
     "list_samples",
+    "needs_review",
     "propose",
     "record_proposals",
     "transition",

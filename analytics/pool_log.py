@@ -51,6 +51,8 @@ class LogState:
     created_at: datetime
     sampled_by: str
     transition_ids: frozenset[str] = frozenset()
+    conversation_id: str = ""
+    """The conversation the sample was captured from (``samples.conversation_id``)."""
 
     def next_ts(self, now: datetime) -> datetime:
         """``now``, or the latest row's ts when the log already runs ahead of the clock."""
@@ -68,7 +70,8 @@ def read_states(warehouse: Warehouse, sample_ids: Iterable[str]) -> dict[str, Lo
     if not ids:
         return {}
     samples = warehouse.query(
-        "SELECT sample_id, any(status), any(created_at), any(sampled_by) FROM samples FINAL "
+        "SELECT sample_id, any(status), any(created_at), any(sampled_by), any(conversation_id) "
+        "FROM samples FINAL "
         "WHERE sample_id IN {ids:Array(String)} GROUP BY sample_id",
         {"ids": ids},
     ).result_rows
@@ -81,8 +84,11 @@ def read_states(warehouse: Warehouse, sample_ids: Iterable[str]) -> dict[str, Lo
     ).result_rows:
         logs[str(row[0])].append(row[1:])
     return {
-        str(sid): _state_of(status, created_at, sampled_by, logs.get(str(sid), []))
-        for sid, status, created_at, sampled_by in samples
+        str(sid): replace(
+            _state_of(status, created_at, sampled_by, logs.get(str(sid), [])),
+            conversation_id=str(conversation_id),
+        )
+        for sid, status, created_at, sampled_by, conversation_id in samples
     }
 
 

@@ -14,7 +14,11 @@ What a cycle trains on:
   nobody. The dataset builder down-weights a problem trained often enough
   (``DatasetConfig.unsolved_cycles_before_downweight``).
 
-The chat context of each sample comes from ``turns`` (see :mod:`trainer.transcripts`).
+The chat context of each sample comes from ``turns`` (see :mod:`trainer.transcripts`),
+frozen to what was labelled: a label carries the snapshot of its transcript
+(:mod:`analytics.snapshots`), so turns added after the label are left out, the context is
+cut at the anchor the labeller saw, and a sample whose labelled text changed or is gone
+is skipped (:data:`SKIP_CHANGED`). Either change flags the sample for re-review.
 Blocking; the service calls these through ``Warehouse.run``.
 """
 
@@ -28,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from analytics import snapshots
+from analytics.snapshots import Snapshot
 from trainer.manifest import MANIFEST_FILE
 from trainer.records import BASELINE_TIERS, PoolSample, Tier
 from trainer.registry import Registry
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SKIP_NO_CONTEXT = "no usable transcript (no user turn before the corrected reply, or text expired)"
+SKIP_CHANGED = "the labelled transcript changed after labelling (flagged for re-review)"
 #: The manifest key of the samples a version trained on, and the older key that
 #: listed every pool id (read only for manifests written before the first existed).
 TRAINED_KEY = "trained_sample_ids"
@@ -47,9 +54,13 @@ LEGACY_SOURCE_KEY = "source_sample_ids"
 
 _POOL_SQL = """
 SELECT p.sample_id, p.conversation_id, p.status, p.problem_types, p.corrected_response,
-       p.first_seen_version, p.status_changed_at, p.label_simulated, l.ts
+       p.first_seen_version, p.status_changed_at, p.label_simulated, l.ts,
+       l.revision, l.transcript_sha256, l.transcript_turns, l.signal_turn
 FROM pool AS p
-INNER JOIN (SELECT sample_id, ts FROM sample_labels FINAL) AS l ON l.sample_id = p.sample_id
+INNER JOIN (
+    SELECT sample_id, ts, revision, transcript_sha256, transcript_turns, signal_turn
+    FROM sample_labels FINAL
+) AS l ON l.sample_id = p.sample_id
 WHERE has({statuses:Array(String)}, p.status) AND p.corrected_response != ''
   AND (p.label_simulated = false OR {simulated:Bool})
 ORDER BY p.sample_id
@@ -82,6 +93,9 @@ class LabelledRow:
     first_seen_version: str | None
     updated_at: datetime
     labelled_at: datetime
+    revision: int = 0
+    snapshot: Snapshot | None = None
+    """The transcript the label was written against; None for labels older than snapshots."""
 
 
 @dataclass
@@ -119,7 +133,8 @@ def times_trained(row: LabelledRow, trained: dict[str, list[datetime]]) -> int:
 
 
 def _labelled(row: Sequence[Any]) -> LabelledRow:
-    sid, conversation, status, types, response, first_seen, changed, _sim, labelled = row
+    sid, conversation, status, types, response, first_seen, changed, _sim, labelled = row[:9]
+    revision, digest, prints, anchor = row[9:]
     return LabelledRow(
         sample_id=str(sid),
         conversation_id=str(conversation),
@@ -129,6 +144,8 @@ def _labelled(row: Sequence[Any]) -> LabelledRow:
         first_seen_version=str(first_seen) or None,
         updated_at=as_utc(max(changed, labelled)),
         labelled_at=as_utc(labelled),
+        revision=int(revision),
+        snapshot=Snapshot.stored(str(digest), list(prints), int(anchor)),
     )
 
 
@@ -153,16 +170,48 @@ def read_transcripts(
     return turns, {str(c): int(i) for c, i in signal_rows}
 
 
+def frozen_context(
+    row: LabelledRow, current: Sequence[snapshots.Turn]
+) -> tuple[list[TurnRow], int | None, snapshots.LabelDrift | None]:
+    """The turns and anchor a frozen label was written against, as stored now, and the
+    change when the conversation changed since (turns ``[]`` when the labelled text is
+    lost). ``row.snapshot`` must be set."""
+    snapshot = row.snapshot
+    assert snapshot is not None  # noqa: S101 (callers check)
+    drift = snapshots.compare(snapshot, current)
+    change = (
+        snapshots.LabelDrift(row.sample_id, row.conversation_id, row.revision, snapshot, drift)
+        if drift.changed
+        else None
+    )
+    kept = [TurnRow(t.turn_index, t.role, t.text) for t in drift.frozen or ()]
+    return kept, snapshot.signal_turn, change
+
+
 def read_pool(warehouse: Warehouse, *, registry: Registry, include_simulated: bool) -> PoolRead:
-    """The pool samples of this cycle, with their chat context, sorted by sample_id."""
+    """The pool samples of this cycle, with their chat context, sorted by sample_id.
+
+    Each frozen label's context is the transcript it was labelled on (see the module
+    doc); samples whose conversation changed are flagged for re-review, and skipped
+    with :data:`SKIP_CHANGED` when the labelled text no longer exists.
+    """
     trained = trained_sample_ids(registry)
     read = PoolRead()
     rows = read_labelled(warehouse, include_simulated=include_simulated)
     turns, signals = read_transcripts(warehouse, (r.conversation_id for r in rows))
+    frozen_ids = {r.conversation_id for r in rows if r.snapshot is not None}
+    current = snapshots.read_turns(warehouse, frozen_ids) if frozen_ids else {}
+    changed: list[snapshots.LabelDrift] = []
     for row in rows:
-        messages = context_messages(
-            turns.get(row.conversation_id, []), signal_turn=signals.get(row.conversation_id)
-        )
+        context, anchor = turns.get(row.conversation_id, []), signals.get(row.conversation_id)
+        if row.snapshot is not None:
+            context, anchor, change = frozen_context(row, current.get(row.conversation_id, ()))
+            if change is not None:
+                changed.append(change)
+                if change.drift.frozen is None:
+                    read.skipped[row.sample_id] = f"{SKIP_CHANGED}: {change.drift.reason}"
+                    continue
+        messages = context_messages(context, signal_turn=anchor)
         if messages is None:
             read.skipped[row.sample_id] = SKIP_NO_CONTEXT
             continue
@@ -178,5 +227,7 @@ def read_pool(warehouse: Warehouse, *, registry: Registry, include_simulated: bo
                 times_trained=times_trained(row, trained),
             )
         )
+    if changed:
+        snapshots.flag(warehouse, changed)
     logger.info("pool read: %s", read.counts())
     return read
