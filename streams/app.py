@@ -3,6 +3,10 @@
 Each agent reads raw bytes in batches (``noack_take``), validates them, sends
 failures to ``llm.dlq``, writes the rest to ClickHouse through the retrying
 sink, and only then acks: at-least-once in, idempotent (ReplacingMergeTree) out.
+
+The web server answers ``/health`` and ``/metrics`` to anyone who reaches the bind
+address (probes, Prometheus); every other page, ``/api/counts`` and Faust's own
+(``/router/``, ``/table/``, ``/``), needs the service key (``Authorization: Bearer``).
 """
 
 from __future__ import annotations
@@ -10,10 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import faust
 import orjson
+from aiohttp import web as aiohttp_web
+from faust.sensors import Sensor
+from faust.types import TP
+from faust.types.tuples import Message
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -29,6 +37,7 @@ from loraloop.events import (
     UserProfile,
     describe_error,
 )
+from loraloop.service_key import key_matches
 from loraloop.settings import Settings
 from streams import metrics
 from streams.broker_watch import BrokerWatch, bootstrap_probe
@@ -46,6 +55,11 @@ from streams.topics import base_name, topic_name
 logger = logging.getLogger(__name__)
 
 AgentFn = Callable[[Any], Awaitable[None]]
+
+OPEN_PATHS: Final = frozenset({"/health", "/metrics"})
+"""Worker pages that answer without the service key."""
+UNAUTHORIZED = 401
+UNHEALTHY = 503
 
 
 def _raw_topic(app: faust.App, settings: Settings, base: str) -> Any:
@@ -153,19 +167,37 @@ def dead_letter_agent(sink: WarehouseSink, progress: Progress, settings: Setting
     return store_dead_letters
 
 
-def add_web(app: faust.App, warehouse: Warehouse, progress: Progress) -> None:
+def health_body(progress: Progress, stuck_after_s: float) -> tuple[int, dict[str, Any]]:
+    """``/health``: 503 when the sink fails, the broker is unreachable or a partition is stuck.
+
+    Stuck: lag above zero and no written offset advance for ``stuck_after_s``
+    (:meth:`Progress.stuck`), the case in which nothing fails yet nothing moves.
+    """
+    watch = progress.broker_watch
+    broker_down = watch is not None and not watch.up
+    stuck = progress.stuck(stuck_after_s)
+    healthy = not (progress.sink_error or broker_down or stuck)
+    lag = sum(progress.lag.values())
+    body: dict[str, Any] = {
+        "status": "ok" if healthy else "degraded",
+        "sink_error": progress.sink_error,
+        "lag": lag,
+        "stuck": stuck.describe() if stuck is not None else None,
+    }
+    if watch is not None:
+        body.update(watch.status())
+    return (200 if healthy else UNHEALTHY), body
+
+
+def add_web(
+    app: faust.App, warehouse: Warehouse, progress: Progress, *, stuck_after_s: float
+) -> None:
     """``/health``, ``/metrics`` and ``/api/counts`` on the worker's web server."""
 
     @app.page("/health")
     async def health(web: View, _request: Request) -> Response:
-        watch = progress.broker_watch
-        broker_down = watch is not None and not watch.up
-        status = "degraded" if progress.sink_error or broker_down else "ok"
-        lag = sum(progress.lag.values())
-        body: dict[str, Any] = {"status": status, "sink_error": progress.sink_error, "lag": lag}
-        if watch is not None:
-            body.update(watch.status())
-        return web.json(body, status=200 if status == "ok" else 503)
+        status, body = health_body(progress, stuck_after_s)
+        return web.json(body, status=status)
 
     # aiohttp refuses a charset inside content_type (500 on every scrape); the text is UTF-8.
     metrics_type = "; ".join(
@@ -182,21 +214,63 @@ def add_web(app: faust.App, warehouse: Warehouse, progress: Progress) -> None:
         return web.bytes(orjson.dumps({"tables": tables}), content_type="application/json")
 
 
+def add_key_guard(app: faust.App, service_key: str) -> None:
+    """Every page but ``/health`` and ``/metrics`` answers 401 without the service key.
+
+    An aiohttp middleware, so it also covers the pages Faust adds by itself.
+    """
+
+    @aiohttp_web.middleware
+    async def require_key(request: aiohttp_web.Request, handler: Any) -> Any:
+        if request.path in OPEN_PATHS or key_matches(
+            request.headers.get("Authorization"), service_key
+        ):
+            return await handler(request)
+        detail = (
+            f"{request.path} needs the service key: send 'Authorization: Bearer <key>' "
+            "(LORALOOP_STREAM__SERVICE_KEY, or the file service.key in the data directory)"
+        )
+        return aiohttp_web.json_response(
+            {"error": "NotAuthenticated", "detail": detail},
+            status=UNAUTHORIZED,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    app.web.web_app.middlewares.append(require_key)  # type: ignore[attr-defined]
+
+
+class TakenOffsets(Sensor):
+    """Records the offset of every message the consumer hands to the agents."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self._progress = progress
+
+    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:  # noqa: ARG002
+        self._progress.take(tp.topic, tp.partition, offset)
+
+
 def add_lag_monitor(app: faust.App, progress: Progress, interval_s: float) -> None:
     """Every ``interval_s``: lag = high watermark - next offset written, per partition.
 
-    Partitions this worker has not written to since it started are left out (their
-    committed offset is not known here), so the figure is never an invented zero.
+    A partition this worker has taken events from but not yet written counts from the
+    first offset taken (nothing from there on is written: a lower bound, so a worker
+    that takes and never writes is seen lagging). Partitions it has neither written nor
+    taken from are left out (their committed offset is not known here), so the figure
+    is never an invented zero; partitions no longer assigned are dropped.
     """
+    app.sensors.add(TakenOffsets(progress))
 
     async def measure_lag() -> None:
-        for tp in app.consumer.assignment():
-            written = progress.next_offsets.get((tp.topic, tp.partition))
+        assigned = app.consumer.assignment()
+        progress.forget({(tp.topic, tp.partition) for tp in assigned})
+        for tp in assigned:
+            unwritten = progress.unwritten_from(tp.topic, tp.partition)
             highwater = app.consumer.highwater(tp)
-            if written is None or highwater is None:
+            if unwritten is None or highwater is None:
                 continue
-            lag = max(0, int(highwater) - written)
-            progress.lag[(tp.topic, tp.partition)] = lag
+            lag = max(0, int(highwater) - unwritten)
+            progress.observe_lag(tp.topic, tp.partition, lag)
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     app.timer(interval_s, name="measure-lag")(measure_lag)
@@ -236,9 +310,13 @@ def build_worker_app(
     warehouse: Warehouse,
     progress: Progress,
     web_port: int,
+    service_key: str,
     qa_labeller: QaLabeller | None = None,
 ) -> faust.App:
-    """The full worker: ingest agents for every source topic plus the dead-letter sink."""
+    """The full worker: ingest agents for every source topic plus the dead-letter sink.
+
+    ``service_key`` guards every web page but ``/health`` and ``/metrics``.
+    """
     app = create_app(settings, bootstrap=bootstrap, web_port=web_port)
     sink = WarehouseSink(warehouse, settings.stream, progress)
     dlq = _raw_topic(app, settings, DLQ_TOPIC)
@@ -272,7 +350,8 @@ def build_worker_app(
     )
     app.agent(source, name="capture", concurrency=1)(capture_agent.run)
     app.agent(dlq, name="dead-letters", concurrency=1)(dead_letter_agent(sink, progress, settings))
-    add_web(app, warehouse, progress)
+    add_web(app, warehouse, progress, stuck_after_s=settings.stream.stuck_after_s)
+    add_key_guard(app, service_key)
     add_lag_monitor(app, progress, settings.stream.lag_interval_s)
     add_broker_watch(app, settings, bootstrap, progress)
     return app
