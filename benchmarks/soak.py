@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from rss import worker_rss_mb  # noqa: E402  (benchmarks/, the script's folder)
 
 from loraloop.eventfile import ParsedLine, read_events, strip_type  # noqa: E402
+from loraloop.service_key import bearer_header  # noqa: E402
 from loraloop.settings import StreamSettings  # noqa: E402
 from streams.broker import EmbeddedBroker  # noqa: E402
 from streams.producer import EventPublisher, Outgoing  # noqa: E402
@@ -49,6 +50,7 @@ TABLE_OF = {"turn": "turns", "feedback": "feedback", "handoff": "handoffs", "qa"
 GROWTH_LIMIT_MB = 50.0
 COUNT_EVERY_S = 15.0
 RSS_EVERY_S = 2.0
+SERVICE_KEY = "soak-service-key"  # the worker's pages other than /health need it
 
 
 def _median_mb(rss: list[tuple[int, float]], lo: float, hi: float) -> float:
@@ -58,8 +60,9 @@ def _median_mb(rss: list[tuple[int, float]], lo: float, hi: float) -> float:
 
 
 def _get(url: str) -> dict[str, Any]:
+    request = urllib.request.Request(url, headers=bearer_header(SERVICE_KEY))  # noqa: S310
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
             return dict(json.loads(resp.read()))
     except urllib.error.HTTPError as e:
         return dict(json.loads(e.read()))
@@ -105,6 +108,7 @@ def run(events: int, workdir: Path) -> dict[str, Any]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LORALOOP_")}
         env.update(
             LORALOOP_DATA_DIR=str(data_dir), LORALOOP_KAFKA_BOOTSTRAP=broker.bootstrap,
+            LORALOOP_STREAM__SERVICE_KEY=SERVICE_KEY,
             LORALOOP_TRAINER__ENABLED="false", LORALOOP_ROLLOUT_SERVICE__ENABLED="false",
             LORALOOP_STREAM__LAG_INTERVAL_S="1", LORALOOP_STREAM__APP_ID="soak",
         )  # fmt: skip

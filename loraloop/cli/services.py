@@ -3,6 +3,10 @@
 The composition root of the embedded stack. It lives in the CLI because only
 the CLI may import every layer; the stream layer only knows "tasks to run once
 the worker is up" and "a function that labels samples from QA verdicts".
+
+The console's machine endpoints need the stack's service key: ``GET /v1/route``
+(checked by its router) and the API description, ``/api/docs`` and ``/openapi.json``
+(checked by :class:`KeyedPaths` in front of the console).
 """
 
 from __future__ import annotations
@@ -12,17 +16,56 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+from loraloop.service_key import key_matches
 from loraloop.settings import Settings
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
     from streams.capture import QaLabeller
     from streams.stack import RunningStack
 
 logger = logging.getLogger(__name__)
 
 Service = Callable[["RunningStack"], Awaitable[None]]
+UNAUTHORIZED: Final = 401
+
+
+class KeyedPaths:
+    """ASGI middleware: ``paths`` answer 401 unless the request carries the service key."""
+
+    def __init__(self, app: ASGIApp, *, service_key: str, paths: frozenset[str]) -> None:
+        self.app = app
+        self.service_key = service_key
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            from starlette.datastructures import Headers
+            from starlette.responses import JSONResponse
+
+            if not key_matches(Headers(scope=scope).get("authorization"), self.service_key):
+                detail = (
+                    f"{scope['path']} needs the service key: send 'Authorization: Bearer <key>' "
+                    "(LORALOOP_STREAM__SERVICE_KEY, or the file service.key in the data directory)"
+                )
+                response = JSONResponse(
+                    {"error": "NotAuthenticated", "detail": detail},
+                    status_code=UNAUTHORIZED,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def api_description_paths(app: FastAPI) -> frozenset[str]:
+    """The paths that describe ``app``'s API (Swagger UI, its OAuth redirect, the schema)."""
+    urls = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
+    return frozenset(url for url in urls if url)
 
 
 def qa_labeller() -> QaLabeller:
@@ -48,8 +91,9 @@ def console_service(settings: Settings, port: int) -> Service:
             extra_routers=_route_routers(running),
             lag_provider=partial(_lag_of, running),
         )
+        keyed = KeyedPaths(app, service_key=running.service_key, paths=api_description_paths(app))
         config = uvicorn.Config(
-            app,
+            keyed,
             host=settings.stream.web_host,
             port=port,
             log_level=settings.log_level.lower(),
@@ -76,7 +120,8 @@ def _route_routers(running: RunningStack) -> list[Any]:
     from trainer.rollout_service import router_for_stack
     from trainer.route_api import make_route_router
 
-    return [make_route_router(router_for_stack(running.warehouse))]
+    router = router_for_stack(running.warehouse)
+    return [make_route_router(router, service_key=running.service_key)]
 
 
 def rollout_service(settings: Settings) -> Service:

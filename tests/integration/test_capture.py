@@ -17,6 +17,8 @@ import pytest
 
 from detectors.config import DetectorSettings
 from detectors.sampler import unit_hash
+from loraloop.service_key import bearer_header, service_key
+from loraloop.settings import Settings
 from streams.broker import EmbeddedBroker
 from tests.conftest import EXAMPLES
 from tests.integration.conftest import open_warehouse, run_cli
@@ -212,7 +214,9 @@ def test_qa_verdicts_never_rewrite_the_design_inclusion_probability(
 
 
 def _counts(web_url: str) -> dict[str, int]:
-    with urllib.request.urlopen(f"{web_url}/api/counts", timeout=10) as resp:  # noqa: S310
+    key = service_key(Settings(), create=False)  # the worker's, in the isolated data dir
+    request = urllib.request.Request(f"{web_url}/api/counts", headers=bearer_header(key))  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
         return dict(json.loads(resp.read())["tables"])
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from loraloop.eventfile import ParsedLine, read_events
+from loraloop.service_key import bearer_header
 from loraloop.settings import StreamSettings
 from streams.broker import EmbeddedBroker
 from streams.producer import EventPublisher
@@ -46,11 +47,13 @@ PROBE_S = 0.5
 WAIT_S = 120.0
 SETTLE_S = 2.0
 EVENT_TABLES = ["turns", "feedback", "qa_verdicts", "outcomes"]
+SERVICE_KEY = "broker-restart-test-key"
 
 
 def _get(url: str) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, headers=bearer_header(SERVICE_KEY))  # noqa: S310
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - loopback
             return int(resp.status), json.loads(resp.read())
     except urllib.error.HTTPError as e:
         return int(e.code), json.loads(e.read() or b"{}")
@@ -115,6 +118,7 @@ def _worker_env(data_dir: Path, broker: EmbeddedBroker) -> dict[str, str]:
         LORALOOP_STREAM__BATCH_WITHIN_S="0.1",
         LORALOOP_STREAM__LAG_INTERVAL_S="0.5",
         LORALOOP_STREAM__BROKER_PROBE_INTERVAL_S=str(PROBE_S),
+        LORALOOP_STREAM__SERVICE_KEY=SERVICE_KEY,
     )
     return env
 

@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from analytics.stats import ComparisonSettings, check_health, srm_p_value
+from loraloop.events import MAX_ID_CHARS
 from trainer.assignments import AssignmentRecorder, Pair
 from trainer.rollout_config import RolloutSettings
 from trainer.rollout_errors import RoutingError
@@ -130,24 +131,63 @@ def test_assignments_are_recorded_once_at_first_exposure() -> None:
     assert min(ts for u, _, ts in store.rows if u == "a") == T0 + timedelta(seconds=1)
 
 
-def _get(app: FastAPI, params: dict[str, str]) -> httpx.Response:
+KEY = "service-key-for-tests"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def _get(
+    app: FastAPI, params: dict[str, str], headers: dict[str, Any] | None = None
+) -> httpx.Response:
     # httpx over the ASGI app directly: starlette's TestClient warns about its httpx use.
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.get("/v1/route", params=params)
+            return await client.get(
+                "/v1/route", params=params, headers=AUTH if headers is None else headers
+            )
 
     return asyncio.run(call())
 
 
-def test_route_endpoint() -> None:
+def _route_app(router: Router) -> FastAPI:
     app = FastAPI()
-    app.include_router(make_route_router(_router(50, allowlist=["tester"])))
+    app.include_router(make_route_router(router, service_key=KEY))
+    return app
+
+
+def test_route_endpoint() -> None:
+    app = _route_app(_router(50, allowlist=["tester"]))
     response = _get(app, {"user_id": "tester"})
     assert response.status_code == 200
     assert response.json() == {"version": NEW, "adapter": NEW, "canary": True}
-    for params in ({}, {"user_id": ""}):
+    for params in ({}, {"user_id": ""}, {"user_id": "u" * (MAX_ID_CHARS + 1)}):
         bad = _get(app, params)
         assert bad.status_code == 422
         detail: list[dict[str, Any]] = bad.json()["detail"]
         assert detail[0]["loc"] == ["query", "user_id"]
+    assert _get(app, {"user_id": "u" * MAX_ID_CHARS}).status_code == 200
+
+
+def test_route_endpoint_needs_the_service_key() -> None:
+    app = _route_app(_router(50))
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY},
+                    {"Authorization": ("Bearer " + "é" * 20).encode()}):  # fmt: skip
+        refused = _get(app, {"user_id": "u" * 60_000}, headers=headers)
+        assert refused.status_code == 401, headers  # before the id is even looked at
+        assert "service key" in refused.json()["detail"]
+        assert refused.headers["www-authenticate"] == "Bearer"
+
+
+def test_only_served_routes_are_recorded() -> None:
+    store = MemoryStore()
+    recorder = AssignmentRecorder(store, batch_size=1, cache_size=10)
+    router = Router(RoutingTable(PREV, NEW, 50), recorder=recorder)
+    app = _route_app(router)
+    for i in range(20):
+        looked = _get(app, {"user_id": f"lookup-{i}"})
+        assert looked.status_code == 200
+    assert store.rows == []  # a lookup writes nothing
+    served = _get(app, {"user_id": "served-1", "serve": "true"})
+    assert served.status_code == 200
+    assert served.json()["version"] == router.assign("served-1").version
+    assert [(u, v) for u, v, _ in store.rows] == [("served-1", served.json()["version"])]
