@@ -61,7 +61,10 @@ SAMPLE_COLUMNS: Final = (
 
 
 COLUMNS["conversations"] = CONVERSATION_COLUMNS
-COLUMNS["conversation_state"] = ("conversation_id", "state", "revision", "updated_at")
+COLUMNS["conversation_state"] = ("conversation_id", "state", "revision", "updated_at", "pending")
+COLUMNS["late_events"] = (
+    "event_id", "conversation_id", "topic", "partition", "offset", "ts", "frontier_ts",
+)  # fmt: skip
 COLUMNS["samples"] = SAMPLE_COLUMNS
 
 TABLE_OF: Final[dict[type[Contract], str]] = {

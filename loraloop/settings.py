@@ -51,6 +51,53 @@ class StreamSettings(BaseSettings):
             " the pipeline's) before each of its events is dead-lettered with the reason."
         ),
     )
+    event_order: bool = Field(
+        False,
+        description=(
+            "Apply a conversation's events to the detectors in event order, once the "
+            "watermark passes them, so detections do not depend on the order in which the "
+            "topics are read. Off: in arrival order, at once."
+        ),
+    )
+    allowed_lateness_s: float = Field(
+        5.0,
+        ge=0,
+        description=(
+            "Event-time lateness capture allows: a conversation's events are applied to the "
+            "detectors in event order (ts, turn_index, kind, event_id) once a partition's "
+            "watermark (the earliest of its topics' latest event times, minus this) passes "
+            "them; an event behind one already applied is stored, flagged in late_events "
+            "and counted (loraloop_late_events_total). `loraloop replay` orders a file as a "
+            "whole (inf)."
+        ),
+    )
+    watermark_idle_s: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "A topic-partition that delivered nothing for this long no longer holds its "
+            "partition's watermark back; when none of a partition's topics delivered, every "
+            "pending event there is final (the end of a stream, a quiet producer)."
+        ),
+    )
+    replay_watermark_idle_s: float = Field(
+        2.0,
+        gt=0,
+        description="watermark_idle_s of `loraloop replay`: how long after the last event of "
+        "the file its pending events become final.",
+    )
+    max_pending_events: int = Field(
+        64,
+        ge=1,
+        description="Events of one conversation held for event order at most; beyond, the "
+        "oldest are applied (bounds the state of a conversation).",
+    )
+    max_pending_conversations: int = Field(
+        10_000,
+        ge=1,
+        description="Conversations with events held for event order at most per worker; "
+        "beyond, the oldest are applied in full (bounds memory in a backfill).",
+    )
     session_timeout_s: float = Field(
         6.0,
         gt=0,

@@ -40,6 +40,23 @@ _LOAD_SQL: Final = (
 )
 
 
+_PENDING_SQL: Final = (
+    "SELECT conversation_id, argMax(state, revision) FROM conversation_state "
+    "WHERE conversation_id IN (SELECT conversation_id FROM conversation_state WHERE pending > 0) "
+    "GROUP BY conversation_id HAVING argMax(pending, revision) > 0"
+)
+
+
+def read_pending_states(warehouse: Warehouse) -> dict[str, str]:
+    """The latest stored state of every conversation with events held for event order.
+
+    Read after a start or a rebalance (see :attr:`streams.capture_core.Needs.restore`):
+    those events are acked, so only their stored state brings them back to be released.
+    """
+    rows = warehouse.query(_PENDING_SQL).result_rows
+    return {str(cid): str(state) for cid, state in rows}
+
+
 def read_states(warehouse: Warehouse, conversation_ids: list[str]) -> dict[str, str]:
     """The latest stored state (JSON text) of each conversation that has one (blocking)."""
     if not conversation_ids:
@@ -95,14 +112,15 @@ class StateCache:
 
 
 def state_rows(entries: dict[str, Entry]) -> list[list[Any]]:
-    """``conversation_state`` rows for the entries a batch touched."""
+    """``conversation_state`` rows for the entries a batch touched (revision: its version)."""
     now = datetime.now(UTC)
     return [
         [
             cid,
             orjson.dumps(entry.to_dict()).decode(),
-            entry.rollup.events,
+            entry.version,
             entry.state.last_ts or now,
+            len(entry.order.pending),
         ]
         for cid, entry in entries.items()
     ]

@@ -45,8 +45,40 @@ def _thumbs_down(offset: int, conversation: str) -> RawMessage:
     return RawMessage("llm.feedback", 0, offset, orjson.dumps(payload))
 
 
-def _core(cache_size: int = 100) -> CaptureCore:
-    return CaptureCore(StreamSettings(), DetectorSettings(), cache_size=cache_size)
+class FakeClock:
+    """A monotonic clock that moves only when told (``step`` seconds per reading)."""
+
+    def __init__(self, step: float = 0.0) -> None:
+        self.now = 1000.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+IDLE_S = 1.0
+QUICK = StreamSettings(event_order=True, allowed_lateness_s=0, watermark_idle_s=IDLE_S)
+"""No lateness, and every topic but the batch's own is idle by the next reading."""
+
+
+def _core(
+    cache_size: int = 100, *, stream: StreamSettings = QUICK, clock: FakeClock | None = None
+) -> CaptureCore:
+    core = CaptureCore(
+        stream,
+        DetectorSettings(),
+        cache_size=cache_size,
+        clock=clock or FakeClock(step=10 * IDLE_S),
+    )
+    _flush(core)  # past the start: a topic not read since holds its partition no longer
+    return core
+
+
+def _flush(core: CaptureCore, tiers: dict[str, Tier] | None = None) -> Any:
+    """An empty batch (the agent's tick on an idle stream): every pending event is final."""
+    core.begin([])
+    return core.finish({}, tiers or {})
 
 
 def _rows(processed: Any, table: str) -> list[list[Any]]:
@@ -82,8 +114,11 @@ def test_finish_builds_encoded_rows_and_caches_the_new_states() -> None:
     turns = _rows(processed, "turns")
     assert [r[0] for r in turns] == ["e0", "e1"]
     assert turns[0][1] == "2026-11-01T10:00:00.123456+00:00"  # RFC 3339, microseconds kept
-    assert processed.signals["high_value_downvote"] == 1  # the tier passed in was used
     assert list(processed.rows)[-1] == STATE_TABLE  # states are written last
+    assert processed.pending == 1  # the thumbs-down is after the turns' watermark: held
+    flushed = _flush(core)
+    assert flushed.signals["high_value_downvote"] == 1  # the tier known at arrival was used
+    assert flushed.pending == 0
     assert len(core) == 2
     assert core.begin([_turn(3, "c1", index=2)]).missing == []  # cached now
 

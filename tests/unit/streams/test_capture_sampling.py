@@ -16,9 +16,11 @@ import pytest
 
 from analytics.rows import CONVERSATION_COLUMNS, SAMPLE_COLUMNS
 from detectors.config import DetectorSettings
+from detectors.order import END_OF_TIME
 from loraloop.events import QAVerdict, Turn
 from loraloop.settings import StreamSettings
 from streams.capture import Capture, CaptureBatch, Entry
+from streams.capture_core import RawMessage
 from tests.unit.detectors.test_risk_sampler import first_id
 
 T0 = datetime(2026, 11, 1, 10, tzinfo=UTC)
@@ -51,7 +53,11 @@ def _verdict(cid: str, acceptance: str) -> QAVerdict:
 def _run(
     capture: Capture, events: Sequence[Any], entries: dict[str, Entry] | None = None
 ) -> CaptureBatch:
-    return capture.process([(0, e) for e in events], entries or {}, {})
+    """Process events as final at once (the watermark is past them)."""
+    messages = [RawMessage("llm.x", 0, offset, b"") for offset in range(len(events))]
+    return capture.process(
+        list(zip(messages, events, strict=True)), entries or {}, {}, lambda _: END_OF_TIME
+    )
 
 
 def _conversation(batch: CaptureBatch) -> dict[str, Any]:
