@@ -9,8 +9,18 @@ import typer
 from rich.logging import RichHandler
 
 from loraloop.cli import admin, compare, config, demo, events, samples, stack, train, web, worker
-from loraloop.cli.common import console, fail
+from loraloop.cli.common import console, fail, plain_help
 from loraloop.exceptions import LoraloopError
+
+#: ``up``'s help names all six parts (its docstring, in stack.py, names three).
+UP_HELP = (
+    "Run the whole loop on one machine until Ctrl-C (SIGINT/SIGTERM): the embedded Tansu "
+    "broker, the stream worker (capture: detectors, sampling, warehouse writes), the owner "
+    "of the embedded ClickHouse store, the review console (labelling, approvals, dashboards, "
+    "/api/, /v1/route), the trainer service (LoRA cycles) and the rollout service (canary "
+    "steps, rollback, completion). Writes <data-dir>/stack.json with the addresses; the "
+    "console's first user is admin, its key in <data-dir>/admin.key."
+)
 
 app = typer.Typer(
     name="loraloop",
@@ -18,7 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.command("up")(stack.up)
+app.command("up", help=UP_HELP)(stack.up)
 app.command("replay")(stack.replay)
 app.command("produce")(events.produce)
 app.command("migrate")(admin.migrate)
@@ -33,6 +43,7 @@ app.command("topics")(worker.topics)
 app.command("demo")(demo.demo)
 app.add_typer(samples.samples_app, name="samples")
 app.add_typer(admin.admin_app, name="admin")
+plain_help(app)
 
 
 @app.callback()

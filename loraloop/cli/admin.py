@@ -47,12 +47,8 @@ def migrate(
         console.stdout_console.print("the warehouse schema is up to date")
 
 
-def _counts_from_stack(web_url: str, settings: Settings) -> dict[str, int]:
-    from loraloop.service_key import bearer_header, service_key
-
-    headers = bearer_header(service_key(settings, create=False))
-    request = urllib.request.Request(f"{web_url}/api/counts", headers=headers)  # noqa: S310
-    with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as resp:  # noqa: S310
+def _counts_from_stack(web_url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{web_url}/api/counts", timeout=_HTTP_TIMEOUT_S) as resp:  # noqa: S310
         return dict(json.loads(resp.read())["tables"])
 
 
@@ -110,11 +106,14 @@ def status(data_dir: DataDir = None) -> None:
         info = read_stack(settings)
         out.print(f"stack: running (pid {info.pid}), broker {info.bootstrap}, web {info.web_url}")
         bootstrap = bootstrap or info.bootstrap
-        counts = _counts_from_stack(info.web_url, settings)
+        counts = _counts_from_stack(info.web_url)
     except StackNotRunningError:
         out.print(f"stack: not running in {settings.data_dir}")
     if bootstrap:
-        table = Table(title=f"topics on {bootstrap} (group {settings.stream.app_id})")
+        # Titles are lines of their own: a table title wraps at the table's width, mid-word.
+        title = f"topics on {bootstrap} (group {settings.stream.app_id})"
+        out.print(title, highlight=False, soft_wrap=True)
+        table = Table()
         for column in ("topic", "partition", "end offset", "committed", "lag"):
             table.add_column(column)
         for topic, partition, end, done in asyncio.run(_offsets(bootstrap, settings)):
@@ -127,7 +126,8 @@ def status(data_dir: DataDir = None) -> None:
     if counts is None:
         out.print("warehouse: not created yet (run `loraloop migrate` or `loraloop up`)")
         return
-    rows = Table(title=f"warehouse {settings.effective_clickhouse_dsn}")
+    out.print(f"warehouse {settings.effective_clickhouse_dsn}", highlight=False, soft_wrap=True)
+    rows = Table()
     rows.add_column("table")
     rows.add_column("rows", justify="right")
     for name, count in counts.items():

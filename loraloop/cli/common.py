@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer import _click as click  # typer 0.29 vendors click; its commands take this Context
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.models import DefaultPlaceholder
 
 from loraloop.settings import Settings
 
@@ -25,6 +28,51 @@ DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Data directory (default: LORALOOP_DATA_DIR or ./.loraloop)."),
 ]
+
+
+def _untyped_flags(params: list[Any]) -> list[Any]:
+    """Leave a flag's type column empty: it takes no value, so ``<bool>`` misleads."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class LoraloopCommand(TyperCommand):
+    """A command whose help reads plainly: ``FILE`` in the usage line (not ``{file}``), and
+    no ``<bool>`` type beside a flag."""
+
+    def get_params(self, ctx: click.Context) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if not isinstance(param, TyperArgument):
+                continue
+            name = (param.metavar or param.name or "").upper()
+            name = name if param.required else f"[{name}]"
+            pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+
+class LoraloopGroup(TyperGroup):
+    """A command group whose flags, too, show no ``<bool>`` type."""
+
+    def get_params(self, ctx: click.Context) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+
+def plain_help(app: typer.Typer) -> None:
+    """Give ``app``, its commands and its sub-apps the plain help of ``LoraloopCommand``."""
+    if app.info.cls in (None, TyperGroup) or isinstance(app.info.cls, DefaultPlaceholder):
+        app.info.cls = LoraloopGroup
+    for command in app.registered_commands:
+        if command.cls in (None, TyperCommand):
+            command.cls = LoraloopCommand
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            plain_help(group.typer_instance)
 
 
 def load_settings(data_dir: Path | None) -> Settings:
