@@ -47,8 +47,12 @@ def migrate(
         console.stdout_console.print("the warehouse schema is up to date")
 
 
-def _counts_from_stack(web_url: str) -> dict[str, int]:
-    with urllib.request.urlopen(f"{web_url}/api/counts", timeout=_HTTP_TIMEOUT_S) as resp:  # noqa: S310
+def _counts_from_stack(web_url: str, settings: Settings) -> dict[str, int]:
+    from loraloop.service_key import bearer_header, service_key
+
+    headers = bearer_header(service_key(settings, create=False))
+    request = urllib.request.Request(f"{web_url}/api/counts", headers=headers)  # noqa: S310
+    with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as resp:  # noqa: S310
         return dict(json.loads(resp.read())["tables"])
 
 
@@ -106,7 +110,7 @@ def status(data_dir: DataDir = None) -> None:
         info = read_stack(settings)
         out.print(f"stack: running (pid {info.pid}), broker {info.bootstrap}, web {info.web_url}")
         bootstrap = bootstrap or info.bootstrap
-        counts = _counts_from_stack(info.web_url)
+        counts = _counts_from_stack(info.web_url, settings)
     except StackNotRunningError:
         out.print(f"stack: not running in {settings.data_dir}")
     if bootstrap:
