@@ -45,3 +45,12 @@ BROKER_GAP_SECONDS = Histogram(
     "How long the broker stayed unreachable, per gap (to the probe interval).",
     buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf")),
 )
+LATE_EVENTS = Counter(
+    "loraloop_late_events_total",
+    "Events later than the allowed lateness (stored, flagged in late_events, applied at once).",
+    ["topic"],
+)
+CAPTURE_PENDING = Gauge(
+    "loraloop_capture_pending_conversations",
+    "Conversations with events held for event order (0 when every event read is final).",
+)
