@@ -84,7 +84,8 @@ def test_caller_evidence_is_refused(console: Console) -> None:
         headers=console.bearer("ari"),
     )
     assert moved.status_code == 200, moved.text
-    assert moved.json()["evidence"] == {}
+    # only what the server builds: the label revision and transcript snapshot it promotes
+    assert set(moved.json()["evidence"]) == {"label_revision", "transcript_sha256"}
 
 
 def test_reopening_a_false_alarm_needs_a_problem_label(console: Console) -> None:
