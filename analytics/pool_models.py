@@ -8,6 +8,8 @@ readers without the PII permission.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import datetime
 from typing import Any, Final
 
@@ -21,13 +23,56 @@ MASKED_ID_FIELDS: Final = ("user_id", "conversation_id")
 """Ids that may carry personal data (a phone or an e-mail as the user's id): masked with
 ``mask_pii`` like every text, in summaries, sample pages, API answers and exports."""
 
+REF_SEPARATOR: Final = "~"
+REF_DIGEST_HEX: Final = 16
+"""Hex digits of the keyed digest that tells two samples with the same masked id apart."""
 
-def mask_ids(record: dict[str, Any]) -> dict[str, Any]:
-    """A copy of an exported/serialised sample record with :data:`MASKED_ID_FIELDS` masked."""
-    return {
+_REF_RE: Final = re.compile(
+    rf"(?P<masked>.+){re.escape(REF_SEPARATOR)}(?P<digest>[0-9a-f]{{{REF_DIGEST_HEX}}})"
+)
+_REF_KEY_CONTEXT: Final = b"loraloop sample reference\x00"
+
+
+def ref_key(secret: bytes) -> str:
+    """The key of sample references, derived from the console's secret (never the secret)."""
+    return hashlib.sha256(_REF_KEY_CONTEXT + secret).hexdigest()
+
+
+def ref_digest(sample_id: str, key: str) -> str:
+    """``sha256(key + sample_id)``, first :data:`REF_DIGEST_HEX` hex digits (the warehouse
+    computes the same to find a reference's sample)."""
+    return hashlib.sha256((key + sample_id).encode()).hexdigest()[:REF_DIGEST_HEX]
+
+
+def sample_ref(sample_id: str, key: str) -> str:
+    """The id a reader without the PII permission sees and uses for a sample.
+
+    A sample id is ``smp-<conversation_id>``, so it carries what the conversation id
+    carries: when ``mask_pii`` changes it, the reference is the masked id, ``~`` and a
+    digest keyed by the console (``smp-wa:[PHONE]~3f9a...``); otherwise the id itself.
+    """
+    masked = mask_pii(sample_id)
+    if masked == sample_id:
+        return sample_id
+    return f"{masked}{REF_SEPARATOR}{ref_digest(sample_id, key)}"
+
+
+def parse_ref(ref: str) -> tuple[str, str] | None:
+    """``(masked id, digest)`` of something shaped like a reference, else None."""
+    found = _REF_RE.fullmatch(ref)
+    return (found["masked"], found["digest"]) if found else None
+
+
+def mask_ids(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """A copy of an exported sample record with :data:`MASKED_ID_FIELDS` masked and its
+    ``sample_id`` replaced by its reference (:func:`sample_ref`)."""
+    out = {
         k: mask_pii(v) if k in MASKED_ID_FIELDS and isinstance(v, str) else v
         for k, v in record.items()
     }
+    if isinstance(out.get("sample_id"), str):
+        out["sample_id"] = sample_ref(out["sample_id"], key)
+    return out
 
 
 class SampleFilter(BaseModel):
@@ -80,9 +125,13 @@ class SampleSummary(BaseModel):
     review_reason: str = ""
     """What changed, when ``needs_review``."""
 
-    def masked(self) -> SampleSummary:
-        """A copy with the ids that may name a person (:data:`MASKED_ID_FIELDS`) masked."""
-        return self.model_copy(update={k: mask_pii(getattr(self, k)) for k in MASKED_ID_FIELDS})
+    def masked(self, key: str | None = None) -> SampleSummary:
+        """A copy with the ids that may name a person (:data:`MASKED_ID_FIELDS`) masked,
+        and with ``key`` the sample id replaced by its reference (:func:`sample_ref`)."""
+        update = {k: mask_pii(getattr(self, k)) for k in MASKED_ID_FIELDS}
+        if key is not None:
+            update["sample_id"] = sample_ref(self.sample_id, key)
+        return self.model_copy(update=update)
 
 
 class SamplePage(BaseModel):
@@ -96,10 +145,11 @@ class SamplePage(BaseModel):
     offset: int
     masked_pii: bool = False
 
-    def masked(self) -> SamplePage:
-        """A copy with every summary's ids masked (:meth:`SampleSummary.masked`)."""
+    def masked(self, key: str) -> SamplePage:
+        """A copy with every summary's ids masked and sample ids as references
+        (:meth:`SampleSummary.masked`)."""
         return self.model_copy(
-            update={"items": tuple(s.masked() for s in self.items), "masked_pii": True}
+            update={"items": tuple(s.masked(key) for s in self.items), "masked_pii": True}
         )
 
 
@@ -184,6 +234,10 @@ class TransitionView(BaseModel):
         """The promotion rule a proposal cites ('' when none)."""
         return str(self.evidence.get("rule", ""))
 
+    def masked(self, key: str) -> TransitionView:
+        """A copy with reason and evidence masked and the sample id as its reference."""
+        return _with_ref(_mask_transition(self), key)
+
 
 class SampleDetail(BaseModel):
     """Everything the sample page shows."""
@@ -203,8 +257,20 @@ class SampleDetail(BaseModel):
     )
     masked_pii: bool = False
 
+    def with_refs(self, key: str) -> SampleDetail:
+        """A copy whose sample id, wherever it appears, is its reference (:func:`sample_ref`);
+        for readers without the PII permission, after :meth:`masked`."""
+        return self.model_copy(
+            update={
+                "summary": self.summary.masked(key),
+                "transitions": tuple(_with_ref(t, key) for t in self.transitions),
+                "open_proposals": tuple(_with_ref(t, key) for t in self.open_proposals),
+            }
+        )
+
     def masked(self) -> SampleDetail:
-        """A copy with personal data masked in every free text."""
+        """A copy with personal data masked in every free text and id but the sample id
+        (:meth:`with_refs` replaces that one)."""
         return self.model_copy(
             update={
                 "summary": self.summary.masked(),
@@ -258,4 +324,20 @@ def _mask_value(value: Any) -> Any:
 def _mask_transition(row: TransitionView) -> TransitionView:
     return row.model_copy(
         update={"reason": mask_pii(row.reason), "evidence": _mask_value(row.evidence)}
+    )
+
+
+def transition_ref(transition_id: str, sample_id: str, key: str) -> str:
+    """A transition id (``<sample_id>:<suffix>``) with its sample id as its reference."""
+    if not transition_id.startswith(sample_id):
+        return mask_pii(transition_id)
+    return sample_ref(sample_id, key) + transition_id[len(sample_id) :]
+
+
+def _with_ref(row: TransitionView, key: str) -> TransitionView:
+    return row.model_copy(
+        update={
+            "sample_id": sample_ref(row.sample_id, key),
+            "transition_id": transition_ref(row.transition_id, row.sample_id, key),
+        }
     )

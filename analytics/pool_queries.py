@@ -21,6 +21,8 @@ from analytics.pool_models import (
     SignalView,
     TransitionView,
     TurnView,
+    parse_ref,
+    sample_ref,
 )
 from analytics.warehouse import Warehouse
 from loraloop.pii import mask_pii
@@ -215,6 +217,35 @@ def list_samples(warehouse: Warehouse, filters: SampleFilter | None = None) -> S
         limit=chosen.limit,
         offset=chosen.offset,
     )
+
+
+REF_LOOKUP_SQL: Final = (
+    "SELECT DISTINCT sample_id FROM samples "
+    "WHERE substring(lower(hex(SHA256(concat({key:String}, sample_id)))), 1, {hex:UInt32}) "
+    "= {digest:String}"
+)
+"""Samples whose keyed digest (``analytics.pool_models.ref_digest``) is the one given."""
+
+
+def resolve_ref(warehouse: Warehouse, given: str, key: str) -> str | None:
+    """The stored sample id that a reader without the PII permission names with ``given``.
+
+    A reference (:func:`~analytics.pool_models.sample_ref`) is looked up by its digest; an
+    id ``mask_pii`` leaves alone is itself. An id carrying PII in the clear is None (not
+    found): such a reader cannot confirm a guessed phone or e-mail by asking for its sample.
+    """
+    if mask_pii(given) != given:
+        return None
+    parsed = parse_ref(given)
+    if parsed is not None:
+        _, digest = parsed
+        rows = warehouse.query(
+            REF_LOOKUP_SQL, {"key": key, "hex": len(digest), "digest": digest}
+        ).result_rows
+        for (sample_id,) in rows:
+            if sample_ref(sample_id, key) == given:
+                return str(sample_id)
+    return given
 
 
 def summary(warehouse: Warehouse, sample_id: str) -> SampleSummary | None:

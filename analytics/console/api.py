@@ -14,12 +14,14 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from analytics import pool
+from analytics import pool, pool_queries
 from analytics.console.auth import Principal, key_principal
 from analytics.console.context import ConsoleContext, context
 from analytics.console.users import SAMPLE_ROLES
-from analytics.pool_models import SampleFilter, mask_ids
+from analytics.pool_models import SampleFilter, mask_ids, ref_key, sample_ref, transition_ref
+from loraloop.exceptions import LoraloopError
 from loraloop.lifecycle import Role, SampleStatus, Transition
+from loraloop.pii import mask_pii
 
 T = TypeVar("T")
 
@@ -73,12 +75,42 @@ def _filters(ctx: ConsoleContext, **given: Any) -> SampleFilter:
     return SampleFilter(limit=limit, **given)
 
 
-def _moved(row: Transition) -> dict[str, Any]:
-    return {**row.model_dump(mode="json"), "transition_id": row.transition_id}
+def _moved(ctx: ConsoleContext, caller: Principal, row: Transition) -> dict[str, Any]:
+    out = {**row.model_dump(mode="json"), "transition_id": row.transition_id}
+    if not caller.user.pii:
+        key = ref_key(ctx.session_secret)
+        out["transition_id"] = transition_ref(row.transition_id, row.sample_id, key)
+        out["sample_id"] = sample_ref(row.sample_id, key)
+    return out
 
 
-async def _run(ctx: ConsoleContext, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    return await ctx.warehouse.run(lambda: fn(*args, **kwargs))
+async def _run(
+    ctx: ConsoleContext, caller: Principal, fn: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """``fn`` on the warehouse thread; without the PII permission, errors come back masked
+    (their messages name sample and conversation ids)."""
+    try:
+        return await ctx.warehouse.run(lambda: fn(*args, **kwargs))
+    except LoraloopError as error:
+        if not caller.user.pii:
+            error.args = (mask_pii(str(error)),)
+        raise
+
+
+async def _sample_id(ctx: ConsoleContext, caller: Principal, given: str) -> str:
+    """The stored id of the sample ``given`` names (a reference for readers without PII)."""
+    if caller.user.pii:
+        return given
+    found = await ctx.warehouse.run(
+        pool_queries.resolve_ref, ctx.warehouse, given, ref_key(ctx.session_secret)
+    )
+    if found is None:
+        msg = (
+            f"no sample {mask_pii(given)!r}: without the PII permission a sample whose id "
+            "holds personal data is named by the id the queue shows (masked, with ~digest)"
+        )
+        raise pool.SampleNotFound(msg)
+    return found
 
 
 @router.get("/health")
@@ -112,15 +144,21 @@ async def list_samples(
         model_version=model_version, search=search, limit=limit, offset=offset,
         reveal_pii=caller.user.pii,
     )  # fmt: skip
-    page = await ctx.warehouse.run(pool.list_samples, ctx.warehouse, filters)
-    return (page if caller.user.pii else page.masked()).model_dump(mode="json")
+    page = await _run(ctx, caller, pool.list_samples, ctx.warehouse, filters)
+    shown = page if caller.user.pii else page.masked(ref_key(ctx.session_secret))
+    return shown.model_dump(mode="json")
 
 
 @router.get("/samples/{sample_id}")
 async def get_sample(sample_id: str, ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """One sample in full; texts masked unless the caller has the PII permission."""
     caller.require(*SAMPLE_ROLES)
-    detail = await _run(ctx, pool.get_sample, ctx.warehouse, sample_id, reveal_pii=caller.user.pii)
+    sid = await _sample_id(ctx, caller, sample_id)
+    detail = await _run(
+        ctx, caller, pool.get_sample, ctx.warehouse, sid, reveal_pii=caller.user.pii
+    )
+    if not caller.user.pii:
+        detail = detail.with_refs(ref_key(ctx.session_secret))
     return detail.model_dump(mode="json")
 
 
@@ -134,27 +172,30 @@ async def label(sample_id: str, body: dict[str, Any], ctx: Ctx, caller: Caller) 
         msg = "reason must be a string"
         raise pool.InvalidAction(msg)
     row = await _run(
-        ctx, pool.label, ctx.warehouse, sample_id, data, actor=caller.user.username,
-        roles=caller.user.roles, taxonomy=ctx.settings.taxonomy, reason=reason,
+        ctx, caller, pool.label, ctx.warehouse, await _sample_id(ctx, caller, sample_id), data,
+        actor=caller.user.username, roles=caller.user.roles, taxonomy=ctx.settings.taxonomy,
+        reason=reason,
     )  # fmt: skip
-    return _moved(row)
+    return _moved(ctx, caller, row)
 
 
 @router.post("/samples/{sample_id}/approve")
 async def approve(sample_id: str, body: ExpectedBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Promote one tier up from ``from_status`` (approver); a stale ``from_status`` is 409."""
     row = await _run(
-        ctx, pool.approve, ctx.warehouse, sample_id, from_status=body.from_status,
-        actor=caller.user.username, roles=caller.user.roles, reason=body.reason,
+        ctx, caller, pool.approve, ctx.warehouse, await _sample_id(ctx, caller, sample_id),
+        from_status=body.from_status, actor=caller.user.username, roles=caller.user.roles,
+        reason=body.reason,
     )  # fmt: skip
-    return _moved(row)
+    return _moved(ctx, caller, row)
 
 
 @router.post("/samples/{sample_id}/reject")
 async def reject(sample_id: str, body: ReasonBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Decline the sample's open proposals (approver, with a reason); the sample stays."""
     declined = await _run(
-        ctx, pool.decline_proposals, ctx.warehouse, sample_id, actor=caller.user.username,
+        ctx, caller, pool.decline_proposals, ctx.warehouse,
+        await _sample_id(ctx, caller, sample_id), actor=caller.user.username,
         roles=caller.user.roles, reason=body.reason or "",
     )  # fmt: skip
     return {"sample_id": sample_id, "declined": declined}
@@ -164,11 +205,11 @@ async def reject(sample_id: str, body: ReasonBody, ctx: Ctx, caller: Caller) -> 
 async def demote(sample_id: str, body: ExpectedBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Take a baseline sample out (approver, with a reason and its ``from_status``)."""
     row = await _run(
-        ctx, pool.transition, ctx.warehouse, sample_id, SampleStatus.DEMOTED,
-        from_status=body.from_status, actor=caller.user.username, roles=caller.user.roles,
-        reason=body.reason,
+        ctx, caller, pool.transition, ctx.warehouse, await _sample_id(ctx, caller, sample_id),
+        SampleStatus.DEMOTED, from_status=body.from_status, actor=caller.user.username,
+        roles=caller.user.roles, reason=body.reason,
     )  # fmt: skip
-    return _moved(row)
+    return _moved(ctx, caller, row)
 
 
 @router.post("/samples/{sample_id}/transition")
@@ -184,11 +225,11 @@ async def move(sample_id: str, body: MoveBody, ctx: Ctx, caller: Caller) -> dict
         )
         raise pool.InvalidAction(msg)
     row = await _run(
-        ctx, pool.transition, ctx.warehouse, sample_id, body.to_status,
-        from_status=body.from_status, actor=caller.user.username, roles=caller.user.roles,
-        reason=body.reason,
+        ctx, caller, pool.transition, ctx.warehouse, await _sample_id(ctx, caller, sample_id),
+        body.to_status, from_status=body.from_status, actor=caller.user.username,
+        roles=caller.user.roles, reason=body.reason,
     )  # fmt: skip
-    return _moved(row)
+    return _moved(ctx, caller, row)
 
 
 @router.post("/samples/{sample_id}/propose")
@@ -196,17 +237,24 @@ async def propose(sample_id: str, body: ProposeBody, ctx: Ctx, caller: Caller) -
     """Record a proposal (system role: the trainer); nothing moves."""
     caller.require(Role.SYSTEM)
     row = await _run(
-        ctx, pool.propose, ctx.warehouse, sample_id, body.to_status,
-        actor=caller.user.username, rule=body.rule, evidence=body.evidence,
+        ctx, caller, pool.propose, ctx.warehouse, await _sample_id(ctx, caller, sample_id),
+        body.to_status, actor=caller.user.username, rule=body.rule, evidence=body.evidence,
     )  # fmt: skip
-    return row.model_dump(mode="json")
+    out = row.model_dump(mode="json")
+    if not caller.user.pii:
+        out["sample_id"] = sample_ref(row.sample_id, ref_key(ctx.session_secret))
+    return out
 
 
 @router.get("/proposals")
 async def proposals(ctx: Ctx, caller: Caller) -> list[dict[str, Any]]:
     """The approval queue: open proposals with their rule and evidence."""
     caller.require(*SAMPLE_ROLES)
-    rows = await _run(ctx, pool.approval_queue, ctx.warehouse, limit=ctx.settings.queue_limit)
+    rows = await _run(
+        ctx, caller, pool.approval_queue, ctx.warehouse, limit=ctx.settings.queue_limit
+    )
+    if not caller.user.pii:
+        rows = tuple(r.masked(ref_key(ctx.session_secret)) for r in rows)
     return [{**r.model_dump(mode="json"), "rule": r.rule} for r in rows]
 
 
@@ -221,10 +269,10 @@ async def export(
         status=status, problem_type=problem_type, limit=ctx.settings.export_limit
     )
     records = await _run(
-        ctx, pool.export_samples, ctx.warehouse, filters, reveal_pii=caller.user.pii
+        ctx, caller, pool.export_samples, ctx.warehouse, filters, reveal_pii=caller.user.pii
     )
     if not caller.user.pii:
-        records = [mask_ids(r) for r in records]
+        records = [mask_ids(r, ref_key(ctx.session_secret)) for r in records]
     body = b"".join(orjson.dumps(r) + b"\n" for r in records)
     return Response(body, media_type="application/x-ndjson")
 
@@ -242,7 +290,7 @@ async def create_user(body: NewUserBody, ctx: Ctx, caller: Caller) -> dict[str, 
     """Create a user (admin); the response holds its API key, shown this once."""
     caller.require(Role.ADMIN)
     user, key = await _run(
-        ctx, ctx.users.create, body.username, body.roles, pii=body.pii,
+        ctx, caller, ctx.users.create, body.username, body.roles, pii=body.pii,
         actor=caller.user.username,
     )  # fmt: skip
     return {**user.public, "api_key": key}

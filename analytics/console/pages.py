@@ -8,9 +8,10 @@ convenience). Texts are PII-masked for users without the PII permission.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote
 
 import jinja2
@@ -20,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from analytics import pool
+from analytics import pool, pool_models, pool_queries
 from analytics.console.auth import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -35,9 +36,11 @@ from analytics.console.auth import (
 from analytics.console.context import ConsoleContext, context
 from analytics.console.exceptions import InvalidRequest, NotAuthenticated
 from analytics.console.users import SAMPLE_ROLES, fold_username
-from analytics.pool_models import SampleFilter
+from analytics.pool_models import SampleFilter, ref_key
 from loraloop.events import Acceptance, RiskLevel
+from loraloop.exceptions import LoraloopError
 from loraloop.lifecycle import BASELINE_TIERS, Role, SampleStatus
+from loraloop.pii import mask_pii
 
 TEMPLATES = Jinja2Templates(
     env=jinja2.Environment(
@@ -46,6 +49,7 @@ TEMPLATES = Jinja2Templates(
         undefined=jinja2.StrictUndefined,
     )
 )
+T = TypeVar("T")
 SEE_OTHER = 303
 MAX_OFFSET: Final = 2**63 - 1
 """Largest offset a query may name (the warehouse's Int64)."""
@@ -110,6 +114,44 @@ def render(
         message=request.query_params.get("msg", ""),
     )
     return TEMPLATES.TemplateResponse(request, name, data, status_code=status_code)
+
+
+async def _as(ctx: ConsoleContext, caller: Principal, fn: Callable[[], T]) -> T:
+    """``fn`` on the warehouse thread; without the PII permission, errors come back masked
+    (their messages name sample and conversation ids)."""
+    try:
+        return await ctx.warehouse.run(fn)
+    except LoraloopError as error:
+        if not caller.user.pii:
+            error.args = (mask_pii(str(error)),)
+        raise
+
+
+async def _sample_id(ctx: ConsoleContext, caller: Principal, given: str) -> str:
+    """The stored id of the sample ``given`` names (a reference for readers without PII)."""
+    if caller.user.pii:
+        return given
+    found = await ctx.warehouse.run(
+        pool_queries.resolve_ref, ctx.warehouse, given, ref_key(ctx.session_secret)
+    )
+    if found is None:
+        msg = (
+            f"no sample {mask_pii(given)!r}: without the PII permission a sample whose id "
+            "holds personal data is named by the id the queue shows (masked, with ~digest)"
+        )
+        raise pool.SampleNotFound(msg)
+    return found
+
+
+async def _detail(
+    ctx: ConsoleContext, caller: Principal, sample_id: str
+) -> pool_models.SampleDetail:
+    """The sample as ``caller`` may see it: masked, with references, without PII."""
+    sid = await _sample_id(ctx, caller, sample_id)
+    detail = await _as(
+        ctx, caller, lambda: pool.get_sample(ctx.warehouse, sid, reveal_pii=caller.user.pii)
+    )
+    return detail if caller.user.pii else detail.with_refs(ref_key(ctx.session_secret))
 
 
 async def _form(request: Request, caller: Principal) -> FormData:
@@ -225,8 +267,8 @@ async def queue(request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
         given, limit=ctx.settings.page_size, offset=_offset(request, "offset"),
         reveal_pii=caller.user.pii,
     )  # fmt: skip
-    found = await ctx.warehouse.run(pool.list_samples, ctx.warehouse, filters)
-    page = found if caller.user.pii else found.masked()
+    found = await _as(ctx, caller, lambda: pool.list_samples(ctx.warehouse, filters))
+    page = found if caller.user.pii else found.masked(ref_key(ctx.session_secret))
     return render(
         request, "queue.html", caller, page=page, filters=given, statuses=list(SampleStatus),
         taxonomy=ctx.settings.taxonomy, risk_levels=list(RiskLevel),
@@ -237,9 +279,7 @@ async def queue(request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
 async def sample_page(sample_id: str, request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
     caller.require(*SAMPLE_ROLES)
     turn_offset = _offset(request, "turns")
-    detail = await ctx.warehouse.run(
-        lambda: pool.get_sample(ctx.warehouse, sample_id, reveal_pii=caller.user.pii)
-    )
+    detail = await _detail(ctx, caller, sample_id)
     size = ctx.settings.transcript_page_size
     total = len(detail.transcript)
     return render(
@@ -254,9 +294,7 @@ async def sample_page(sample_id: str, request: Request, ctx: Ctx, caller: User) 
 @router.get("/samples/{sample_id}/audit")
 async def audit_page(sample_id: str, request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
     caller.require(*SAMPLE_ROLES)
-    detail = await ctx.warehouse.run(
-        lambda: pool.get_sample(ctx.warehouse, sample_id, reveal_pii=caller.user.pii)
-    )
+    detail = await _detail(ctx, caller, sample_id)
     return render(request, "audit.html", caller, d=detail, s=detail.summary)
 
 
@@ -272,9 +310,11 @@ async def label(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Res
     if acceptance != Acceptance.ACCEPT.value:
         data["problem_types"] = [str(v) for v in form.getlist("problem_types")]
         data["corrected_response"] = _text(form, "corrected_response") or None
-    row = await ctx.warehouse.run(
+    sid = await _sample_id(ctx, caller, sample_id)
+    row = await _as(
+        ctx, caller,
         lambda: pool.label(
-            ctx.warehouse, sample_id, data, actor=caller.user.username,
+            ctx.warehouse, sid, data, actor=caller.user.username,
             roles=caller.user.roles, taxonomy=ctx.settings.taxonomy,
         )
     )  # fmt: skip
@@ -284,9 +324,11 @@ async def label(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Res
 @router.post("/samples/{sample_id}/approve")
 async def approve(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Response:
     form = await _form(request, caller)
-    row = await ctx.warehouse.run(
+    sid = await _sample_id(ctx, caller, sample_id)
+    row = await _as(
+        ctx, caller,
         lambda: pool.approve(
-            ctx.warehouse, sample_id, from_status=_from_status(form),
+            ctx.warehouse, sid, from_status=_from_status(form),
             actor=caller.user.username, roles=caller.user.roles,
             reason=_text(form, "reason") or None,
         )
@@ -297,9 +339,11 @@ async def approve(sample_id: str, request: Request, ctx: Ctx, caller: User) -> R
 @router.post("/samples/{sample_id}/decline")
 async def decline(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Response:
     form = await _form(request, caller)
-    count = await ctx.warehouse.run(
+    sid = await _sample_id(ctx, caller, sample_id)
+    count = await _as(
+        ctx, caller,
         lambda: pool.decline_proposals(
-            ctx.warehouse, sample_id, actor=caller.user.username, roles=caller.user.roles,
+            ctx.warehouse, sid, actor=caller.user.username, roles=caller.user.roles,
             reason=_text(form, "reason"),
         )
     )  # fmt: skip
@@ -312,9 +356,11 @@ async def move(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Resp
     target = MOVES.get(_text(form, "action"))
     if target is None:
         return _back(sample_id, "unknown action")
-    row = await ctx.warehouse.run(
+    sid = await _sample_id(ctx, caller, sample_id)
+    row = await _as(
+        ctx, caller,
         lambda: pool.transition(
-            ctx.warehouse, sample_id, target, from_status=_from_status(form),
+            ctx.warehouse, sid, target, from_status=_from_status(form),
             actor=caller.user.username, roles=caller.user.roles,
             reason=_text(form, "reason") or None,
         )
@@ -325,9 +371,11 @@ async def move(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Resp
 @router.get("/proposals")
 async def proposals(request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
     caller.require(*SAMPLE_ROLES)
-    rows = await ctx.warehouse.run(
-        lambda: pool.approval_queue(ctx.warehouse, limit=ctx.settings.queue_limit)
+    rows = await _as(
+        ctx, caller, lambda: pool.approval_queue(ctx.warehouse, limit=ctx.settings.queue_limit)
     )
+    if not caller.user.pii:
+        rows = tuple(r.masked(ref_key(ctx.session_secret)) for r in rows)
     rules = {r.name: r for r in ctx.settings.promotion_policy.rules}
     return render(request, "proposals.html", caller, rows=rows, rules=rules)
 

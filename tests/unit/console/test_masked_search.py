@@ -6,8 +6,10 @@ Issue 16 item 10: a labeller recovered a masked phone in 44 searches and an e-ma
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote, unquote
 
 import orjson
 
@@ -146,37 +148,104 @@ def test_masked_search_keeps_the_other_filters(console: Console) -> None:
 
 
 def test_ids_masked_in_lists_pages_api_and_exports(console: Console) -> None:
-    sid = seed(console.warehouse, "smp-ids", ID_CONVERSATION, ["hello, my parcel is late"],
-               user_id=ID_USER)  # fmt: skip
+    sid = seed(console.warehouse, f"smp-{ID_CONVERSATION}", ID_CONVERSATION,
+               ["hello, my parcel is late"], user_id=ID_USER)  # fmt: skip
     secrets = (ID_USER, "13912345678", "8613912345678")
     lena, ari = console.bearer("lena"), console.bearer("ari")
 
     listed = console.client.get("/api/samples", params={"status": "captured"}, headers=lena)
-    item = next(s for s in listed.json()["items"] if s["sample_id"] == sid)
+    item = next(s for s in listed.json()["items"] if s["conversation_id"] == "wa:[PHONE]")
     assert item["user_id"] == "[EMAIL]"
-    assert item["conversation_id"] == "wa:[PHONE]"
+    assert item["sample_id"].startswith("smp-wa:[PHONE]~")
     assert listed.json()["masked_pii"] is True
+    ref = item["sample_id"]
 
-    detail = console.client.get(f"/api/samples/{sid}", headers=lena)
-    assert detail.json()["summary"]["user_id"] == "[EMAIL]"
-    assert detail.json()["summary"]["conversation_id"] == "wa:[PHONE]"
+    detail = console.client.get(f"/api/samples/{quote(ref, safe='')}", headers=lena)
+    assert detail.status_code == 200, detail.text
+    summary = detail.json()["summary"]
+    assert (summary["sample_id"], summary["user_id"]) == (ref, "[EMAIL]")
+    assert summary["conversation_id"] == "wa:[PHONE]"
 
     export = console.client.get("/api/export", params={"status": "captured"}, headers=lena)
     records = [orjson.loads(line) for line in export.text.splitlines()]
-    mine = next(r for r in records if r["sample_id"] == sid)
+    mine = next(r for r in records if r["sample_id"] == ref)
     assert (mine["user_id"], mine["conversation_id"]) == ("[EMAIL]", "wa:[PHONE]")
 
     client = console.login("lena")
-    page = client.get(f"/samples/{sid}")
+    page = client.get(f"/samples/{quote(ref, safe='')}")
+    assert page.status_code == 200
     queue = client.get("/queue", params={"status": "captured"})
+    assert quote(ref, safe="") in queue.text
     for text in (listed.text, detail.text, export.text, page.text, queue.text):
         assert not any(secret in text for secret in secrets)
     assert "wa:[PHONE]" in page.text
     assert _ids(console, "lena", "13912") == set()
-    assert _ids(console, "lena", "wa:[phone]") == {sid}
+    assert _ids(console, "lena", "wa:[phone]") == {ref}
 
-    raw = console.client.get(f"/api/samples/{sid}", headers=ari).json()["summary"]
-    assert (raw["user_id"], raw["conversation_id"]) == (ID_USER, ID_CONVERSATION)
+    raw = console.client.get(f"/api/samples/{quote(sid, safe='')}", headers=ari).json()
+    assert (raw["summary"]["user_id"], raw["summary"]["conversation_id"]) == (
+        ID_USER, ID_CONVERSATION,
+    )  # fmt: skip
     assert ID_USER in console.client.get("/api/export", headers=ari).text
     assert _ids(console, "ari", "13912") == {sid}
     assert PII_EMAIL not in console.client.get("/api/export", headers=lena).text
+
+
+def test_a_reference_acts_on_its_sample_and_a_guessed_raw_id_is_not_found(
+    console: Console,
+) -> None:
+    sid = seed(console.warehouse, f"smp-{ID_CONVERSATION}", ID_CONVERSATION, ["refund now"])
+    twin = seed(console.warehouse, "smp-wa:+8613912345679", "wa:+8613912345679", ["refund"])
+    lena = console.bearer("lena")
+    refs = _ids(console, "lena", "refund") - {console.sample_id}
+    assert len(refs) == 2
+    assert all(r.startswith("smp-wa:[PHONE]~") for r in refs)
+
+    guessed = console.client.get(f"/api/samples/{quote(sid, safe='')}", headers=lena)
+    assert guessed.status_code == 404
+    assert "13912345678" not in guessed.text
+    forged = console.client.get(
+        f"/api/samples/{quote('smp-wa:[PHONE]~' + '0' * 16, safe='')}", headers=lena
+    )
+    assert forged.status_code == 404
+
+    label = {"acceptance": "Reject", "problem_types": ["over_promise"], "risk_level": "high",
+             "corrected_response": "Sorry, refunds take three days."}  # fmt: skip
+    for ref in refs:
+        done = console.client.post(
+            f"/api/samples/{quote(ref, safe='')}/label", json=label, headers=lena
+        )
+        assert done.status_code == 200, done.text
+        assert done.json()["sample_id"] == ref
+        assert "1391234567" not in done.text
+        again = console.client.post(
+            f"/api/samples/{quote(ref, safe='')}/transition",
+            json={"from_status": "captured", "to_status": "rejected"}, headers=lena,
+        )  # fmt: skip
+        assert again.status_code in (409, 422), again.text
+        assert "1391234567" not in again.text
+    ari = console.bearer("ari")
+    for raw in (sid, twin):
+        shown = console.client.get(f"/api/samples/{quote(raw, safe='')}", headers=ari).json()
+        assert shown["summary"]["status"] == "problem"
+
+
+def test_pages_link_and_act_by_reference(console: Console) -> None:
+    seed(console.warehouse, f"smp-{ID_CONVERSATION}", ID_CONVERSATION, ["refund now"])
+    client = console.login("lena")
+    queue = client.get("/queue", params={"status": "captured", "search": "refund"})
+    link = next(
+        m for m in re.findall(r'href="(/samples/[^"]+)"', queue.text) if "PHONE" in unquote(m)
+    )
+    page = client.get(link)
+    assert page.status_code == 200
+    assert "13912345678" not in page.text
+    form = {
+        "csrf_token": console.csrf(link), "acceptance": "Reject", "risk_level": "high",
+        "problem_types": "over_promise", "corrected_response": "Refunds take three days.",
+    }  # fmt: skip
+    done = client.post(f"{link}/label", data=form, follow_redirects=False)
+    assert done.status_code == 303, done.text
+    assert done.headers["location"].startswith(link)
+    assert "13912345678" not in unquote(done.headers["location"])
+    assert 'id="status">problem' in client.get(link).text
