@@ -77,5 +77,6 @@ def key_matches(authorization: str | None, key: str) -> bool:
     scheme, _, given = authorization.partition(" ")
     if scheme.lower() != BEARER:
         return False
-    # bytes: compare_digest raises on non-ASCII str, and a header may hold anything.
-    return hmac.compare_digest(given.strip().encode(), key.encode())
+    # bytes: compare_digest raises on non-ASCII str, and a header may hold anything (a
+    # server may hand over undecodable bytes as surrogates, which strict UTF-8 refuses).
+    return hmac.compare_digest(given.strip().encode(errors="replace"), key.encode())
