@@ -19,6 +19,8 @@ from loraloop.cli.common import DataDir, console, fail, load_settings
 API_KEY_ENV: Final = "LORALOOP_API_KEY"
 TIMEOUT_S: Final = 30.0
 HTTP_ERROR: Final = 400
+REVIEW_MARK: Final = "changed"
+"""The ``review`` column of a sample whose conversation changed after its label."""
 
 samples_app = typer.Typer(name="samples", help="Review the sample pool.", no_args_is_help=True)
 
@@ -94,26 +96,43 @@ def list_samples(
     problem_type: Annotated[str | None, typer.Option(help="A taxonomy type.")] = None,
     detector: Annotated[str | None, typer.Option(help="A detector that fired.")] = None,
     search: Annotated[str | None, typer.Option(help="Text in ids, label or transcript.")] = None,
+    needs_review: Annotated[
+        bool,
+        typer.Option(
+            "--needs-review",
+            help="Only samples whose conversation changed after their label (of the page "
+            "fetched: raise --limit to see more).",
+        ),
+    ] = False,
     limit: Annotated[int, typer.Option(min=1)] = 50,
     url: Url = None,
     key: Key = None,
     data_dir: DataDir = None,
 ) -> None:
-    """List samples of the pool."""
+    """List samples of the pool; `review` says "changed" for a sample to re-review (its
+    conversation changed after it was labelled: relabel it before it is promoted)."""
     params = {
         "status": status, "problem_type": problem_type, "detector": detector, "search": search,
         "limit": limit,
     }  # fmt: skip
     page = _call("GET", "/api/samples", url=url, key=key, data_dir=data_dir, params=params)
-    table = Table(title=f"{page['total']} sample(s)")
-    for column in ("sample", "status", "detectors", "risk", "problem types", "model"):
+    items = [s for s in page["items"] if s.get("needs_review") or not needs_review]
+    title = f"{page['total']} sample(s)"
+    if needs_review:
+        title = f"{len(items)} of {len(page['items'])} fetched need re-review ({title})"
+    table = Table(title=title)
+    for column in ("sample", "status", "review", "detectors", "risk", "problem types", "model"):
         table.add_column(column)
-    for s in page["items"]:
+    for s in items:
         table.add_row(
-            s["sample_id"], s["status"], ", ".join(s["detectors"]), f"{s['risk_weight']:.2f}",
-            ", ".join(s["problem_types"]), s["model_version"],
+            s["sample_id"], s["status"], REVIEW_MARK if s.get("needs_review") else "",
+            ", ".join(s["detectors"]), f"{s['risk_weight']:.2f}", ", ".join(s["problem_types"]),
+            s["model_version"],
         )  # fmt: skip
     console.stdout_console.print(table)
+    for s in items:
+        if s.get("needs_review"):
+            console.stdout_console.print(f"{s['sample_id']}: {s.get('review_reason', '')}")
 
 
 @samples_app.command("show")
