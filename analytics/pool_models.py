@@ -263,6 +263,11 @@ class SampleDetail(BaseModel):
         return self.model_copy(
             update={
                 "summary": self.summary.masked(key),
+                "signals": tuple(
+                    # an unkeyed hash of (detector, conversation id, weight): brute-forceable
+                    s.model_copy(update={"signal_id": ref_digest(s.signal_id, key)})
+                    for s in self.signals
+                ),
                 "transitions": tuple(_with_ref(t, key) for t in self.transitions),
                 "open_proposals": tuple(_with_ref(t, key) for t in self.open_proposals),
             }
@@ -307,7 +312,11 @@ def _mask_label(label: LabelView | None) -> LabelView | None:
 
 def _mask_qa(qa: QAView) -> QAView:
     return qa.model_copy(
-        update={"corrected_response": mask_pii(qa.corrected_response), "notes": mask_pii(qa.notes)}
+        update={
+            "event_id": mask_pii(qa.event_id),
+            "corrected_response": mask_pii(qa.corrected_response),
+            "notes": mask_pii(qa.notes),
+        }
     )
 
 

@@ -15,6 +15,7 @@ import orjson
 
 from analytics.rows import COLUMNS, SAMPLE_COLUMNS
 from analytics.warehouse import Warehouse
+from detectors.signal import signal_id
 from loraloop.pii import mask_pii
 from tests.pool_seed import PII_EMAIL, PII_PHONE, T0
 from tests.unit.console.conftest import Console
@@ -150,7 +151,13 @@ def test_masked_search_keeps_the_other_filters(console: Console) -> None:
 def test_ids_masked_in_lists_pages_api_and_exports(console: Console) -> None:
     sid = seed(console.warehouse, f"smp-{ID_CONVERSATION}", ID_CONVERSATION,
                ["hello, my parcel is late"], user_id=ID_USER)  # fmt: skip
-    secrets = (ID_USER, "13912345678", "8613912345678")
+    raw_signal = signal_id("complaint", ID_CONVERSATION, 1.0)
+    console.warehouse.insert(
+        "signals",
+        [[raw_signal, T0, "complaint", ID_CONVERSATION, ID_USER, "model_v1", 0, 1.0, "{}"]],
+        column_names=COLUMNS["signals"],
+    )
+    secrets = (ID_USER, "13912345678", "8613912345678", raw_signal)
     lena, ari = console.bearer("lena"), console.bearer("ari")
 
     listed = console.client.get("/api/samples", params={"status": "captured"}, headers=lena)
@@ -165,6 +172,7 @@ def test_ids_masked_in_lists_pages_api_and_exports(console: Console) -> None:
     summary = detail.json()["summary"]
     assert (summary["sample_id"], summary["user_id"]) == (ref, "[EMAIL]")
     assert summary["conversation_id"] == "wa:[PHONE]"
+    assert len(detail.json()["signals"]) == 1
 
     export = console.client.get("/api/export", params={"status": "captured"}, headers=lena)
     records = [orjson.loads(line) for line in export.text.splitlines()]
@@ -186,6 +194,7 @@ def test_ids_masked_in_lists_pages_api_and_exports(console: Console) -> None:
     assert (raw["summary"]["user_id"], raw["summary"]["conversation_id"]) == (
         ID_USER, ID_CONVERSATION,
     )  # fmt: skip
+    assert raw["signals"][0]["signal_id"] == raw_signal
     assert ID_USER in console.client.get("/api/export", headers=ari).text
     assert _ids(console, "ari", "13912") == {sid}
     assert PII_EMAIL not in console.client.get("/api/export", headers=lena).text
