@@ -228,3 +228,23 @@ def test_qa_label_is_frozen_too(wh: Warehouse, tmp_path: Path) -> None:
     trained, skipped = _trained_texts(wh, tmp_path, sid)
     assert trained is None
     assert skipped.startswith(SKIP_CHANGED)
+
+
+def test_text_expired_by_the_ttl_is_not_a_change(wh: Warehouse, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from trainer.pool import SKIP_NO_CONTEXT
+
+    sid = seed_sample(wh, "c1", start=datetime.now(UTC) - timedelta(minutes=5))
+    pool.label(wh, sid, RISK_LABEL, actor="lena", roles=[Role.LABELLER], taxonomy=DEFAULT_TAXONOMY)
+    # the raw-text TTL runs out: every text of the conversation becomes empty
+    wh.command("ALTER TABLE turns MODIFY COLUMN text String TTL toDateTime(ts) + INTERVAL 1 SECOND")
+    wh.command("OPTIMIZE TABLE turns FINAL")
+    assert {t.text for t in pool.get_sample(wh, sid, reveal_pii=True).transcript} == {""}
+
+    assert not pool.get_sample(wh, sid).summary.needs_review
+    trained, skipped = _trained_texts(wh, tmp_path, sid)
+    assert trained is None
+    assert skipped == SKIP_NO_CONTEXT  # as before snapshots: nothing left to train on
+    assert _rereview(wh, sid) == []
+    pool.approve(wh, sid, from_status=SampleStatus.PROBLEM, actor="ari", roles=[Role.APPROVER])
