@@ -311,6 +311,55 @@ def test_exports_mask_pii_unless_the_caller_may_see_it(console: Console) -> None
     record("security: PII masking", exports_checked=2, leaks=0)
 
 
+PHONE_ALPHABET = "0123456789"
+EMAIL_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789._@-"
+
+
+def _search_hits(console: Console, user: str, text: str) -> bool:
+    found = console.client.get(
+        "/api/samples", params={"search": text, "limit": 500}, headers=console.bearer(user)
+    )
+    assert found.status_code == 200, found.text
+    return found.json()["total"] > 0
+
+
+def _extend(console: Console, user: str, known: str, alphabet: str) -> tuple[str, int]:
+    """The probing attack of issue 16 item 10: grow ``known`` one character at a time while
+    some extension still finds a sample; returns what was recovered and the queries made."""
+    recovered, queries = "", 0
+    while True:
+        for ch in alphabet:
+            queries += 1
+            if _search_hits(console, user, known + recovered + ch):
+                recovered += ch
+                break
+        else:
+            return recovered, queries
+
+
+def test_search_probes_recover_no_masked_pii(console: Console) -> None:
+    """A labeller without PII probing substrings of the transcript recovers nothing; the same
+    attack with the PII permission recovers both (so the attack itself works)."""
+    context = "call me at "  # visible around the mask: "call me at [PHONE] or [EMAIL]"
+    phone, phone_queries = _extend(console, "ari", context, PHONE_ALPHABET)
+    email, email_queries = _extend(console, "ari", f"{context}{phone} or ", EMAIL_ALPHABET)
+    assert (phone, email) == (PII_PHONE, PII_EMAIL)
+    masked_phone, masked_phone_queries = _extend(console, "lena", context, PHONE_ALPHABET)
+    masked_email, masked_email_queries = _extend(console, "lena", "[PHONE] or ", EMAIL_ALPHABET)
+    assert (masked_phone, masked_email) == ("", "")
+    assert not _search_hits(console, "lena", PII_PHONE[3:8])
+    assert not _search_hits(console, "lena", "li.wei")
+    assert _search_hits(console, "lena", "[PHONE] or [EMAIL]")
+    assert _search_hits(console, "lena", "refund")
+    record(
+        "security: masked search",
+        queries_to_recover_phone_with_pii=phone_queries,
+        queries_to_recover_email_with_pii=email_queries,
+        probes_without_pii=masked_phone_queries + masked_email_queries,
+        pii_chars_recovered_without_pii=len(masked_phone) + len(masked_email),
+    )
+
+
 PII_TEXTS = [
     f"call me at {PII_PHONE}",
     f"mail {PII_EMAIL} please",
