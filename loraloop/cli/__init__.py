@@ -9,6 +9,7 @@ import typer
 from rich.logging import RichHandler
 
 from loraloop.cli import admin, compare, config, demo, events, samples, stack, train, web, worker
+from loraloop.cli import gateway as gateway_cli
 from loraloop.cli.common import console, fail, plain_help
 from loraloop.exceptions import LoraloopError
 
@@ -41,6 +42,7 @@ app.command("compare")(compare.compare)
 app.command("worker")(worker.worker)
 app.command("topics")(worker.topics)
 app.command("demo")(demo.demo)
+app.command("gateway")(gateway_cli.gateway)
 app.add_typer(samples.samples_app, name="samples")
 app.add_typer(admin.admin_app, name="admin")
 plain_help(app)

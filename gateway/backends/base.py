@@ -1,0 +1,25 @@
+"""What a backend does: one reply, whole or as a stream of text pieces, by a version."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Final, Protocol
+
+from gateway.schemas import ChatRequest, Reply
+
+BASE_VERSION: Final = "base"
+"""The router's name for the base model alone (no adapter)."""
+
+
+class ChatBackend(Protocol):
+    """Generates replies with the LoRA adapter the router chose (``base``: none).
+
+    Failures are :class:`gateway.errors.GatewayError` (502 with the reason); a stream
+    raises before its first piece when the request cannot be served at all.
+    """
+
+    async def complete(self, request: ChatRequest, adapter: str) -> Reply: ...
+
+    def stream(self, request: ChatRequest, adapter: str) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,176 @@
+"""The ``local`` backend: the registry's base model with its LoRA adapters, in process.
+
+One base model is loaded once; the adapter of each version (``registry/model_vN``,
+PEFT format) is loaded on first use next to the others and switched per request;
+the version ``base`` disables adapters. At most ``adapter_cache_size`` adapters stay
+loaded: the least recently used one is unloaded first. Requests are served one at a
+time (the model is shared), each in a worker thread so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from gateway.backends.base import BASE_VERSION
+from gateway.errors import UpstreamError
+from gateway.schemas import ChatRequest, Reply
+
+logger = logging.getLogger(__name__)
+
+
+class LocalBackend:
+    """Replies of any registered version from ``model`` + ``tokenizer`` (thread-safe)."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        registry_root: Path,
+        max_new_tokens: int,
+        adapter_cache_size: int,
+    ) -> None:
+        self._base = model
+        self._peft: Any = None
+        self._tokenizer = tokenizer
+        self._registry_root = registry_root
+        self._max_new_tokens = max_new_tokens
+        self._cache_size = adapter_cache_size
+        self._loaded: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: Path, *, registry_root: Path, max_new_tokens: int, adapter_cache_size: int
+    ) -> LocalBackend:
+        """Load the base model at ``checkpoint`` (a local ``from_pretrained`` directory)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy, optional
+
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(checkpoint)
+        model.eval()  # type: ignore[no-untyped-call]
+        return cls(
+            model,
+            tokenizer,
+            registry_root=registry_root,
+            max_new_tokens=max_new_tokens,
+            adapter_cache_size=adapter_cache_size,
+        )
+
+    @property
+    def loaded(self) -> list[str]:
+        """The adapters loaded now, least recently used first."""
+        return list(self._loaded)
+
+    async def complete(self, request: ChatRequest, adapter: str) -> Reply:
+        return await asyncio.to_thread(self._generate, request, adapter, None)
+
+    async def stream(self, request: ChatRequest, adapter: str) -> AsyncIterator[str]:
+        from transformers import TextIteratorStreamer  # heavy, optional
+
+        await asyncio.to_thread(self._check, adapter)
+        streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._generate(request, adapter, streamer)
+            except BaseException as e:  # handed to the stream's reader, which raises it
+                failure.append(e)
+                streamer.end()  # type: ignore[no-untyped-call]
+
+        thread = threading.Thread(target=run, name="gateway-generate", daemon=True)
+        thread.start()
+        pieces = iter(streamer)
+        while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+            if piece:
+                yield piece
+        await asyncio.to_thread(thread.join)
+        if failure:
+            msg = f"generation with {adapter} failed: {failure[0]}"
+            raise UpstreamError(msg) from failure[0]
+
+    async def aclose(self) -> None:
+        return None
+
+    def _check(self, adapter: str) -> None:
+        if adapter != BASE_VERSION and adapter not in self._loaded:
+            self._adapter_dir(adapter)
+
+    def _adapter_dir(self, adapter: str) -> Path:
+        path = self._registry_root / adapter
+        if not (path / "adapter_config.json").is_file():
+            msg = (
+                f"the router chose {adapter}, which has no adapter at {path}: train it "
+                "(`loraloop train`) or point LORALOOP_TRAINER__REGISTRY_DIR at its registry"
+            )
+            raise UpstreamError(msg, code="adapter_unavailable")
+        return path
+
+    def _generate(self, request: ChatRequest, adapter: str, streamer: Any) -> Reply:
+        import torch  # heavy, optional
+
+        prompt = self._tokenizer.apply_chat_template(
+            request.conversation(), tokenize=False, add_generation_prompt=True
+        )
+        batch = self._tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+        limit = min(request.token_limit or self._max_new_tokens, self._max_new_tokens)
+        sampling = bool(request.temperature)
+        options: dict[str, Any] = {"do_sample": sampling, "max_new_tokens": limit}
+        if sampling:
+            options["temperature"] = request.temperature
+        with self._lock, self._serving(adapter) as model, torch.no_grad():
+            out = model.generate(
+                **batch, pad_token_id=self._tokenizer.pad_token_id, streamer=streamer, **options
+            )
+        width = batch["input_ids"].shape[1]
+        completion = out[0][width:]
+        ended = len(completion) > 0 and int(completion[-1]) == self._tokenizer.eos_token_id
+        return Reply(
+            text=self._tokenizer.decode(completion, skip_special_tokens=True).strip(),
+            finish_reason="stop" if ended or len(completion) < limit else "length",
+            prompt_tokens=width,
+            completion_tokens=len(completion),
+        )
+
+    @contextlib.contextmanager
+    def _serving(self, adapter: str) -> Iterator[Any]:
+        if adapter == BASE_VERSION:
+            if self._peft is None:
+                yield self._base
+                return
+            with self._peft.disable_adapter():
+                yield self._peft
+            return
+        self._load(adapter)
+        self._peft.set_adapter(adapter)
+        yield self._peft
+
+    def _load(self, adapter: str) -> None:
+        from peft import PeftModel  # heavy, optional
+
+        if adapter in self._loaded:
+            self._loaded.move_to_end(adapter)
+            return
+        path = self._adapter_dir(adapter)
+        if self._peft is None:
+            self._peft = PeftModel.from_pretrained(self._base, str(path), adapter_name=adapter)
+        else:
+            self._peft.load_adapter(str(path), adapter_name=adapter)
+        self._peft.eval()
+        self._loaded[adapter] = None
+        logger.info("loaded adapter %s from %s", adapter, path)
+        while len(self._loaded) > self._cache_size:
+            evicted, _ = self._loaded.popitem(last=False)
+            self._peft.set_adapter(adapter)
+            self._peft.delete_adapter(evicted)
+            logger.info("unloaded adapter %s (cache of %d)", evicted, self._cache_size)
