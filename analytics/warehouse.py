@@ -45,6 +45,7 @@ LOOP_TABLES = (
     "model_versions",
     "rollouts",
     "assignments",
+    "late_events",
 )
 
 

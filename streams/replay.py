@@ -5,16 +5,25 @@ goes through Kafka and the worker exactly as production traffic would. Lines
 whose type is known are published as they are (a bad payload is dead-lettered
 by the worker, like any bad event); lines that are not routable at all (not
 JSON, no ``type``) go straight to the dead-letter topic with their line number.
+
+A file is ordered as a whole: its events are published faster than event time ever
+moved, topic after topic if the file is laid out so, so the replay's capture runs with
+an infinite allowed lateness. Every conversation's events are held until the stream goes
+idle (``replay_watermark_idle_s``) and then applied in event order; the replay returns
+once they are (no conversation pending).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from prometheus_client import REGISTRY
 
 from loraloop.eventfile import LineError, ParsedLine, read_events, strip_type
 from loraloop.events import DLQ_TOPIC, DeadLetter
@@ -27,6 +36,9 @@ from streams.stack import RunningStack, run_stack
 logger = logging.getLogger(__name__)
 
 _POLL_S = 0.1
+
+PENDING_METRIC = "loraloop_capture_pending_conversations"
+"""The capture agent's count of conversations with events held for event order."""
 
 
 @dataclass
@@ -93,7 +105,11 @@ async def _wait_written(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         expected_letters = sum(progress.dead_lettered.values()) + direct_dlq
-        if progress.reached(sources) and progress.dead_letters_stored >= expected_letters:
+        if (
+            progress.reached(sources)
+            and progress.dead_letters_stored >= expected_letters
+            and not REGISTRY.get_sample_value(PENDING_METRIC)  # every event is final
+        ):
             return
         await asyncio.sleep(_POLL_S)
     msg = (
@@ -103,10 +119,22 @@ async def _wait_written(
     raise ReplayTimeoutError(msg)
 
 
+def ordered_as_a_whole(settings: Settings) -> Settings:
+    """``settings`` for a replay: infinite lateness, final once the stream is idle."""
+    stream = settings.stream.model_copy(
+        update={
+            "allowed_lateness_s": math.inf,
+            "watermark_idle_s": settings.stream.replay_watermark_idle_s,
+        }
+    )
+    return settings.model_copy(update={"stream": stream})
+
+
 def replay_file(
     path: Path, settings: Settings, *, qa_labeller: QaLabeller | None = None
 ) -> ReplayResult:
-    """Run the embedded stack over ``path``; returns when every event is written."""
+    """Run the embedded stack over ``path``; returns when every event is written and final."""
+    settings = ordered_as_a_whole(settings)
     plan = Plan()
     result = ReplayResult()
     started = time.perf_counter()
