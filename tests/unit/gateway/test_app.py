@@ -64,7 +64,8 @@ def test_completion_names_the_routed_version(client: openai.OpenAI) -> None:
     assert raw.headers["X-Loraloop-Version"] == decision.version
     assert completion.choices[0].message.content == f"echo hello from {decision.adapter_name}"
     assert raw.headers["X-Loraloop-Conversation"].startswith("conv-")
-    assert completion.usage is not None and completion.usage.total_tokens == 7
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == 7
 
 
 def test_a_users_version_is_sticky_and_both_arms_serve(client: openai.OpenAI) -> None:
@@ -103,7 +104,8 @@ def test_turns_continue_the_conversation(
         model="loraloop", messages=MESSAGES, extra_headers={"X-Loraloop-User": "carol"}
     )
     conversation = first.headers["X-Loraloop-Conversation"]
-    history = [*MESSAGES, {"role": "assistant", "content": first.parse().choices[0].message.content},
+    answer = first.parse().choices[0].message.content
+    history = [*MESSAGES, {"role": "assistant", "content": answer},
                {"role": "user", "content": "and then?"}]  # fmt: skip
     second = client.chat.completions.with_raw_response.create(
         model="loraloop",
