@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from bisect import insort
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
@@ -98,23 +98,30 @@ class Held:
     event: ConversationEvent
     tier: Tier | None
     digest: str
+    encoded: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """:meth:`to_dict`'s output, kept: a held event is stored with every batch that holds it."""
 
     def __lt__(self, other: Held) -> bool:
         return self.key < other.key
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": _KIND_OF[type(self.event)],
-            "event": self.event.model_dump(mode="json"),
-            "tier": None if self.tier is None else self.tier.value,
-            "digest": self.digest,
-        }
+        if self.encoded is None:
+            encoded = {
+                "kind": _KIND_OF[type(self.event)],
+                "event": self.event.model_dump(mode="json"),
+                "tier": None if self.tier is None else self.tier.value,
+                "digest": self.digest,
+            }
+            object.__setattr__(self, "encoded", encoded)  # a cache: equality ignores it
+            return encoded
+        return self.encoded
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Held:
         event = _KINDS[data["kind"]].model_validate(data["event"])
         tier = data["tier"]
-        return cls(event_key(event), event, None if tier is None else Tier(tier), data["digest"])
+        key = event_key(event)
+        return cls(key, event, None if tier is None else Tier(tier), data["digest"], dict(data))
 
 
 @dataclass(frozen=True, slots=True)
