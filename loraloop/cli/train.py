@@ -182,7 +182,7 @@ def _describe_missing(report: CycleReport) -> None:
     for missing, todo in _next_steps(report.pool, report.error):
         out.print(f"  missing: {missing}", highlight=False, soft_wrap=True)
         out.print(f"  next: {todo}", highlight=False, soft_wrap=True)
-    out.print("then run `loraloop train --dry-run` again", highlight=False)
+    out.print("then run `loraloop train --dry-run` again", highlight=False, soft_wrap=True)
 
 
 def train(data_dir: DataDir = None, dry_run: DryRun = False) -> None:
@@ -207,6 +207,8 @@ def train(data_dir: DataDir = None, dry_run: DryRun = False) -> None:
         return
     _describe(report)
     if report.status is CycleStatus.FAILED:
+        if report.manifest is None and _next_steps(report.pool, None):
+            _describe_missing(report)  # the pool, not the machinery: say what to add
         fail(f"cycle {report.cycle_id} failed: {report.error}")
     if report.status is CycleStatus.NO_DATA:
         console.stdout_console.print(f"nothing to train: {report.error}", highlight=False)

@@ -75,3 +75,14 @@ def test_a_missing_data_dir_is_not_created(isolated_env: Path, tmp_path: Path) -
     assert result.exit_code == 1
     assert "does not exist" in result.output
     assert not missing.exists()
+
+
+def test_a_real_cycle_on_problems_alone_fails_saying_what_to_add(
+    migrated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _pool(monkeypatch, baselines=0, problems=4)
+    result = CliRunner().invoke(app, ["train"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "missing: baseline samples" in result.output
+    assert "failed: problem samples but no baseline sample" in result.output
