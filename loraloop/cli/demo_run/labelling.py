@@ -42,9 +42,10 @@ _TURNS_SQL = (
 )
 _MARK_SIMULATED_SQL = """
 INSERT INTO sample_labels (sample_id, revision, acceptance, problem_types, risk_level,
-    corrected_response, notes, labelled_by, role, source, simulated, ts)
+    corrected_response, notes, labelled_by, role, source, simulated, ts,
+    transcript_sha256, transcript_turns, signal_turn)
 SELECT sample_id, revision + 1, acceptance, problem_types, risk_level, corrected_response,
-    notes, labelled_by, role, source, true, ts
+    notes, labelled_by, role, source, true, ts, transcript_sha256, transcript_turns, signal_turn
 FROM sample_labels FINAL
 WHERE sample_id IN {ids:Array(String)} AND NOT simulated AND labelled_by = {reviewer:String}
 """
