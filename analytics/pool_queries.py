@@ -87,11 +87,13 @@ MASKED_SEARCH_CONDITION: Final = (
 )
 """Samples with a candidate field or a candidate turn."""
 
-MASKED_TURNS_SQL: Final = (
-    "SELECT conversation_id, text FROM turns FINAL "  # noqa: S608
-    "WHERE conversation_id IN {cids:Array(String)} AND " + _candidate("text")
+MASKED_TURNS_SELECT: Final = (
+    "SELECT conversation_id, text FROM turns FINAL WHERE "  # noqa: S608 (constants)
+    + _candidate("text")
+    + " AND conversation_id IN (SELECT conversation_id FROM pool"
 )
-"""Turn texts of those samples' conversations that are candidates."""
+"""Candidate turn texts of the conversations of samples matching the other filters (the
+``pool`` condition and ``)`` follow)."""
 
 TRANSITION_SELECT: Final = (
     "SELECT transition_id, sample_id, seq, from_status, to_status, action, actor, role, "
@@ -167,7 +169,7 @@ def masked_search(warehouse: Warehouse, filters: SampleFilter) -> list[str]:
         else:
             unmatched.setdefault(conversation_id, []).append(sample_id)
     if unmatched:
-        texts = warehouse.query(MASKED_TURNS_SQL, {**params, "cids": list(unmatched)}).result_rows
+        texts = warehouse.query(MASKED_TURNS_SELECT + where + ")", params).result_rows
         for conversation_id, text in texts:
             if conversation_id in unmatched and _contains(mask_pii(text), needle):
                 found.update(unmatched.pop(conversation_id))
