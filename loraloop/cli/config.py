@@ -97,6 +97,12 @@ def _demo(_: Settings) -> BaseSettings:
     return SimulationSettings()
 
 
+def _gateway(_: Settings) -> BaseSettings:
+    from gateway.config import GatewaySettings
+
+    return GatewaySettings()
+
+
 #: Each component's settings beside the top-level ``Settings`` (which holds ``stream``,
 #: ``kafka`` and ``warehouse``), keyed as ``loraloop config`` prints them.
 GROUPS: dict[str, Callable[[Settings], BaseSettings]] = {
@@ -111,6 +117,7 @@ GROUPS: dict[str, Callable[[Settings], BaseSettings]] = {
     "rates": _rates,
     "compare": _compare,
     "demo": _demo,
+    "gateway": _gateway,
 }
 
 

@@ -15,7 +15,8 @@ from loraloop.cli.config import GROUPS, variables
 from loraloop.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]
-PACKAGES = ("loraloop", "streams", "detectors", "analytics", "trainer")
+#: Every top-level package of the project (a new one is scanned without a change here).
+PACKAGES = sorted(p.parent.name for p in REPO.glob("*/__init__.py") if p.parent.name != "tests")
 #: Settings nested in the top-level Settings (printed under its keys, not GROUPS).
 NESTED = {"Settings", "StreamSettings", "KafkaSettings", "WarehouseSettings"}
 ROW = re.compile(r"^\| `(LORALOOP_[A-Z0-9_]+)`[^|]*\| ([^|]*) \|", re.MULTILINE)
