@@ -147,6 +147,29 @@ def _turn_index(event: ConversationEvent) -> int | None:
     return event.turn_index if isinstance(event, Turn) else None
 
 
+def _compare(
+    event: ConversationEvent,
+    index: int | None,
+    digest: str,
+    known_id: str,
+    known_digest: str,
+    known_index: int | None,
+) -> tuple[Admission, str] | None:
+    """A duplicate or a conflict when ``event`` meets a known event, else None."""
+    if known_id == event.event_id:
+        if known_digest == digest:
+            return Admission.DUPLICATE, "duplicate"
+        return Admission.CONFLICT, (
+            f"conflict: event_id {known_id} already stored with different content"
+        )
+    if index is not None and known_index == index:
+        return Admission.CONFLICT, (
+            f"conflict: turn_index {index} of conversation {event.conversation_id} "
+            f"already stored as event_id {known_id}"
+        )
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class EventOrder:
     """A conversation's pending events (sorted by key), its frontier and recent released ids."""
@@ -176,21 +199,15 @@ class EventOrder:
         return Admitted(evolve(self, pending=tuple(pending)), Admission.PENDING)
 
     def _known(self, event: ConversationEvent, digest: str) -> tuple[Admission, str] | None:
-        index = _turn_index(event)
-        known = [(h.event.event_id, h.digest, _turn_index(h.event)) for h in self.pending]
-        known += [(s.event_id, s.digest, s.turn_index) for s in self.seen]
-        for event_id, known_digest, known_index in known:
-            if event_id == event.event_id:
-                if known_digest == digest:
-                    return Admission.DUPLICATE, "duplicate"
-                msg = f"conflict: event_id {event_id} already stored with different content"
-                return Admission.CONFLICT, msg
-            if index is not None and known_index == index:
-                msg = (
-                    f"conflict: turn_index {index} of conversation {event.conversation_id} "
-                    f"already stored as event_id {event_id}"
-                )
-                return Admission.CONFLICT, msg
+        index, event_id = _turn_index(event), event.event_id
+        for held in self.pending:
+            held_index = _turn_index(held.event)
+            refused = _compare(event, index, digest, held.event.event_id, held.digest, held_index)
+            if refused is not None:
+                return refused
+        for seen in self.seen:
+            if seen.event_id == event_id or (index is not None and seen.turn_index == index):
+                return _compare(event, index, digest, seen.event_id, seen.digest, seen.turn_index)
         return None
 
     def release(
