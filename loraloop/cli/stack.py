@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from loraloop.cli.common import DataDir, console, fail, load_settings
+from loraloop.settings import Settings
 
 
 def up(data_dir: DataDir = None) -> None:
@@ -30,6 +31,11 @@ def up(data_dir: DataDir = None) -> None:
         info = settings.stack_file.read_text()
         console.stdout_console.print(f"[green]loraloop is up[/] ({settings.stack_file}):\n{info}")
         console.stdout_console.print(f"review console: {console_url}")
+        console.stdout_console.print(
+            f"service key (Authorization: Bearer, for /v1/route and /api/counts): "
+            f"{key_source(settings)}",
+            highlight=False,
+        )
 
     run_stack(
         settings,
@@ -43,6 +49,15 @@ def up(data_dir: DataDir = None) -> None:
         qa_labeller=qa_labeller(),
     )
     console.stdout_console.print("loraloop stopped cleanly")
+
+
+def key_source(settings: Settings) -> str:
+    """Where the service key comes from (never the key itself)."""
+    from loraloop.service_key import service_key_file
+
+    if settings.stream.service_key is not None and settings.stream.service_key.get_secret_value():
+        return "LORALOOP_STREAM__SERVICE_KEY"
+    return str(service_key_file(settings))
 
 
 def replay(

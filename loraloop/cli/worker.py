@@ -40,6 +40,7 @@ def worker(data_dir: DataDir = None) -> None:
     """Run the stream worker alone against LORALOOP_KAFKA_BOOTSTRAP and a ClickHouse server,
     until SIGINT/SIGTERM; start one per machine or container to scale out."""
     from loraloop.cli.services import qa_labeller
+    from loraloop.cli.stack import key_source
     from streams.stack import RunningStack, run_stack
 
     settings = load_settings(data_dir)
@@ -48,7 +49,8 @@ def worker(data_dir: DataDir = None) -> None:
     async def announce(running: RunningStack) -> None:
         console.stdout_console.print(
             f"[green]loraloop worker is up[/]: group {settings.stream.app_id} on "
-            f"{running.bootstrap}, warehouse {settings.effective_clickhouse_dsn}",
+            f"{running.bootstrap}, warehouse {settings.effective_clickhouse_dsn}; service key "
+            f"(for /api/counts) from {key_source(settings)}",
             highlight=False,
         )
 
