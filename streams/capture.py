@@ -178,8 +178,11 @@ class Capture:
     def __init__(self, stream: StreamSettings, detectors: DetectorSettings) -> None:
         self.stream_settings = stream
         self._detectors = detectors
-        self._window = detectors.applied_window
         self._max_pending = stream.max_pending_events
+
+    @property
+    def _window(self) -> int:
+        return self._detectors.applied_window
 
     def decode(
         self, messages: Sequence[Any]

@@ -77,7 +77,8 @@ class FakeWarehouse:
         return fn(*args)
 
     async def run_read(self, fn: Callable[..., Any], *args: Any) -> Any:
-        self.reads.append(list(args[-1]))
+        if isinstance(args[-1], list):  # states by id (not the read of pending states)
+            self.reads.append(list(args[-1]))
         return fn(*args)
 
     def query(self, _sql: str, _parameters: dict[str, Any] | None = None) -> Result:
@@ -146,9 +147,11 @@ def _agent(
     warehouse: FakeWarehouse,
     runner: type[InlineCapture] | None = None,
     dlq: FakeDlq | None = None,
+    stream: StreamSettings | None = None,
     **kwargs: Any,
 ) -> tuple[CaptureAgent, CaptureCore]:
-    settings = Settings(stream=StreamSettings(retry_initial_s=0.01))
+    # Arrival order unless a test asks for event order: these tests are about the stages.
+    settings = Settings(stream=stream or StreamSettings(retry_initial_s=0.01, event_order=False))
     core = CaptureCore(settings.stream, DetectorSettings(), cache_size=100)
     tiers = TierLookup(warehouse, capacity=100)  # type: ignore[arg-type]
     sink = WarehouseSink(warehouse, settings.stream, Progress())  # type: ignore[arg-type]
