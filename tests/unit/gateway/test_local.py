@@ -1,0 +1,115 @@
+"""The ``local`` backend on the tiny model: routed adapters, streaming, a bounded cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from gateway import GatewayParts, GatewaySettings, RouterSource, TrafficLog, create_gateway
+from gateway.backends import LocalBackend
+from tests.unit.gateway.fakes import API_KEY, FakePublisher, table_router
+from trainer.rollout_config import RolloutSettings
+from trainer.router import Router, RoutingTable
+
+MESSAGES: list[Any] = [{"role": "user", "content": "where is my order"}]
+VERSIONS = ("model_v1", "model_v2", "model_v3")
+
+
+@pytest.fixture(scope="module")
+def registry(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with three random (non-zero) LoRA adapters of the tiny model."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("registry")
+    for seed, version in enumerate(VERSIONS):
+        import torch
+
+        torch.manual_seed(seed)
+        base = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+        config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        get_peft_model(base, config).save_pretrained(root / version)
+    return root
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_checkpoint: Path, registry: Path) -> LocalBackend:
+    return LocalBackend.from_checkpoint(
+        tiny_checkpoint, registry_root=registry, max_new_tokens=8, adapter_cache_size=2
+    )
+
+
+def _client(backend: LocalBackend, router: Router, publisher: FakePublisher) -> Iterator[Any]:
+    registry = CollectorRegistry()
+    parts = GatewayParts(
+        settings=GatewaySettings(),
+        registry=registry,
+        backend=backend,
+        routes=RouterSource(router),
+        traffic=TrafficLog(publisher, queue_size=100, batch=10, registry=registry),
+        api_key=API_KEY,
+    )
+    with TestClient(create_gateway(parts)) as http:
+        yield openai.OpenAI(
+            base_url="http://testserver/v1", api_key=API_KEY, http_client=http, max_retries=0
+        )
+
+
+def test_completion_and_stream_from_the_routed_adapter(backend: LocalBackend) -> None:
+    publisher = FakePublisher()
+    for client in _client(backend, table_router(), publisher):
+        for user in ("ann", "ben", "cat", "dan"):
+            raw = client.chat.completions.with_raw_response.create(
+                model="loraloop", messages=MESSAGES, user=user
+            )
+            reply = raw.parse()
+            assert reply.model == table_router().assign(user).version
+            assert raw.headers["X-Loraloop-Version"] == reply.model
+            assert reply.usage is not None
+            assert 0 < reply.usage.completion_tokens <= 8
+            stream = client.chat.completions.create(
+                model="loraloop", messages=MESSAGES, user=user, stream=True
+            )
+            streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            assert streamed.strip() == (reply.choices[0].message.content or "").strip()
+    turns = publisher.events("llm.turns")
+    assert len(turns) == 16
+    assert {t["model_version"] for t in turns if t["role"] == "assistant"} <= {
+        "model_v1",
+        "model_v2",
+    }
+
+
+def test_adapter_cache_is_bounded(backend: LocalBackend) -> None:
+    for version in VERSIONS:
+        router = Router(RoutingTable(stable=version), settings=RolloutSettings())
+        for client in _client(backend, router, FakePublisher()):
+            assert (
+                client.chat.completions.create(model="loraloop", messages=MESSAGES, user="u").model
+                == version
+            )
+    assert backend.loaded == ["model_v2", "model_v3"]
+
+
+def test_base_and_missing_adapters(backend: LocalBackend) -> None:
+    base = Router(RoutingTable(stable="base"), settings=RolloutSettings())
+    for client in _client(backend, base, FakePublisher()):
+        assert (
+            client.chat.completions.create(model="loraloop", messages=MESSAGES, user="u").model
+            == "base"
+        )
+    missing = Router(RoutingTable(stable="model_v9"), settings=RolloutSettings())
+    for client in _client(backend, missing, FakePublisher()):
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="loraloop", messages=MESSAGES, user="u")
+        assert caught.value.response.json()["error"]["code"] == "adapter_unavailable"
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(
+                model="loraloop", messages=MESSAGES, user="u", stream=True
+            )
