@@ -122,8 +122,9 @@ class CaptureBatch:
     """Redelivered events (same id, same content): nothing written."""
     verdicts: list[QAVerdict] = field(default_factory=list)
     """QA verdicts applied to the detectors in this batch (released or late)."""
-    settled: set[str] = field(default_factory=set)
-    """Conversations whose detector state moved (their rollup and sample rows are written)."""
+    settled: dict[str, None] = field(default_factory=dict)
+    """Conversations whose detector state moved, in the order they did (their rollup and
+    sample rows are written in that order, the same in every process)."""
 
 
 class TierLookup:
@@ -219,7 +220,7 @@ class Capture:
         batch = CaptureBatch()
         for message, event in events:
             self._admit(batch, message, event, entries, tiers)
-        candidates = {cid: entry for cid in release if (entry := entries.get(cid)) is not None}
+        candidates = {c: e for c in sorted(release) if (e := entries.get(c)) is not None}
         for cid, entry in {**candidates, **batch.touched}.items():
             until = END_OF_TIME if cid in force else watermark(entry.partition)
             order, released = entry.order.release(
@@ -285,7 +286,7 @@ class Capture:
         """Run the detectors on a released (or late) event and move the rollup."""
         state, signals = apply(entry.state, event, settings=self._detectors, user_tier=tier)
         entry.state, entry.rollup = state, entry.rollup.apply(event)
-        batch.settled.add(event.conversation_id)
+        batch.settled[event.conversation_id] = None
         if isinstance(event, QAVerdict):
             batch.verdicts.append(event)
         for signal in signals:
