@@ -241,5 +241,6 @@ def test_readme_walk_against_a_running_stack(isolated_env: Path) -> None:
                 assert done.returncode == 0, f"{written}: {outputs[written.line]}"
     said = "\n".join(outputs.values())
     assert "published 69 events" in said
+    assert f"review console: {info['console_url']}" in said  # status says where to label
     assert "no dataset can be built yet" in said  # train --dry-run on a pool with no labels
     assert "versions with traffic: model_v1" in said  # compare model_v2: an error naming them
