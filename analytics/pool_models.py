@@ -63,15 +63,13 @@ def parse_ref(ref: str) -> tuple[str, str] | None:
     return (found["masked"], found["digest"]) if found else None
 
 
-def mask_ids(record: dict[str, Any], key: str) -> dict[str, Any]:
-    """A copy of an exported sample record with :data:`MASKED_ID_FIELDS` masked and its
-    ``sample_id`` replaced by its reference (:func:`sample_ref`)."""
-    out = {
-        k: mask_pii(v) if k in MASKED_ID_FIELDS and isinstance(v, str) else v
-        for k, v in record.items()
-    }
-    if isinstance(out.get("sample_id"), str):
-        out["sample_id"] = sample_ref(out["sample_id"], key)
+def mask_record(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """A copy of an exported sample record for a reader without the PII permission: every
+    text and id masked (:data:`MASKED_ID_FIELDS` included), the ``sample_id`` replaced by
+    its reference (:func:`sample_ref`)."""
+    out: dict[str, Any] = _mask_value(record)
+    if isinstance(record.get("sample_id"), str):
+        out["sample_id"] = sample_ref(record["sample_id"], key)
     return out
 
 

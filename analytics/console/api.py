@@ -18,7 +18,7 @@ from analytics import pool, pool_queries
 from analytics.console.auth import Principal, key_principal
 from analytics.console.context import ConsoleContext, context
 from analytics.console.users import SAMPLE_ROLES
-from analytics.pool_models import SampleFilter, mask_ids, ref_key, sample_ref, transition_ref
+from analytics.pool_models import SampleFilter, mask_record, ref_key, sample_ref, transition_ref
 from loraloop.exceptions import LoraloopError
 from loraloop.lifecycle import Role, SampleStatus, Transition
 from loraloop.pii import mask_pii
@@ -272,7 +272,7 @@ async def export(
         ctx, caller, pool.export_samples, ctx.warehouse, filters, reveal_pii=caller.user.pii
     )
     if not caller.user.pii:
-        records = [mask_ids(r, ref_key(ctx.session_secret)) for r in records]
+        records = [mask_record(r, ref_key(ctx.session_secret)) for r in records]
     body = b"".join(orjson.dumps(r) + b"\n" for r in records)
     return Response(body, media_type="application/x-ndjson")
 
