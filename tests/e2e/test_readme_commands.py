@@ -75,7 +75,9 @@ def written_commands(docs: tuple[str, ...] = DOCS) -> list[Written]:
 
 def resolve(words: tuple[str, ...]) -> tuple[Any, tuple[str, ...], list[str]]:
     """The command a line names, its path, and the words left for it."""
-    command, path, rest = ROOT, (), list(words)
+    command: Any = ROOT
+    path: tuple[str, ...] = ()
+    rest = list(words)
     while rest and rest[0] in getattr(command, "commands", {}):
         command = command.commands[rest[0]]
         path = (*path, rest.pop(0))
