@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -94,12 +94,22 @@ def exchange(
 
 
 class TrafficLog:
-    """Publishes turns in the background and other events at once, through ``publisher``."""
+    """Publishes turns in the background and other events at once.
+
+    ``make_publisher`` is called in :meth:`start`, on the serving event loop (aiokafka's
+    producer binds to the loop it is made on).
+    """
 
     def __init__(
-        self, publisher: Publisher, *, queue_size: int, batch: int, registry: CollectorRegistry
+        self,
+        make_publisher: Callable[[], Publisher],
+        *,
+        queue_size: int,
+        batch: int,
+        registry: CollectorRegistry,
     ) -> None:
-        self._publisher = publisher
+        self._make_publisher = make_publisher
+        self._publisher: Publisher | None = None
         self._queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=queue_size)
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
@@ -117,6 +127,7 @@ class TrafficLog:
         )
 
     async def start(self) -> None:
+        self._publisher = self._make_publisher()
         await self._publisher.__aenter__()
         self._task = asyncio.create_task(self._drain(), name="gateway-traffic")
 
@@ -127,7 +138,8 @@ class TrafficLog:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._publisher.__aexit__(None, None, None)
+        if self._publisher is not None:
+            await self._publisher.__aexit__(None, None, None)
 
     async def submit(self, events: Iterable[Contract]) -> None:
         """Queue ``events`` for publishing (waits while the queue is full)."""
@@ -138,7 +150,7 @@ class TrafficLog:
         """Publish ``event`` and wait for the broker's acknowledgement."""
         message = outgoing(event)
         try:
-            await self._publisher.publish([message])
+            await self._started().publish([message])
         except PublishError as e:
             self.failed.labels(message.topic).inc()
             msg = f"could not publish to {message.topic}: {e}; retry the request"
@@ -149,13 +161,19 @@ class TrafficLog:
         """Wait until every queued turn has been handed to the broker."""
         await self._queue.join()
 
+    def _started(self) -> Publisher:
+        if self._publisher is None:
+            msg = "the traffic log is not started: serve the gateway app with its lifespan"
+            raise PublishError(msg)
+        return self._publisher
+
     async def _drain(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self._batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._publisher.publish(batch)
+                await self._started().publish(batch)
                 for message in batch:
                     self.published.labels(message.topic).inc()
             except Exception:  # a stream failure must not stop publishing the next batch

@@ -64,7 +64,10 @@ def build_parts(settings: Settings, gw: GatewaySettings) -> GatewayParts:
     bootstrap = settings.kafka_bootstrap or (stack.bootstrap if stack else "")
     route_url = gw.route_url or (stack.console_url if stack else "")
     registry = CollectorRegistry()
-    publisher = EventPublisher(bootstrap, settings.stream, security=settings.kafka)
+
+    def publisher() -> EventPublisher:
+        return EventPublisher(bootstrap, settings.stream, security=settings.kafka)
+
     routes = RemoteSource(
         httpx.AsyncClient(timeout=httpx.Timeout(gw.read_timeout_s, connect=gw.connect_timeout_s)),
         url=route_url,

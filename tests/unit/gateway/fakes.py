@@ -109,6 +109,6 @@ def upstream_parts(
         registry=registry,
         backend=backend,
         routes=RouterSource(router or table_router()),
-        traffic=TrafficLog(publisher, queue_size=100, batch=10, registry=registry),
+        traffic=TrafficLog(lambda: publisher, queue_size=100, batch=10, registry=registry),
         api_key=API_KEY,
     )

@@ -52,7 +52,7 @@ def _client(backend: LocalBackend, router: Router, publisher: FakePublisher) -> 
         registry=registry,
         backend=backend,
         routes=RouterSource(router),
-        traffic=TrafficLog(publisher, queue_size=100, batch=10, registry=registry),
+        traffic=TrafficLog(lambda: publisher, queue_size=100, batch=10, registry=registry),
         api_key=API_KEY,
     )
     with TestClient(create_gateway(parts)) as http:

@@ -1,0 +1,186 @@
+"""The gateway over real HTTP in front of a fake upstream, routing through a real
+``GET /v1/route`` and publishing turns to the real Tansu broker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from gateway import GatewayParts, GatewaySettings, RemoteSource, TrafficLog, create_gateway
+from gateway.backends import UpstreamBackend
+from loraloop.settings import KafkaSettings, StreamSettings
+from streams.broker import EmbeddedBroker, free_port
+from streams.producer import EventPublisher
+from streams.topics import ensure_topics, topic_name
+from tests.unit.gateway.fakes import API_KEY, fake_upstream, table_router
+from trainer.route_api import make_route_router
+
+SERVICE_KEY = "svc-key"
+READ_TIMEOUT_S = 1.0
+CONSUME_TIMEOUT_S = 60.0
+USERS = [f"user-{i}" for i in range(8)]
+
+
+class Server:
+    """An ASGI app under uvicorn in a thread, on a free port."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Server:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+
+def slow_upstream() -> FastAPI:
+    """The fake upstream, but ``model_v2`` answers after longer than the read timeout."""
+    inner = fake_upstream()
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def delay(request: Any, call_next: Any) -> Any:
+        body = await request.body()
+        if b'"model_v2"' in body:
+            await asyncio.sleep(READ_TIMEOUT_S * 3)
+        return await call_next(request)
+
+    app.mount("/", inner)
+    return app
+
+
+@pytest.fixture
+def stream(broker: EmbeddedBroker, isolated_env: Path, unique_id: str) -> StreamSettings:
+    settings = StreamSettings(topic_prefix=f"t{unique_id}.")
+    asyncio.run(ensure_topics(broker.bootstrap, settings, security=KafkaSettings()))
+    return settings
+
+
+@pytest.fixture
+def gateway_url(broker: EmbeddedBroker, stream: StreamSettings) -> Iterator[str]:
+    routes_app = FastAPI()
+    routes_app.include_router(make_route_router(table_router(), service_key=SERVICE_KEY))
+    with Server(routes_app) as routes, Server(slow_upstream()) as upstream:
+        gw = GatewaySettings(
+            backend="openai", upstreams=[upstream.url + "/v1"], read_timeout_s=READ_TIMEOUT_S
+        )
+        registry = CollectorRegistry()
+        parts = GatewayParts(
+            settings=gw,
+            registry=registry,
+            backend=UpstreamBackend(
+                urls=gw.upstreams,
+                api_key=None,
+                base_model="base",
+                timeout=httpx.Timeout(gw.read_timeout_s, connect=gw.connect_timeout_s),
+                limits=httpx.Limits(max_connections=gw.max_connections),
+            ),
+            routes=RemoteSource(
+                httpx.AsyncClient(),
+                url=routes.url,
+                service_key=SERVICE_KEY,
+                cache_s=gw.route_cache_s,
+                cache_users=gw.route_cache_users,
+            ),
+            traffic=TrafficLog(
+                lambda: EventPublisher(broker.bootstrap, stream, security=KafkaSettings()),
+                queue_size=gw.publish_queue,
+                batch=gw.publish_batch,
+                registry=registry,
+            ),
+            api_key=API_KEY,
+        )
+        with Server(create_gateway(parts)) as served:
+            yield served.url + "/v1"
+
+
+async def _turns(bootstrap: str, topic: str, count: int) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + CONSUME_TIMEOUT_S
+    try:
+        while len(found) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            found += [orjson.loads(r.value) for rs in batches.values() for r in rs]
+    finally:
+        await consumer.stop()
+    return found
+
+
+def test_turns_reach_the_broker_with_the_served_version(
+    broker: EmbeddedBroker, stream: StreamSettings, gateway_url: str
+) -> None:
+    client = openai.OpenAI(base_url=gateway_url, api_key=API_KEY, max_retries=0)
+    router = table_router()
+    fast = [u for u in USERS if router.assign(u).version == "model_v1"]
+    assert fast, "some users must be on the stable version"
+    conversations = {}
+    for user in fast:
+        raw = client.chat.completions.with_raw_response.create(
+            model="loraloop", messages=[{"role": "user", "content": f"hi from {user}"}], user=user
+        )
+        assert raw.headers["X-Loraloop-Version"] == "model_v1"
+        conversations[user] = raw.headers["X-Loraloop-Conversation"]
+        with client.chat.completions.with_streaming_response.create(
+            model="loraloop",
+            messages=[{"role": "user", "content": "again"}],
+            user=user,
+            stream=True,
+            extra_headers={"X-Loraloop-Conversation": conversations[user]},
+        ) as response:
+            text = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+        assert text.strip() == "echo again from model_v1"
+    turns = asyncio.run(_turns(broker.bootstrap, topic_name(stream, "llm.turns"), 4 * len(fast)))
+    assert len(turns) == 4 * len(fast)
+    for user in fast:
+        mine = sorted((t for t in turns if t["user_id"] == user), key=lambda t: t["turn_index"])
+        assert [(t["turn_index"], t["role"]) for t in mine] == [
+            (0, "user"), (1, "assistant"), (2, "user"), (3, "assistant"),
+        ]  # fmt: skip
+        assert {t["conversation_id"] for t in mine} == {conversations[user]}
+        assert [t["model_version"] for t in mine if t["role"] == "assistant"] == ["model_v1"] * 2
+        assert mine[0]["text"] == f"hi from {user}"
+
+
+def test_a_slow_upstream_is_a_502_not_a_hang(gateway_url: str) -> None:
+    client = openai.OpenAI(base_url=gateway_url, api_key=API_KEY, max_retries=0, timeout=30)
+    router = table_router()
+    slow = next(u for u in USERS if router.assign(u).version == "model_v2")
+    start = time.monotonic()
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(
+            model="loraloop", messages=[{"role": "user", "content": "hi"}], user=slow
+        )
+    assert time.monotonic() - start < READ_TIMEOUT_S * 2.5
+    assert caught.value.status_code == 502
+    assert "ReadTimeout" in caught.value.response.json()["error"]["message"]
