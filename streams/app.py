@@ -257,9 +257,23 @@ def add_lag_monitor(app: faust.App, progress: Progress, interval_s: float) -> No
     first offset taken (nothing from there on is written: a lower bound, so a worker
     that takes and never writes is seen lagging). Partitions it has neither written nor
     taken from are left out (their committed offset is not known here), so the figure
-    is never an invented zero; partitions no longer assigned are dropped.
+    is never an invented zero; partitions no longer assigned are dropped, and one that
+    comes from another worker is measured afresh.
     """
     app.sensors.add(TakenOffsets(progress))
+    held: set[tuple[str, int]] = set()
+
+    async def take_over(*args: Any, **_kwargs: Any) -> None:
+        # Faust rebalances eagerly (all revoked, then the new set assigned): a partition
+        # kept through it is no news; one that was not held comes with stale offsets.
+        # The signal passes (sender, assigned).
+        assigned: set[TP] = args[1] if len(args) > 1 else set()
+        now = {(tp.topic, tp.partition) for tp in assigned}
+        progress.moved_in(now - held)
+        held.clear()
+        held.update(now)
+
+    app.on_partitions_assigned.connect(take_over)
 
     async def measure_lag() -> None:
         assigned = app.consumer.assignment()

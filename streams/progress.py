@@ -12,6 +12,9 @@ a partition is stuck when its lag has stayed above zero with no offset advance
 (:meth:`Progress.mark`) for ``stuck_after_s``. A partition this worker has taken
 events from (:meth:`Progress.take`) but never written counts too: its lag is at least
 the high watermark minus the first offset taken, since nothing from there on is written.
+A partition that comes (back) from another worker starts afresh
+(:meth:`Progress.moved_in`): what this worker wrote there before is stale, and an idle
+partition measured from a stale offset would look stuck forever.
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ class Progress:
     sink_error: str | None = None
     lag: dict[TopicPartition, int] = field(default_factory=dict)
     broker_watch: BrokerWatch | None = None
-    first_taken: dict[TopicPartition, int] = field(default_factory=dict)
-    """The lowest offset taken per partition since start (lag of never-written partitions)."""
+    lag_from: dict[TopicPartition, int] = field(default_factory=dict)
+    """Per partition, the first offset not known written (lag = high watermark - this)."""
     advanced_at: dict[TopicPartition, float] = field(default_factory=dict)
     """When (``clock``) each partition's written offset last moved."""
     lagging_since: dict[TopicPartition, float] = field(default_factory=dict)
@@ -70,15 +73,14 @@ class Progress:
 
     def take(self, topic: str, partition: int, offset: int) -> None:
         """The worker received the event at ``offset`` (not yet written)."""
-        key = (topic, partition)
-        known = self.first_taken.get(key)
-        if known is None or offset < known:
-            self.first_taken[key] = offset
+        self.lag_from.setdefault((topic, partition), offset)
 
     def mark(self, topic: str, partition: int, offset: int) -> None:
         key = (topic, partition)
         if offset + 1 > self.next_offsets.get(key, 0):
             self.next_offsets[key] = offset + 1
+        if offset + 1 > self.lag_from.get(key, 0):
+            self.lag_from[key] = offset + 1
             self.advanced_at[key] = self.clock()
 
     def reached(self, targets: dict[tuple[str, int], int]) -> bool:
@@ -87,9 +89,16 @@ class Progress:
 
     def unwritten_from(self, topic: str, partition: int) -> int | None:
         """The first offset not known written: the next offset written, else the first taken."""
-        key = (topic, partition)
-        written = self.next_offsets.get(key)
-        return written if written is not None else self.first_taken.get(key)
+        return self.lag_from.get((topic, partition))
+
+    def moved_in(self, partitions: set[TopicPartition]) -> None:
+        """``partitions`` were just assigned from elsewhere: measure their lag afresh.
+
+        ``next_offsets`` stays (``reached`` reads what was written, whoever holds it now).
+        """
+        for key in partitions:
+            for known in (self.lag_from, self.advanced_at, self.lagging_since, self.lag):
+                known.pop(key, None)
 
     def observe_lag(self, topic: str, partition: int, lag: int) -> None:
         """Record a partition's lag as the monitor measured it."""

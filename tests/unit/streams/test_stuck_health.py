@@ -74,3 +74,16 @@ def test_caught_up_or_revoked_partitions_are_not_stuck() -> None:
     clock.now += AFTER_S
     status, body = health_body(progress, AFTER_S)
     assert (status, body["stuck"], body["lag"]) == (200, None, 0)
+
+
+def test_a_partition_back_from_another_worker_is_measured_afresh() -> None:
+    progress, clock = _progress()
+    progress.take(TOPIC, 1, 0)
+    progress.mark(TOPIC, 1, 99)  # written up to 100, then the partition went elsewhere
+    progress.moved_in({(TOPIC, 1)})  # back, idle: the other worker wrote up to 500
+    assert progress.unwritten_from(TOPIC, 1) is None  # unknown, not 500 - 100 = 400 lag
+    assert progress.reached({(TOPIC, 1): 100})  # what was written stays written
+    clock.now += AFTER_S
+    assert health_body(progress, AFTER_S)[0] == 200
+    progress.take(TOPIC, 1, 500)  # it resumes where the other worker stopped
+    assert progress.unwritten_from(TOPIC, 1) == 500
