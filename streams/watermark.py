@@ -11,8 +11,9 @@ holds nothing back wrongly, and the slowest topic decides.
 A topic-partition that delivered nothing for ``idle_s`` stops holding its partition back
 (Flink's idleness): the handoffs of a stream without handoffs, a quiet QA tool. When none of
 a partition's topics delivered for that long, everything pending there is final: the
-end of a stream. Idleness is measured from the first batch after a start or a
-rebalance, so a topic not yet read holds its partition back until then.
+end of a stream. A topic not read since a start or a rebalance counts from the first
+event read (from the first reading of the clock while none comes), so the topics read
+first after a restart cannot release what a slower topic still brings.
 
 With an infinite lateness nothing is final until the partition goes idle: a replay orders
 its file as a whole.
@@ -46,6 +47,7 @@ class Watermarks:
         self._idle_s = idle_s
         self._clock = clock
         self._started: float | None = None
+        self._first_event: float | None = None
         self._latest: dict[tuple[int, str], int] = {}
         self._heard: dict[tuple[int, str], float] = {}
         self._now = 0.0
@@ -55,6 +57,8 @@ class Watermarks:
         now = self.tick()
         latest, heard = self._latest, self._heard
         for partition, topic, ts_us in seen:
+            if self._first_event is None:
+                self._first_event = now
             key = (partition, topic)
             if ts_us > latest.get(key, -END_OF_TIME):
                 latest[key] = ts_us
@@ -69,7 +73,7 @@ class Watermarks:
 
     def of(self, partition: int) -> int | None:
         """The partition's watermark in µs; None while nothing there is final."""
-        started = self._now if self._started is None else self._started
+        started = self._first_event or self._started or self._now
         active = [
             topic
             for topic in self._topics
@@ -86,6 +90,6 @@ class Watermarks:
 
     def reset(self) -> None:
         """Forget everything (a rebalance: the partitions may have moved)."""
-        self._started = None
+        self._started = self._first_event = None
         self._latest.clear()
         self._heard.clear()

@@ -71,8 +71,14 @@ def _core(
         cache_size=cache_size,
         clock=clock or FakeClock(step=10 * IDLE_S),
     )
-    _flush(core)  # past the start: a topic not read since holds its partition no longer
+    past_the_start(core)
     return core
+
+
+def past_the_start(core: CaptureCore) -> None:
+    """As if an event had been read a while ago: an unread topic holds its partition no longer."""
+    core._watermarks.observe([(99, "llm.turns", 0)])  # a far partition
+    _flush(core)
 
 
 def _flush(core: CaptureCore, tiers: dict[str, Tier] | None = None) -> Any:

@@ -15,7 +15,7 @@ from loraloop.settings import StreamSettings
 from streams.capture_core import CaptureCore, Processed, RawMessage
 from streams.state_store import STATE_TABLE
 from streams.watermark import Watermarks
-from tests.unit.streams.test_capture_core import FakeClock
+from tests.unit.streams.test_capture_core import FakeClock, past_the_start
 
 T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
 IDLE_S = 1.0
@@ -29,7 +29,7 @@ def _stream(**changes: Any) -> StreamSettings:
 def _core(stream: StreamSettings) -> CaptureCore:
     """A core past its start, whose clock moves past the idle time at every batch."""
     core = CaptureCore(stream, DetectorSettings(), cache_size=100, clock=FakeClock(10 * IDLE_S))
-    _batch(core, [])
+    past_the_start(core)
     return core
 
 
