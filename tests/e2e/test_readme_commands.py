@@ -123,6 +123,33 @@ def test_written_command_exists_with_its_options(written: Written) -> None:
     assert shown.exit_code == 0, f"{written}: {shown.output}"
 
 
+INLINE = re.compile(r"`(loraloop [^`]*)`")
+
+
+def inline_commands(docs: tuple[str, ...] = DOCS) -> list[Written]:
+    """Every `loraloop ...` code span in the prose (a command or group, maybe partial)."""
+    found = []
+    for doc in docs:
+        path = REPO / doc
+        if path.exists():
+            text = BLOCK.sub("", path.read_text(encoding="utf-8"))
+            found += [Written(doc, span, _words(span)) for span in INLINE.findall(text)]
+    return found
+
+
+INLINE_WRITTEN = inline_commands()
+
+
+@pytest.mark.parametrize("written", INLINE_WRITTEN, ids=[w.line for w in INLINE_WRITTEN])
+def test_inline_command_exists_with_its_options(written: Written) -> None:
+    command, path, rest = resolve(written.words)
+    assert path, f"{written}: no such command"
+    options = {o for p in command.params for o in (*p.opts, *getattr(p, "secondary_opts", []))}
+    for word in rest:
+        if word.startswith("--"):
+            assert word.partition("=")[0] in options, f"{written}: no option {word}"
+
+
 def test_a_wrong_flag_is_caught() -> None:
     wrong = Written("example", "loraloop compare --newest model_v2", ("compare", "--newest"))
     command, _, rest = resolve(wrong.words)
