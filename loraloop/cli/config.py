@@ -8,8 +8,9 @@ every ``BaseSettings`` class in the source tree and fails when one is missing he
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -20,113 +21,56 @@ from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings
 
 from loraloop.cli.common import DataDir, console, load_settings
+from loraloop.settings import Settings
 
 if TYPE_CHECKING:
     from pydantic.fields import FieldInfo
-
-    from loraloop.settings import Settings
 
 #: A default longer than this is left to ``loraloop config`` in the table.
 _MAX_DEFAULT_CHARS = 48
 _NESTED = "__"
 
 
-def _detectors(_: Settings) -> BaseSettings:
-    from detectors.config import DetectorSettings
-
-    return DetectorSettings()
-
-
-def _console(settings: Settings) -> BaseSettings:
-    from analytics.console.config import ConsoleSettings
-
-    return ConsoleSettings(data_dir=settings.data_dir)
-
-
-def _dataset(_: Settings) -> BaseSettings:
-    from trainer.config import DatasetConfig
-
-    return DatasetConfig()
-
-
-def _train(_: Settings) -> BaseSettings:
-    from trainer.config import TrainConfig
-
-    return TrainConfig()
-
-
-def _gate(_: Settings) -> BaseSettings:
-    from trainer.config import GateConfig
-
-    return GateConfig()
-
-
-def _trainer(_: Settings) -> BaseSettings:
-    from trainer.service_config import TrainerSettings
-
-    return TrainerSettings()
-
-
-def _rollout(_: Settings) -> BaseSettings:
-    from trainer.rollout_config import RolloutSettings
-
-    return RolloutSettings()
-
-
-def _rollout_service(_: Settings) -> BaseSettings:
-    from trainer.rollout_service_config import RolloutServiceSettings
-
-    return RolloutServiceSettings()
-
-
-def _rates(_: Settings) -> BaseSettings:
-    from analytics.rate_config import RateQuerySettings
-
-    return RateQuerySettings()
-
-
-def _compare(_: Settings) -> BaseSettings:
-    from analytics.stats.config import ComparisonSettings
-
-    return ComparisonSettings()
-
-
-def _demo(_: Settings) -> BaseSettings:
-    from loraloop.simulation.config import SimulationSettings
-
-    return SimulationSettings()
-
-
-def _gateway(_: Settings) -> BaseSettings:
-    from gateway.config import GatewaySettings
-
-    return GatewaySettings()
-
-
-#: Each component's settings beside the top-level ``Settings`` (which holds ``stream``,
-#: ``kafka`` and ``warehouse``), keyed as ``loraloop config`` prints them.
-GROUPS: dict[str, Callable[[Settings], BaseSettings]] = {
-    "detectors": _detectors,
-    "console": _console,
-    "dataset": _dataset,
-    "train": _train,
-    "gate": _gate,
-    "trainer": _trainer,
-    "rollout": _rollout,
-    "rollout_service": _rollout_service,
-    "rates": _rates,
-    "compare": _compare,
-    "demo": _demo,
-    "gateway": _gateway,
+#: Each component's settings class beside the top-level ``Settings`` (which holds
+#: ``stream``, ``kafka`` and ``warehouse``), keyed as ``loraloop config`` prints them.
+#: Named, not imported: like every layer the CLI uses, a class is imported when printed.
+GROUPS: dict[str, tuple[str, str]] = {
+    "detectors": ("detectors.config", "DetectorSettings"),
+    "console": ("analytics.console.config", "ConsoleSettings"),
+    "dataset": ("trainer.config", "DatasetConfig"),
+    "train": ("trainer.config", "TrainConfig"),
+    "gate": ("trainer.config", "GateConfig"),
+    "trainer": ("trainer.service_config", "TrainerSettings"),
+    "rollout": ("trainer.rollout_config", "RolloutSettings"),
+    "rollout_service": ("trainer.rollout_service_config", "RolloutServiceSettings"),
+    "rates": ("analytics.rate_config", "RateQuerySettings"),
+    "compare": ("analytics.stats.config", "ComparisonSettings"),
+    "demo": ("loraloop.simulation.config", "SimulationSettings"),
+    "gateway": ("gateway.config", "GatewaySettings"),
 }
+
+
+def group_class(key: str) -> type[BaseSettings]:
+    """The settings class printed under ``key``."""
+    module, name = GROUPS[key]
+    found: type[BaseSettings] = getattr(importlib.import_module(module), name)
+    return found
+
+
+def group_settings(key: str, settings: Settings) -> BaseSettings:
+    """The group's settings as the environment and ``--data-dir`` give them."""
+    cls = group_class(key)
+    if "data_dir" in cls.model_fields:
+        return cls(data_dir=settings.data_dir)
+    return cls()
 
 
 def effective(settings: Settings) -> dict[str, Any]:
     """Every group's effective values, JSON-safe, secrets masked."""
     data: dict[str, Any] = json.loads(settings.model_dump_json())
     data["effective_clickhouse_dsn"] = settings.effective_clickhouse_dsn
-    for key, make in GROUPS.items():
-        data[key] = json.loads(make(settings).model_dump_json())
+    for key in GROUPS:
+        data[key] = json.loads(group_settings(key, settings).model_dump_json())
     return data
 
 
@@ -174,11 +118,7 @@ def _default(info: FieldInfo) -> Any:
 
 def variables() -> list[Variable]:
     """Every environment variable loraloop reads, group by group, with its default."""
-    from loraloop.settings import Settings
-
-    top = Settings()
-    classes: list[type[BaseSettings]] = [type(top)]
-    classes += [type(make(top)) for make in GROUPS.values()]
+    classes: list[type[BaseSettings]] = [Settings, *(group_class(key) for key in GROUPS)]
     found = []
     for cls in classes:
         found += list(_walk(cls, str(cls.model_config.get("env_prefix", ""))))
