@@ -217,6 +217,9 @@ def get_sample(warehouse: Warehouse, sample_id: str, *, reveal_pii: bool = False
         open_proposals=q.open_proposals(warehouse, sample_id=sample_id),
         handed_off=handed_off,
         prefill_corrected_response=human[-1] if handed_off and human else None,
+        transcript_sha256=snapshots.take(warehouse, [summary.conversation_id])[
+            summary.conversation_id
+        ].sha256,
     )
     return detail if reveal_pii else detail.masked()
 

@@ -254,6 +254,11 @@ class SampleDetail(BaseModel):
         description="The last human agent reply when the conversation was handed off."
     )
     masked_pii: bool = False
+    transcript_sha256: str = Field(
+        "",
+        description="The snapshot of the transcript shown (analytics.snapshots): sent back "
+        "with a label, a conversation that changed meanwhile is refused (409).",
+    )
 
     def with_refs(self, key: str) -> SampleDetail:
         """A copy whose sample id, wherever it appears, is its reference (:func:`sample_ref`);

@@ -160,12 +160,20 @@ def test_approval_cites_label_revision_and_snapshot(wh: Warehouse) -> None:
 
 def test_label_refuses_a_transcript_other_than_the_one_shown(wh: Warehouse) -> None:
     sid = seed_sample(wh, "c1")
+    shown = pool.get_sample(wh, sid).transcript_sha256
+    _turn(wh, "c1", "c1-t1", 1, "assistant", INJECTED)  # changes while the labeller reads
     with pytest.raises(pool.TranscriptChanged, match="reload"):
         pool.label(
             wh, sid, RISK_LABEL, actor="lena", roles=[Role.LABELLER],
-            taxonomy=DEFAULT_TAXONOMY, transcript_sha256="0" * 64,
+            taxonomy=DEFAULT_TAXONOMY, transcript_sha256=shown,
         )  # fmt: skip
     assert pool.get_sample(wh, sid).label is None
+    now = pool.get_sample(wh, sid).transcript_sha256
+    pool.label(
+        wh, sid, RISK_LABEL, actor="lena", roles=[Role.LABELLER], taxonomy=DEFAULT_TAXONOMY,
+        transcript_sha256=now,
+    )  # fmt: skip
+    assert not pool.get_sample(wh, sid).summary.needs_review
 
 
 def _qa(conversation_id: str, sample_id: str | None, event_id: str = "qa-1") -> QAVerdict:
