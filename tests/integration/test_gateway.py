@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +35,7 @@ from trainer.route_api import make_route_router
 SERVICE_KEY = "svc-key"
 READ_TIMEOUT_S = 1.0
 CONSUME_TIMEOUT_S = 60.0
+STARTUP_TIMEOUT_S = 120.0
 USERS = [f"user-{i}" for i in range(8)]
 
 
@@ -184,3 +189,57 @@ def test_a_slow_upstream_is_a_502_not_a_hang(gateway_url: str) -> None:
     assert time.monotonic() - start < READ_TIMEOUT_S * 2.5
     assert caught.value.status_code == 502
     assert "ReadTimeout" in caught.value.response.json()["error"]["message"]
+
+
+def test_loraloop_gateway_command_serves_and_publishes(
+    broker: EmbeddedBroker,
+    stream: StreamSettings,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    routes_app = FastAPI()
+    routes_app.include_router(make_route_router(table_router(), service_key=SERVICE_KEY))
+    port = free_port()
+    with Server(routes_app) as routes, Server(fake_upstream()) as upstream:
+        env = {
+            "LORALOOP_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "LORALOOP_STREAM__SERVICE_KEY": SERVICE_KEY,
+            "LORALOOP_GATEWAY__ROUTE_URL": routes.url,
+            "LORALOOP_GATEWAY__UPSTREAMS": f'["{upstream.url}/v1"]',
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        command = [sys.executable, "-m", "loraloop", "gateway", "--backend", "openai",
+                   "--port", str(port)]  # fmt: skip
+        with subprocess.Popen(command, env=dict(os.environ)) as child:
+            try:
+                key_file = isolated_env / "gateway.key"
+                url = f"http://127.0.0.1:{port}"
+                _wait_for(url + "/health", child)
+                assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+                client = openai.OpenAI(
+                    base_url=url + "/v1", api_key=key_file.read_text().strip(), max_retries=0
+                )
+                reply = client.chat.completions.create(
+                    model="loraloop", messages=[{"role": "user", "content": "hi"}], user="zoe"
+                )
+                assert reply.model == table_router().assign("zoe").version
+                assert reply.choices[0].message.content == f"echo hi from {reply.model}"
+            finally:
+                child.terminate()
+                child.wait(timeout=30)
+    turns = asyncio.run(_turns(broker.bootstrap, topic_name(stream, "llm.turns"), 2))
+    assert [t["role"] for t in turns] == ["user", "assistant"]
+    assert turns[1]["model_version"] == reply.model
+
+
+def _wait_for(url: str, child: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert child.poll() is None, "loraloop gateway exited"
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail(f"loraloop gateway did not answer on {url}")
