@@ -128,18 +128,42 @@ class TrainConfig(BaseSettings):
         description="Train on every assistant turn; default only the final (corrected) one, "
         "since earlier replies were written by the model being corrected.",
     )
+    fast_path: bool = Field(
+        True,
+        description="The output head only at trained positions, each step's micro-batches "
+        "re-cut by length (at most micro_batch_tokens padded tokens each) and, under "
+        "precision=auto, bf16 autocast on a CPU with native bf16. false is the reference "
+        "path: fp32 logits at every token, micro-batches of batch_size in shuffled order, "
+        "fp32 on a CPU. Both compute the same step loss and gradient up to rounding.",
+    )
+    micro_batch_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Fast path: padded tokens (rows x longest) per micro-batch; a longer "
+        "sample gets one alone. Default batch_size x max_seq_len, the most a micro-batch of "
+        "the reference path can hold, so memory never grows.",
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on CUDA when supported, fp32 elsewhere."
+        "auto",
+        description="auto: bf16 autocast (fp32 LoRA weights and optimiser state) on CUDA when "
+        "supported and, on the fast path, on a CPU with avx512_bf16 or AMX; fp32 elsewhere. "
+        "bf16 or fp32 force it. On CUDA in bf16 the frozen base weights load in bf16.",
     )
     packing: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="Pack samples into rows of max_seq_len tokens. auto: on CUDA with "
-        "FlashAttention 2 (boundaries from position_ids); on elsewhere uses an exact "
+        description="Pack each micro-batch into one row (FlashAttention's varlen kernel needs "
+        "batch size 1 to keep packed samples apart). auto: on CUDA with FlashAttention 2 "
+        "(boundaries from position_ids and cumulative lengths); on elsewhere uses an exact "
         "block-diagonal mask (for checks, not speed).",
     )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     seed: int = Field(0, description="Seeds LoRA init, dropout and shuffling.")
     progress: bool = Field(True, description="Show a rich progress bar with the step loss.")
+
+    @property
+    def micro_batch_tokens_value(self) -> int:
+        """The fast path's padded-token budget per micro-batch."""
+        return self.micro_batch_tokens or self.batch_size * self.max_seq_len
 
     @property
     def target_modules_value(self) -> str | list[str]:

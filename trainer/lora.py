@@ -20,16 +20,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from trainer.config import TrainConfig
 from trainer.encoding import EncodedSample
-from trainer.loss import collate, total_influence, weighted_loss_sum
-from trainer.packing import block_causal_mask, collate_packed, pack_samples, packed_loss_sum
-from trainer.schedule import (
-    autocast,
-    optimizer_steps,
-    resolve_device,
-    total_steps,
-    use_bf16,
-    use_packing,
+from trainer.loss import (
+    collate,
+    head_at_trained,
+    length_batches,
+    selected_loss_sum,
+    total_influence,
+    weighted_loss_sum,
 )
+from trainer.packing import (
+    block_causal_mask,
+    pack_micro_batch,
+    packed_loss_sum,
+    packed_selected_loss_sum,
+    varlen_kwargs,
+)
+from trainer.precision import train_bf16
+from trainer.schedule import autocast, optimizer_steps, resolve_device, total_steps, use_packing
 
 logger = logging.getLogger(__name__)
 
@@ -113,21 +120,34 @@ def step_backward(
     pad_id: int,
     bf16: bool,
     pack_len: int | None = None,
+    head_only_trained: bool = False,
 ) -> tuple[float, int]:
     """Accumulate one optimizer step's gradients; return (step loss, tokens).
 
-    With ``pack_len`` each micro-batch is packed into rows of that many tokens.
+    With ``pack_len`` each micro-batch is packed into one row (``pack_len`` is kept
+    for the callers that size it; the row holds the whole micro-batch). With
+    ``head_only_trained`` the output head runs only at trained positions.
     """
     device = next(p for p in model.parameters() if p.requires_grad).device
     denominator = total_influence([s for batch in micro for s in batch])
     if pack_len is not None:
-        return _packed_step(model, micro, pad_id, bf16, pack_len, denominator, device)
+        return _packed_step(model, micro, pad_id, bf16, head_only_trained, denominator, device)
     total, tokens = 0.0, 0
     for samples in micro:
         batch = collate(samples, pad_id=pad_id).to(device)
-        with autocast(device, bf16):
-            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        loss = weighted_loss_sum(logits, batch) / denominator
+        if head_only_trained:
+            with autocast(device, bf16), head_at_trained(model, batch.labels):
+                logits = model(
+                    input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+                ).logits
+            numerator = selected_loss_sum(logits, batch)
+        else:
+            with autocast(device, bf16):
+                logits = model(
+                    input_ids=batch.input_ids, attention_mask=batch.attention_mask
+                ).logits
+            numerator = weighted_loss_sum(logits, batch)
+        loss = numerator / denominator
         loss.backward()  # type: ignore[no-untyped-call]
         total += float(loss.detach())
         tokens += int(batch.attention_mask.sum())
@@ -139,26 +159,45 @@ def _packed_step(
     micro: Sequence[Sequence[EncodedSample]],
     pad_id: int,
     bf16: bool,
-    pack_len: int,
+    head_only_trained: bool,
     denominator: float,
     device: torch.device,
 ) -> tuple[float, int]:
     flash = getattr(model.config, "_attn_implementation", "") == "flash_attention_2"
     total, tokens = 0.0, 0
     for samples in micro:
-        batch = collate_packed(pack_samples(samples, max_len=pack_len), pad_id=pad_id).to(device)
-        # FlashAttention reads sample boundaries from position_ids; other kernels need
-        # the explicit block-diagonal mask.
-        mask = None if flash else block_causal_mask(batch, torch.float32).to(device)
-        with autocast(device, bf16):
-            logits = model(
-                input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=mask
-            ).logits
-        loss = packed_loss_sum(logits, batch) / denominator
+        batch = pack_micro_batch(samples, pad_id=pad_id).to(device)
+        # FlashAttention takes the sample boundaries from the cumulative lengths (and
+        # the restarting position_ids of the one row); other kernels need the explicit
+        # block-diagonal mask.
+        extra: dict[str, Any] = (
+            varlen_kwargs(batch)
+            if flash
+            else {"attention_mask": block_causal_mask(batch, torch.float32).to(device)}
+        )
+        inputs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids, **extra}
+        if head_only_trained:
+            with autocast(device, bf16), head_at_trained(model, batch.labels):
+                logits = model(**inputs, use_cache=False).logits
+            numerator = packed_selected_loss_sum(logits, batch)
+        else:
+            with autocast(device, bf16):
+                logits = model(**inputs).logits
+            numerator = packed_loss_sum(logits, batch)
+        loss = numerator / denominator
         loss.backward()  # type: ignore[no-untyped-call]
         total += float(loss.detach())
         tokens += sum(sum(lengths) for lengths in batch.lengths)
     return total, tokens
+
+
+def regroup_by_length(
+    micro: Sequence[Sequence[EncodedSample]], config: TrainConfig
+) -> list[list[EncodedSample]]:
+    """The fast path's micro-batches of one step: the same samples cut by length."""
+    return length_batches(
+        [s for batch in micro for s in batch], max_tokens=config.micro_batch_tokens_value
+    )
 
 
 def _progress(enabled: bool) -> Progress:
@@ -185,8 +224,9 @@ def train_adapter(
     from transformers import get_cosine_schedule_with_warmup
 
     device = resolve_device(config.device)
-    bf16 = use_bf16(config, device)
+    bf16 = train_bf16(config, device)
     pack_len = config.max_seq_len if use_packing(config, device) else None
+    fast = config.fast_path
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -206,7 +246,11 @@ def train_adapter(
     with _progress(config.progress) as progress:
         task = progress.add_task("train", total=steps, loss=float("nan"))
         for epoch, micro in optimizer_steps(samples, config):
-            loss, tokens = step_backward(model, micro, pad_id=pad_id, bf16=bf16, pack_len=pack_len)
+            if fast and pack_len is None:
+                micro = regroup_by_length(micro, config)
+            loss, tokens = step_backward(
+                model, micro, pad_id=pad_id, bf16=bf16, pack_len=pack_len, head_only_trained=fast
+            )
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             learning_rate = scheduler.get_last_lr()[0]
             optimizer.step()

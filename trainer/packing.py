@@ -1,9 +1,12 @@
 """Packing: several samples in one row, each attending only to itself.
 
 On a GPU with FlashAttention 2, padding wastes most of a batch of short chat
-samples; packing concatenates them into rows of ``max_seq_len`` tokens and restarts
-``position_ids`` at every sample, which FlashAttention's variable-length kernel
-reads as sample boundaries. Elsewhere the same rows run with an explicit
+samples; packing concatenates a micro-batch's samples into **one** row and restarts
+``position_ids`` at every sample. transformers reads restarting ``position_ids`` as
+sample boundaries only at batch size 1 (several rows would attend across samples),
+so a micro-batch is always one row, and its cumulative sequence lengths are handed
+to FlashAttention's variable-length kernel explicitly as well
+(:func:`varlen_kwargs`). Elsewhere the same row runs with an explicit
 block-diagonal causal mask (exact, but no faster), which is how the CPU tests
 check that a packed step gives the same loss and gradients as a padded one.
 
@@ -17,11 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from trainer.encoding import IGNORE_INDEX, EncodedSample
+from trainer.exceptions import TrainerError
+from trainer.loss import trained_positions
 
 
 @dataclass
@@ -75,6 +81,37 @@ class PackedBatch:
         )
 
 
+def pack_micro_batch(samples: Sequence[EncodedSample], *, pad_id: int) -> PackedBatch:
+    """A micro-batch as one packed row: the only layout FlashAttention reads as packed."""
+    row = PackedRow()
+    for sample in samples:
+        row.add(sample)
+    return collate_packed([row], pad_id=pad_id)
+
+
+def varlen_kwargs(batch: PackedBatch) -> dict[str, Any]:
+    """FlashAttention's variable-length arguments for a one-row packed batch.
+
+    ``cu_seq_lens_q/k`` are the cumulative sample lengths (int32, starting at 0) and
+    ``max_length_q/k`` the longest sample, as transformers' flash path expects them.
+    """
+    if len(batch.lengths) != 1:
+        msg = (
+            f"a packed micro-batch must be one row, got {len(batch.lengths)}: build it with "
+            "pack_micro_batch (several rows would attend across samples)"
+        )
+        raise TrainerError(msg)
+    lengths = torch.tensor((0, *batch.lengths[0]), dtype=torch.int32)
+    cumulative = lengths.cumsum(0, dtype=torch.int32).to(batch.input_ids.device)
+    longest = max(batch.lengths[0])
+    return {
+        "cu_seq_lens_q": cumulative,
+        "cu_seq_lens_k": cumulative,
+        "max_length_q": longest,
+        "max_length_k": longest,
+    }
+
+
 def collate_packed(rows: Sequence[PackedRow], *, pad_id: int) -> PackedBatch:
     width = max(len(r.input_ids) for r in rows)
     shape = (len(rows), width)
@@ -114,3 +151,11 @@ def packed_loss_sum(logits: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
         logits[:, :-1].float().transpose(1, 2), shifted, ignore_index=IGNORE_INDEX, reduction="none"
     )
     return (per_token * batch.token_weights[:, 1:]).sum()
+
+
+def packed_selected_loss_sum(logits: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+    """:func:`packed_loss_sum` from the logits of the trained positions only ((n, vocab))."""
+    positions = trained_positions(batch.labels)[:, :-1]
+    targets = batch.labels[:, 1:][positions]
+    losses = F.cross_entropy(logits.float(), targets, reduction="none")
+    return (losses * batch.token_weights[:, 1:][positions]).sum()
