@@ -153,8 +153,8 @@ def _next_steps(pool: dict[str, int], error: str | None) -> list[tuple[str, str]
         steps.append((
             "problem samples with a corrected response (what the next version learns)",
             "label captured samples in the review console (its address: `loraloop status`) "
-            "or with `loraloop samples label SAMPLE_ID --acceptance Risk --problem-type TYPE "
-            "--corrected-response TEXT`",
+            "or with `loraloop samples label SAMPLE_ID --acceptance Risk --risk-level medium "
+            "--problem-type TYPE --corrected-response TEXT`",
         ))  # fmt: skip
     if not any(pool.get(tier) for tier in _BASELINE_TIERS):
         steps.append((

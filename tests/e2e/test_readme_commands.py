@@ -13,98 +13,36 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import typer.main
-from typer.core import TyperArgument, TyperOption
 from typer.testing import CliRunner
 
 from loraloop.cli import app
+from tests.cli_commands import (
+    BLOCK,
+    REPO,
+    Written,
+    check_arguments,
+    resolve,
+    words_of,
+    written_commands,
+)
 from tests.conftest import EXAMPLES
 
-REPO = Path(__file__).resolve().parents[2]
 DOCS = ("README.md", "docs/detectors.md", "docs/architecture.md", "docs/deploy.md")
-BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
-ROOT = typer.main.get_command(app)
 #: click's exit code for a usage error (unknown option, missing argument).
 USAGE_ERROR = 2
 START_TIMEOUT_S = 90
 COMMAND_TIMEOUT_S = 300
 
 
-@dataclass(frozen=True)
-class Written:
-    """One ``$ loraloop ...`` line: where it is and its words after ``loraloop``."""
-
-    doc: str
-    line: str
-    words: tuple[str, ...]
-
-    def __str__(self) -> str:
-        return f"{self.doc}: {self.line}"
-
-
-def _words(line: str) -> tuple[str, ...]:
-    command = line.split(" #", 1)[0].strip()
-    command = re.sub(r"\[(--[^\]]+)\]", r"\1", command)  # `[--print-ddl]`: optional, shown
-    return tuple(shlex.split(command)[1:])
-
-
-def written_commands(docs: tuple[str, ...] = DOCS) -> list[Written]:
-    found = []
-    for doc in docs:
-        path = REPO / doc
-        if not path.exists():
-            continue
-        for block in BLOCK.findall(path.read_text(encoding="utf-8")):
-            for raw in block.splitlines():
-                line = raw.strip().removeprefix("$ ").strip()
-                if line.startswith("loraloop "):
-                    found.append(Written(doc, line, _words(line)))
-    return found
-
-
-def resolve(words: tuple[str, ...]) -> tuple[Any, tuple[str, ...], list[str]]:
-    """The command a line names, its path, and the words left for it."""
-    command: Any = ROOT
-    path: tuple[str, ...] = ()
-    rest = list(words)
-    while rest and rest[0] in getattr(command, "commands", {}):
-        command = command.commands[rest[0]]
-        path = (*path, rest.pop(0))
-    return command, path, rest
-
-
-def _check_arguments(command: Any, rest: list[str], where: Written) -> None:
-    options = {o: p for p in command.params if isinstance(p, TyperOption) for o in p.opts}
-    options.update({o: p for p in command.params for o in getattr(p, "secondary_opts", [])})
-    arguments = [p for p in command.params if isinstance(p, TyperArgument)]
-    positional = []
-    words = iter(rest)
-    for word in words:
-        if word.startswith("--"):
-            name, _, value = word.partition("=")
-            assert name in options or name == "--help", f"{where}: no option {name}"
-            option = options.get(name)
-            if option is not None and not option.is_flag and not value:
-                assert next(words, None) is not None, f"{where}: {name} needs a value"
-        else:
-            positional.append(word)
-    most = sum(max(1, a.nargs) if a.nargs != -1 else len(positional) for a in arguments)
-    least = sum(1 for a in arguments if a.required)
-    assert least <= len(positional) <= most, f"{where}: {len(positional)} arguments"
-
-
-WRITTEN = written_commands()
+WRITTEN = written_commands(DOCS)
 
 
 def test_the_readme_has_commands() -> None:
@@ -118,7 +56,7 @@ def test_written_command_exists_with_its_options(written: Written) -> None:
     command, path, rest = resolve(written.words)
     assert path, f"{written}: no such command"
     assert not hasattr(command, "commands"), f"{written}: names a group, not a command"
-    _check_arguments(command, rest, written)
+    check_arguments(command, rest, written)
     shown = CliRunner().invoke(app, [*path, "--help"])
     assert shown.exit_code == 0, f"{written}: {shown.output}"
 
@@ -133,7 +71,7 @@ def inline_commands(docs: tuple[str, ...] = DOCS) -> list[Written]:
         path = REPO / doc
         if path.exists():
             text = BLOCK.sub("", path.read_text(encoding="utf-8"))
-            found += [Written(doc, span, _words(span)) for span in INLINE.findall(text)]
+            found += [Written(doc, span, words_of(span)) for span in INLINE.findall(text)]
     return found
 
 
@@ -154,7 +92,7 @@ def test_a_wrong_flag_is_caught() -> None:
     wrong = Written("example", "loraloop compare --newest model_v2", ("compare", "--newest"))
     command, _, rest = resolve(wrong.words)
     with pytest.raises(AssertionError, match="no option --newest"):
-        _check_arguments(command, rest, wrong)
+        check_arguments(command, rest, wrong)
 
 
 # ------------------------------------------------------------- the walk on a live stack
@@ -171,7 +109,7 @@ def section_commands(heading: str, doc: str = "README.md") -> list[Written]:
     end = text.find("\n## ", start + 1)
     section = text[start : end if end != -1 else None]
     lines = [ln.strip().removeprefix("$ ") for b in BLOCK.findall(section) for ln in b.splitlines()]
-    return [Written(doc, ln, _words(ln)) for ln in lines if ln.startswith("loraloop ")]
+    return [Written(doc, ln, words_of(ln)) for ln in lines if ln.startswith("loraloop ")]
 
 
 def _as_run(written: Written, data_dir: Path) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 import trainer.service
 from analytics.warehouse import Warehouse
 from loraloop.cli import app
+from tests.cli_commands import Written, check_arguments, resolve, words_of
 from tests.trainer_fixtures import make_pool
 from trainer.pool import PoolRead
 
@@ -56,6 +58,17 @@ def test_an_empty_pool_says_to_label_first(migrated: Path) -> None:
     assert "missing: problem samples" in result.output
     assert "loraloop samples label" in result.output
     assert "missing: baseline samples" in result.output
+
+
+def test_the_commands_it_suggests_are_real(migrated: Path) -> None:
+    said = CliRunner().invoke(app, ["train", "--dry-run"]).output
+    suggested = re.findall(r"`(loraloop [^`]*)`", said)
+    assert len(suggested) >= 3
+    for line in suggested:
+        written = Written("train --dry-run", line, words_of(line))
+        command, path, rest = resolve(written.words)
+        assert path, line
+        check_arguments(command, rest, written)
 
 
 def test_a_buildable_pool_shows_tiers_and_splits(
