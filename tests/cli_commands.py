@@ -67,12 +67,13 @@ def resolve(words: tuple[str, ...]) -> tuple[Any, tuple[str, ...], list[str]]:
 
 
 def check_arguments(command: Any, rest: list[str], where: Written) -> None:
+    """Each option exists (with its value), required ones are given, arguments fit."""
     options = {o: p for p in command.params if isinstance(p, TyperOption) for o in p.opts}
     options.update({o: p for p in command.params for o in getattr(p, "secondary_opts", [])})
     arguments = [p for p in command.params if isinstance(p, TyperArgument)]
-    for option in {id(p): p for p in options.values()}.values():
-        given = any(w.partition("=")[0] in option.opts for w in rest)
-        assert given or not option.required, f"{where}: {option.opts[0]} is required"
+    for required in {id(p): p for p in options.values() if p.required}.values():
+        given = any(w.partition("=")[0] in required.opts for w in rest)
+        assert given, f"{where}: {required.opts[0]} is required"
     positional = []
     words = iter(rest)
     for word in words:
