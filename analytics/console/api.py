@@ -97,7 +97,7 @@ async def _run(
         raise
 
 
-async def _sample_id(ctx: ConsoleContext, caller: Principal, given: str) -> str:
+async def resolve_sample_id(ctx: ConsoleContext, caller: Principal, given: str) -> str:
     """The stored id of the sample ``given`` names (a reference for readers without PII)."""
     if caller.user.pii:
         return given
@@ -153,7 +153,7 @@ async def list_samples(
 async def get_sample(sample_id: str, ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """One sample in full; texts masked unless the caller has the PII permission."""
     caller.require(*SAMPLE_ROLES)
-    sid = await _sample_id(ctx, caller, sample_id)
+    sid = await resolve_sample_id(ctx, caller, sample_id)
     detail = await _run(
         ctx, caller, pool.get_sample, ctx.warehouse, sid, reveal_pii=caller.user.pii
     )
@@ -171,8 +171,9 @@ async def label(sample_id: str, body: dict[str, Any], ctx: Ctx, caller: Caller) 
     if reason is not None and not isinstance(reason, str):
         msg = "reason must be a string"
         raise pool.InvalidAction(msg)
+    sid = await resolve_sample_id(ctx, caller, sample_id)
     row = await _run(
-        ctx, caller, pool.label, ctx.warehouse, await _sample_id(ctx, caller, sample_id), data,
+        ctx, caller, pool.label, ctx.warehouse, sid, data,
         actor=caller.user.username, roles=caller.user.roles, taxonomy=ctx.settings.taxonomy,
         reason=reason,
     )  # fmt: skip
@@ -182,8 +183,9 @@ async def label(sample_id: str, body: dict[str, Any], ctx: Ctx, caller: Caller) 
 @router.post("/samples/{sample_id}/approve")
 async def approve(sample_id: str, body: ExpectedBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Promote one tier up from ``from_status`` (approver); a stale ``from_status`` is 409."""
+    sid = await resolve_sample_id(ctx, caller, sample_id)
     row = await _run(
-        ctx, caller, pool.approve, ctx.warehouse, await _sample_id(ctx, caller, sample_id),
+        ctx, caller, pool.approve, ctx.warehouse, sid,
         from_status=body.from_status, actor=caller.user.username, roles=caller.user.roles,
         reason=body.reason,
     )  # fmt: skip
@@ -193,9 +195,10 @@ async def approve(sample_id: str, body: ExpectedBody, ctx: Ctx, caller: Caller) 
 @router.post("/samples/{sample_id}/reject")
 async def reject(sample_id: str, body: ReasonBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Decline the sample's open proposals (approver, with a reason); the sample stays."""
+    sid = await resolve_sample_id(ctx, caller, sample_id)
     declined = await _run(
         ctx, caller, pool.decline_proposals, ctx.warehouse,
-        await _sample_id(ctx, caller, sample_id), actor=caller.user.username,
+        sid, actor=caller.user.username,
         roles=caller.user.roles, reason=body.reason or "",
     )  # fmt: skip
     return {"sample_id": sample_id, "declined": declined}
@@ -204,8 +207,9 @@ async def reject(sample_id: str, body: ReasonBody, ctx: Ctx, caller: Caller) -> 
 @router.post("/samples/{sample_id}/demote")
 async def demote(sample_id: str, body: ExpectedBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Take a baseline sample out (approver, with a reason and its ``from_status``)."""
+    sid = await resolve_sample_id(ctx, caller, sample_id)
     row = await _run(
-        ctx, caller, pool.transition, ctx.warehouse, await _sample_id(ctx, caller, sample_id),
+        ctx, caller, pool.transition, ctx.warehouse, sid,
         SampleStatus.DEMOTED, from_status=body.from_status, actor=caller.user.username,
         roles=caller.user.roles, reason=body.reason,
     )  # fmt: skip
@@ -224,8 +228,9 @@ async def move(sample_id: str, body: MoveBody, ctx: Ctx, caller: Caller) -> dict
             "of a label), never taken from the request: leave it out and give a reason instead"
         )
         raise pool.InvalidAction(msg)
+    sid = await resolve_sample_id(ctx, caller, sample_id)
     row = await _run(
-        ctx, caller, pool.transition, ctx.warehouse, await _sample_id(ctx, caller, sample_id),
+        ctx, caller, pool.transition, ctx.warehouse, sid,
         body.to_status, from_status=body.from_status, actor=caller.user.username,
         roles=caller.user.roles, reason=body.reason,
     )  # fmt: skip
@@ -236,8 +241,9 @@ async def move(sample_id: str, body: MoveBody, ctx: Ctx, caller: Caller) -> dict
 async def propose(sample_id: str, body: ProposeBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Record a proposal (system role: the trainer); nothing moves."""
     caller.require(Role.SYSTEM)
+    sid = await resolve_sample_id(ctx, caller, sample_id)
     row = await _run(
-        ctx, caller, pool.propose, ctx.warehouse, await _sample_id(ctx, caller, sample_id),
+        ctx, caller, pool.propose, ctx.warehouse, sid,
         body.to_status, actor=caller.user.username, rule=body.rule, evidence=body.evidence,
     )  # fmt: skip
     out = row.model_dump(mode="json")

@@ -21,7 +21,8 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from analytics import pool, pool_models, pool_queries
+from analytics import pool, pool_models
+from analytics.console.api import resolve_sample_id
 from analytics.console.auth import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -127,27 +128,11 @@ async def _as(ctx: ConsoleContext, caller: Principal, fn: Callable[[], T]) -> T:
         raise
 
 
-async def _sample_id(ctx: ConsoleContext, caller: Principal, given: str) -> str:
-    """The stored id of the sample ``given`` names (a reference for readers without PII)."""
-    if caller.user.pii:
-        return given
-    found = await ctx.warehouse.run(
-        pool_queries.resolve_ref, ctx.warehouse, given, ref_key(ctx.session_secret)
-    )
-    if found is None:
-        msg = (
-            f"no sample {mask_pii(given)!r}: without the PII permission a sample whose id "
-            "holds personal data is named by the id the queue shows (masked, with ~digest)"
-        )
-        raise pool.SampleNotFound(msg)
-    return found
-
-
 async def _detail(
     ctx: ConsoleContext, caller: Principal, sample_id: str
 ) -> pool_models.SampleDetail:
     """The sample as ``caller`` may see it: masked, with references, without PII."""
-    sid = await _sample_id(ctx, caller, sample_id)
+    sid = await resolve_sample_id(ctx, caller, sample_id)
     detail = await _as(
         ctx, caller, lambda: pool.get_sample(ctx.warehouse, sid, reveal_pii=caller.user.pii)
     )
@@ -310,7 +295,7 @@ async def label(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Res
     if acceptance != Acceptance.ACCEPT.value:
         data["problem_types"] = [str(v) for v in form.getlist("problem_types")]
         data["corrected_response"] = _text(form, "corrected_response") or None
-    sid = await _sample_id(ctx, caller, sample_id)
+    sid = await resolve_sample_id(ctx, caller, sample_id)
     row = await _as(
         ctx, caller,
         lambda: pool.label(
@@ -324,7 +309,7 @@ async def label(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Res
 @router.post("/samples/{sample_id}/approve")
 async def approve(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Response:
     form = await _form(request, caller)
-    sid = await _sample_id(ctx, caller, sample_id)
+    sid = await resolve_sample_id(ctx, caller, sample_id)
     row = await _as(
         ctx, caller,
         lambda: pool.approve(
@@ -339,7 +324,7 @@ async def approve(sample_id: str, request: Request, ctx: Ctx, caller: User) -> R
 @router.post("/samples/{sample_id}/decline")
 async def decline(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Response:
     form = await _form(request, caller)
-    sid = await _sample_id(ctx, caller, sample_id)
+    sid = await resolve_sample_id(ctx, caller, sample_id)
     count = await _as(
         ctx, caller,
         lambda: pool.decline_proposals(
@@ -356,7 +341,7 @@ async def move(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Resp
     target = MOVES.get(_text(form, "action"))
     if target is None:
         return _back(sample_id, "unknown action")
-    sid = await _sample_id(ctx, caller, sample_id)
+    sid = await resolve_sample_id(ctx, caller, sample_id)
     row = await _as(
         ctx, caller,
         lambda: pool.transition(
