@@ -17,6 +17,11 @@ class GatewaySettings(BaseSettings):
         env_prefix="LORALOOP_GATEWAY__", env_nested_delimiter="__", extra="ignore"
     )
 
+    in_stack: bool = Field(
+        False,
+        description="`loraloop up` serves the gateway too (on host:port, with the stack's own "
+        "router and broker); off: run `loraloop gateway` beside the stack.",
+    )
     host: str = Field("127.0.0.1", description="Bind address of `loraloop gateway`.")
     port: int = Field(8400, ge=0, le=65535, description="Port of `loraloop gateway`.")
     api_key: SecretStr | None = Field(

@@ -32,12 +32,19 @@ class VersionSource(Protocol):
 
 
 class RouterSource:
-    """The router of this process (``loraloop up``, tests, the benchmark)."""
+    """The router of this process (``loraloop up``, tests, the benchmark).
 
-    def __init__(self, router: Router) -> None:
+    ``blocking``: the router records assignments to the warehouse (a full batch is
+    written inside ``route``), so each call runs in a worker thread, off the event loop.
+    """
+
+    def __init__(self, router: Router, *, blocking: bool = False) -> None:
         self._router = router
+        self._blocking = blocking
 
     async def route(self, user_id: str) -> RouteDecision:
+        if self._blocking:
+            return await asyncio.to_thread(self._router.route, user_id)
         return self._router.route(user_id)
 
     async def aclose(self) -> None:

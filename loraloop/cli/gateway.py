@@ -7,8 +7,10 @@ built from its slice. The stack (``loraloop up``) provides the broker and the ro
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -18,6 +20,7 @@ from loraloop.settings import Settings
 if TYPE_CHECKING:
     from gateway import GatewayParts, GatewaySettings
     from gateway.backends import ChatBackend
+    from streams.stack import RunningStack
 
 
 def build_backend(settings: Settings, gw: GatewaySettings) -> ChatBackend:
@@ -116,3 +119,67 @@ def gateway(
         f"{gateway_key_file(settings.data_dir)} unless LORALOOP_GATEWAY__API_KEY is set"
     )
     uvicorn.run(app, host=gw.host, port=gw.port, log_level=settings.log_level.lower())
+
+
+def gateway_service(settings: Settings) -> Callable[[RunningStack], Awaitable[None]]:
+    """The gateway inside ``loraloop up`` (``LORALOOP_GATEWAY__IN_STACK=true``): the stack's
+    own router (shared with the rollout service) and broker, the configured backend."""
+
+    async def serve_gateway(running: RunningStack) -> None:
+        import asyncio
+
+        import uvicorn
+        from prometheus_client import CollectorRegistry
+
+        from gateway import (
+            GatewayParts,
+            GatewaySettings,
+            RouterSource,
+            TrafficLog,
+            create_gateway,
+            gateway_key,
+        )
+        from streams.producer import EventPublisher
+        from trainer.rollout_service import router_for_stack
+
+        gw = GatewaySettings()
+        if not gw.in_stack:
+            return
+        router = await running.warehouse.run(router_for_stack, running.warehouse)
+        registry = CollectorRegistry()
+        parts = GatewayParts(
+            settings=gw,
+            registry=registry,
+            backend=await asyncio.to_thread(build_backend, settings, gw),
+            routes=RouterSource(router, blocking=True),
+            traffic=TrafficLog(
+                lambda: EventPublisher(running.bootstrap, settings.stream, security=settings.kafka),
+                queue_size=gw.publish_queue,
+                batch=gw.publish_batch,
+                registry=registry,
+            ),
+            api_key=gateway_key(settings.data_dir, gw.api_key),
+        )
+        config = uvicorn.Config(
+            create_gateway(parts), host=gw.host, port=gw.port, log_level=settings.log_level.lower()
+        )
+        server = _embedded_server(config)
+        console.stdout_console.print(f"chat gateway: http://{gw.host}:{gw.port}/v1")
+        try:
+            await server.serve()
+        finally:
+            server.should_exit = True
+
+    return serve_gateway
+
+
+def _embedded_server(config: Any) -> Any:
+    """uvicorn without its own signal handlers: the Faust worker owns SIGINT/SIGTERM."""
+    import uvicorn
+
+    class EmbeddedServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return EmbeddedServer(config)
