@@ -320,7 +320,8 @@ def _search_hits(console: Console, user: str, text: str) -> bool:
         "/api/samples", params={"search": text, "limit": 500}, headers=console.bearer(user)
     )
     assert found.status_code == 200, found.text
-    return found.json()["total"] > 0
+    total: int = found.json()["total"]
+    return total > 0
 
 
 def _extend(console: Console, user: str, known: str, alphabet: str) -> tuple[str, int]:
