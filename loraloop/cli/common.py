@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -13,7 +13,11 @@ from typer import _click as click  # typer 0.29 vendors click; its commands take
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from typer.models import DefaultPlaceholder
 
+from loraloop.exceptions import StackNotRunningError
 from loraloop.settings import Settings
+
+if TYPE_CHECKING:
+    from analytics.warehouse import Warehouse
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,32 @@ def require_warehouse(settings: Settings) -> None:
         f"the data directory {settings.data_dir} {where} (no {store}): pass the --data-dir "
         "that `loraloop up` or `loraloop demo` ran on (or set LORALOOP_DATA_DIR), or start "
         "a stack there first with `loraloop up --data-dir DIR`"
+    )
+
+
+def open_warehouse(settings: Settings, *, migrate: bool = True) -> Warehouse:
+    """The warehouse; a store held by a running ``loraloop up`` fails saying which and how on."""
+    # Imported here: the CLI loads its layers only in the commands that use them.
+    from analytics.exceptions import WarehouseLockedError
+    from analytics.warehouse import Warehouse
+
+    try:
+        return Warehouse.from_settings(settings, migrate=migrate)
+    except WarehouseLockedError as e:
+        fail(_held_by_stack(settings) or str(e))
+
+
+def _held_by_stack(settings: Settings) -> str | None:
+    from streams.stack import read_stack
+
+    try:
+        pid = read_stack(settings).pid
+    except StackNotRunningError:
+        return None
+    return (
+        f"the embedded warehouse in {settings.data_dir} belongs to `loraloop up` (pid {pid}), "
+        f"which owns it while it runs: stop it first (Ctrl-C in its terminal, or kill -INT "
+        f"{pid}) and run this again, or point LORALOOP_CLICKHOUSE_DSN at a ClickHouse server"
     )
 
 

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from loraloop.cli.common import DataDir, console, fail, load_settings, require_warehouse
+from loraloop.cli.common import (
+    DataDir,
+    console,
+    fail,
+    load_settings,
+    open_warehouse,
+    require_warehouse,
+)
 from loraloop.exceptions import LoraloopError
 
 if TYPE_CHECKING:
@@ -179,17 +186,13 @@ def compare(
     """Compare NEW with PREV per problem type and guardrail (read-only)."""
     from analytics.comparison import check_versions, comparison_to_dict
     from analytics.comparison import compare as compare_in_warehouse
-    from analytics.warehouse import Warehouse
     from trainer.rollout import RolloutStore
 
     new = _one("NEW", new, new_option)
     prev = _one("PREV", prev, prev_option)
     settings = load_settings(data_dir)
     require_warehouse(settings)
-    try:
-        warehouse = Warehouse.from_settings(settings, migrate=False)
-    except LoraloopError as e:
-        fail(str(e))
+    warehouse = open_warehouse(settings, migrate=False)
     try:
         check_versions(warehouse, new=new, prev=prev)
         percent, since = _split(warehouse, new, share)

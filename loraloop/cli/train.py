@@ -2,7 +2,7 @@
 ``loraloop trainer`` (the training service on its own, e.g. against a ClickHouse server).
 
 Both open the warehouse themselves: with the embedded store, only while no
-``loraloop up`` holds it (``Warehouse.from_settings`` says so, and how to go on).
+``loraloop up`` holds it (``open_warehouse`` says so, with its pid, and how to go on).
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from loraloop.cli.common import DataDir, console, fail, load_settings, require_warehouse
+from loraloop.cli.common import (
+    DataDir,
+    console,
+    fail,
+    load_settings,
+    open_warehouse,
+    require_warehouse,
+)
 from loraloop.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,9 +50,7 @@ DryRun = Annotated[
 
 @contextmanager
 def _warehouse(settings: Settings) -> Iterator[Warehouse]:
-    from analytics.warehouse import Warehouse
-
-    warehouse = Warehouse.from_settings(settings)
+    warehouse = open_warehouse(settings)
     try:
         yield warehouse
     finally:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from analytics.exceptions import WarehouseLockedError
 from analytics.warehouse import Warehouse
 from loraloop.cli import app
 
@@ -93,3 +96,24 @@ def test_an_unmigrated_warehouse_says_there_is_no_traffic(
     assert result.exit_code == 1, result.output
     assert "holds no conversations yet" in result.output
     assert "Unknown table" not in result.output
+
+
+@pytest.mark.parametrize(
+    "command", [["compare", "model_v1", "base", "--share", "50"], ["train", "--dry-run"]]
+)
+def test_a_store_held_by_up_names_its_pid(
+    runner: CliRunner, seeded: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    def locked(*_args: object, **_kwargs: object) -> Warehouse:
+        msg = "the embedded warehouse is held by another process"
+        raise WarehouseLockedError(msg)
+
+    monkeypatch.setattr(Warehouse, "from_settings", locked)
+    stack = {"bootstrap": "127.0.0.1:1", "web_url": "http://127.0.0.1:2", "pid": os.getpid()}
+    stack |= {"data_dir": str(seeded), "started_at": T0.isoformat()}
+    (seeded / "stack.json").write_text(json.dumps(stack))
+    result = runner.invoke(app, command)
+    assert result.exit_code == 1
+    assert f"belongs to `loraloop up` (pid {os.getpid()})" in result.output
+    assert "stop it first" in result.output
+    assert "check LORALOOP_CLICKHOUSE_DSN" not in result.output
