@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from loraloop.cli.common import DataDir, console, load_settings
+from loraloop.cli.common import DataDir, console, load_settings, open_warehouse
 from loraloop.exceptions import StackNotRunningError
 from loraloop.settings import Settings
 
@@ -30,13 +30,13 @@ def migrate(
     ] = False,
 ) -> None:
     """Apply pending warehouse migrations (re-runnable)."""
-    from analytics.warehouse import Warehouse, migration_ddl
+    from analytics.warehouse import migration_ddl
 
     settings = load_settings(data_dir)
     if print_ddl:
         console.stdout_console.print(migration_ddl(settings), highlight=False, markup=False)
         return
-    warehouse = Warehouse.from_settings(settings, migrate=False)
+    warehouse = open_warehouse(settings, migrate=False)
     try:
         applied = warehouse.migrate(text_ttl_days=settings.warehouse.text_ttl_days)
     finally:
@@ -57,9 +57,7 @@ def _counts_from_stack(web_url: str, settings: Settings) -> dict[str, int]:
 
 
 def _counts_direct(settings: Settings) -> dict[str, int]:
-    from analytics.warehouse import Warehouse
-
-    warehouse = Warehouse.from_settings(settings, migrate=False)
+    warehouse = open_warehouse(settings, migrate=False)
     try:
         return warehouse.table_counts()
     finally:
@@ -157,7 +155,6 @@ def recover(
     """
     from analytics.console.config import ConsoleSettings
     from analytics.console.users import UserStore, new_key, write_key_file
-    from analytics.warehouse import Warehouse
 
     settings = load_settings(data_dir)
     console_settings = ConsoleSettings(data_dir=settings.data_dir)
@@ -165,7 +162,7 @@ def recover(
     bootstrap = name == console_settings.admin_user
     configured = console_settings.admin_key.get_secret_value() if console_settings.admin_key else ""
     key = configured if bootstrap and configured else new_key(console_settings)
-    warehouse = Warehouse.from_settings(settings)
+    warehouse = open_warehouse(settings)
     try:
         restored = UserStore(warehouse, console_settings).recover_admin(name, key)
     finally:
