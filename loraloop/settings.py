@@ -52,7 +52,7 @@ class StreamSettings(BaseSettings):
         ),
     )
     event_order: bool = Field(
-        False,
+        True,
         description=(
             "Apply a conversation's events to the detectors in event order, once the "
             "watermark passes them, so detections do not depend on the order in which the "

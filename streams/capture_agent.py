@@ -21,6 +21,14 @@ core's state cache is cleared: it may hold states of a batch never committed.
 A state the in-flight commit is writing is never read back from the warehouse
 before that commit lands (the cache holds it; after a rebalance clears the cache,
 the agent waits for the commit first).
+
+Event order (see :mod:`streams.capture`): the core holds a conversation's events until
+its partition's watermark passes them. While no batch comes, a ticker sends an empty
+batch through the same two stages every half ``watermark_idle_s``, so the end of a
+stream (its partitions idle) makes them final.
+After a start or a rebalance the core asks for the stored states with pending events
+(their events are acked: no redelivery brings them back). Conflicting duplicates the
+core refuses are dead-lettered like undecodable payloads.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from streams.dlq import send_dead_letter
 from streams.ingest import dead_letter
 from streams.progress import Progress
 from streams.sink import WarehouseSink
-from streams.state_store import read_states
+from streams.state_store import read_pending_states, read_states
 from streams.topics import base_name
 
 logger = logging.getLogger(__name__)
@@ -103,28 +111,58 @@ class CaptureAgent:
         self._progress = progress
         self._settings = settings.stream
         self._qa_labeller = qa_labeller
+        self._pipeline: deque[_Stage] = deque()
+        self._previous: _Stage | None = None
+        self._enqueue_lock = asyncio.Lock()
+        self._last_enqueued = 0.0
 
     async def run(self, stream: Any) -> None:
-        pipeline: deque[_Stage] = deque()
-        previous: _Stage | None = None
+        pipeline = self._pipeline = deque()
+        self._previous = None
+        ticker = asyncio.ensure_future(self._tick(stream))
         try:
             async for events in stream.noack_take(
                 self._settings.batch_size, within=self._settings.batch_within_s
             ):
-                while len(pipeline) >= _BATCHES_IN_FLIGHT:
-                    await pipeline.popleft().task  # a failure is the agent's: Faust restarts it
-                stage = _Stage(previous)
-                stage.task = asyncio.ensure_future(self._handle(stream, events, stage))
-                pipeline.append(stage)
-                previous = stage
+                if ticker.done():
+                    ticker.result()  # a failure the ticker saw is the agent's
+                await self._enqueue(stream, events)
+            ticker.cancel()
             while pipeline:
                 await pipeline.popleft().task
         except BaseException:
+            ticker.cancel()
             await asyncio.gather(*(stage.task for stage in pipeline), return_exceptions=True)
             # The cache runs ahead of the warehouse: states of a batch that was never
             # committed must not outlive it, or its redelivery would look applied.
             self._capture.clear()
             raise
+
+    async def _enqueue(self, stream: Any, events: Sequence[Any]) -> None:
+        """Start a batch (an empty one: a tick) behind the ones in flight."""
+        async with self._enqueue_lock:
+            pipeline = self._pipeline
+            while len(pipeline) >= _BATCHES_IN_FLIGHT:
+                await pipeline.popleft().task  # a failure is the agent's: Faust restarts it
+            stage = _Stage(self._previous)
+            stage.task = asyncio.ensure_future(self._handle(stream, events, stage))
+            pipeline.append(stage)
+            self._previous = stage
+            self._last_enqueued = asyncio.get_running_loop().time()
+
+    async def _tick(self, stream: Any) -> None:
+        """While no batch comes, send an empty one every half ``watermark_idle_s``.
+
+        Even with nothing pending here: after a start or a rebalance the stored states
+        may hold pending events no redelivery brings back (the tick restores them).
+        """
+        interval = self._settings.watermark_idle_s / 2
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            quiet = loop.time() - self._last_enqueued >= interval
+            if quiet and not self._enqueue_lock.locked():
+                await self._enqueue(stream, [])
 
     async def _handle(self, stream: Any, events: Sequence[Any], stage: _Stage) -> None:
         """Prepare a batch after the one before it, then commit it after that one's commit."""
@@ -167,6 +205,10 @@ class CaptureAgent:
         The batch is acked only once every event is written or dead-lettered.
         """
         metrics.CAPTURE_FAILURES.inc()
+        if not events:  # a tick: the pending events wait for the next batch or tick
+            logger.error("capture tick failed: %s", describe_exception(error), exc_info=error)
+            self._capture.clear()
+            return
         logger.error(
             "capture failed on %s: %s; isolating the failing events",
             _span(events),
@@ -244,8 +286,15 @@ class CaptureAgent:
         if needs.tier_users:
             await self._sink.retrying(self._tiers.load, set(needs.tier_users))
         stored = await self._stored_states(needs.missing, previous)
+        if needs.restore:
+            if previous is not None:
+                await previous.task  # its commit may be storing some of them
+            restored = await self._sink.retrying(self._read_pending_states)
+            stored = {**restored, **stored}
         batch = await self._capture.finish(stored, self._tiers.known(needs.user_ids))
-        return Prepared(events, batch, len(needs.letters))
+        for letter in batch.letters:  # conflicting duplicates: the first version stays
+            await send_dead_letter(self._dlq, letter)
+        return Prepared(events, batch, len(needs.letters) + len(batch.letters))
 
     async def _stored_states(self, missing: list[str], previous: _Stage | None) -> dict[str, str]:
         if not missing:
@@ -258,9 +307,16 @@ class CaptureAgent:
         """States on the reader thread: callers make sure no queued write holds them."""
         return await self._warehouse.run_read(read_states, self._warehouse, conversation_ids)
 
+    async def _read_pending_states(self) -> dict[str, str]:
+        """Stored states with pending events (callers make sure no queued write holds them)."""
+        return await self._warehouse.run_read(read_pending_states, self._warehouse)
+
     async def _commit(self, stream: Any, prepared: Prepared) -> None:
         batch = prepared.batch
         await self._sink.write(batch.rows, topic="conversations")
+        metrics.CAPTURE_PENDING.set(batch.pending)
+        for topic, count in batch.late.items():
+            metrics.LATE_EVENTS.labels(topic).inc(count)
         if self._qa_labeller is not None and batch.verdicts:
             await self._label(self._qa_labeller, batch.verdicts)
         for event in prepared.events:

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from analytics.rows import EncodedRows
 from detectors.config import DetectorSettings
@@ -298,5 +299,46 @@ def test_a_state_being_committed_is_read_back_only_once_written() -> None:
         await task
         assert warehouse.reads == [["c1"], ["c1"]]
         assert stream.acked == [0, 1]
+
+    asyncio.run(scenario())
+
+
+@dataclass
+class OpenStream(FakeStream):
+    """A stream that stays open after its batches (the agent idles, as in production)."""
+
+    async def noack_take(self, size: int, *, within: float) -> AsyncIterator[list[Event]]:
+        async for batch in super().noack_take(size, within=within):
+            yield batch
+        await asyncio.Event().wait()
+
+
+def test_idle_ticks_release_pending_conversations_and_conflicts_are_dead_lettered() -> None:
+    """Event order (issue 17): with no batch coming, a tick makes the pending events final."""
+
+    async def scenario() -> None:
+        warehouse = FakeWarehouse()
+        warehouse.gate.set()
+        dlq = FakeDlq()
+        stream_settings = StreamSettings(
+            event_order=True, allowed_lateness_s=float("inf"), watermark_idle_s=0.05
+        )
+        agent, _ = _agent(warehouse, dlq=dlq, stream=stream_settings)
+        changed = _turn(0, "c1")
+        changed.message.value = changed.message.value.replace(b"hello", b"rewritten")
+        stream = OpenStream([[_turn(0, "c1")], [changed]])
+        task = asyncio.ensure_future(agent.run(stream))
+        try:
+            await _until(lambda: any(t == "conversations" for t, _ in warehouse.inserted))
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert stream.acked == [0, 0]
+        turns = [row[0] for table, rows in warehouse.inserted if table == "turns" for row in rows]
+        assert turns == ["e0"]  # the first version stays
+        assert [letter["error"] for letter in dlq.letters] == [
+            "conflict: event_id e0 already stored with different content"
+        ]
+        assert REGISTRY.get_sample_value("loraloop_capture_pending_conversations") == 0
 
     asyncio.run(scenario())
