@@ -211,3 +211,14 @@ def test_readme_walk_against_a_running_stack(isolated_env: Path) -> None:
     assert f"review console: {info['console_url']}" in said  # status says where to label
     assert "no dataset can be built yet" in said  # train --dry-run on a pool with no labels
     assert "versions with traffic: model_v1" in said  # compare model_v2: an error naming them
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_relative_links_point_at_files(doc: str) -> None:
+    path = REPO / doc
+    for target in LINK.findall(path.read_text(encoding="utf-8")):
+        if "://" not in target:
+            assert (path.parent / target).exists(), f"{doc}: {target} does not exist"
