@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,6 +47,8 @@ ANSWER = orjson.dumps(
 READY_TIMEOUT_S = 60.0
 PUBLISH_TIMEOUT_S = 60.0
 WARMUP = 200
+KEEP_ALIVE_S = 60
+"""Idle seconds a server keeps a connection: longer than a phase, so none closes midway."""
 PERCENT = 100
 
 
@@ -64,7 +67,14 @@ async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def serve_upstream(port: int) -> None:
     import uvicorn
 
-    uvicorn.run(upstream_app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        upstream_app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
 
 
 def serve_gateway(port: int, upstream: str, bootstrap: str, prefix: str) -> None:
@@ -102,7 +112,12 @@ def serve_gateway(port: int, upstream: str, bootstrap: str, prefix: str) -> None
         api_key=API_KEY,
     )
     uvicorn.run(
-        create_gateway(parts), host="127.0.0.1", port=port, log_level="warning", access_log=False
+        create_gateway(parts),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
 
 
@@ -128,6 +143,7 @@ async def _load(
 ) -> tuple[list[float], float]:
     """Latencies (seconds) of ``requests`` chat completions sent ``concurrency`` at a time."""
     latencies: list[float] = []
+    errors: list[int] = []
     counter = iter(range(requests))
     headers = {"Authorization": f"Bearer {API_KEY}"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -140,7 +156,11 @@ async def _load(
                 "messages": [{"role": "user", "content": f"question {i}"}],
             }
             start = time.perf_counter()
-            response = await client.post(url, json=body, headers=headers)
+            try:
+                response = await client.post(url, json=body, headers=headers)
+            except httpx.TransportError:  # a connection the server closed: count, go on
+                errors.append(i)
+                continue
             latencies.append(time.perf_counter() - start)
             response.raise_for_status()
 
@@ -148,7 +168,15 @@ async def _load(
         began = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
+    if errors:
+        print(f"{url}: {len(errors)} requests failed on a closed connection", file=sys.stderr)
     return latencies, elapsed
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], q: int) -> float:
@@ -163,7 +191,7 @@ async def _published(metrics_url: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-async def _measure(args: argparse.Namespace, direct: str, through: str) -> None:
+async def _measure(args: argparse.Namespace, direct: str, through: str, gateway_pid: int) -> None:
     await _ready(direct.removesuffix("/v1") + "/")
     await _ready(through.removesuffix("/v1") + "/health")
     chat = "/chat/completions"
@@ -172,9 +200,11 @@ async def _measure(args: argparse.Namespace, direct: str, through: str) -> None:
     direct_lat, _ = await _load(
         direct + chat, requests=args.requests, concurrency=args.concurrency, users=args.users
     )
+    cpu_before = _cpu_s(gateway_pid)
     gateway_lat, elapsed = await _load(
         through + chat, requests=args.requests, concurrency=args.concurrency, users=args.users
     )
+    cpu_ms = (_cpu_s(gateway_pid) - cpu_before) * 1000 / args.requests
     want = 2 * (args.requests + WARMUP)
     deadline = time.monotonic() + PUBLISH_TIMEOUT_S
     metrics = through.removesuffix("/v1") + "/metrics"
@@ -185,7 +215,8 @@ async def _measure(args: argparse.Namespace, direct: str, through: str) -> None:
     print(
         f"gateway: direct_p50_ms={d50:.2f} direct_p99_ms={d99:.2f} gateway_p50_ms={g50:.2f} "
         f"gateway_p99_ms={g99:.2f} added_p99_ms={g99 - d99:.2f} "
-        f"gateway_rps={args.requests / elapsed:.0f} published_turns={published:.0f}/{want}"
+        f"gateway_rps={args.requests / elapsed:.0f} published_turns={published:.0f}/{want} "
+        f"gateway_cpu_ms_per_request={cpu_ms:.2f} load_average={os.getloadavg()[0]:.1f}"
     )
 
 
@@ -221,7 +252,7 @@ def main() -> None:
             _spawn("--serve-gateway", str(gw_port), direct, broker.bootstrap, prefix),
         ]
         try:
-            asyncio.run(_measure(args, direct, through))
+            asyncio.run(_measure(args, direct, through, children[1].pid))
         finally:
             for child in children:
                 child.terminate()
