@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -243,3 +244,78 @@ def _wait_for(url: str, child: subprocess.Popen[bytes]) -> None:
         except httpx.TransportError:
             time.sleep(0.2)
     pytest.fail(f"loraloop gateway did not answer on {url}")
+
+
+STACK_SCRIPT = (
+    "from loraloop.cli.gateway import gateway_service\n"
+    "from loraloop.cli.services import console_service, qa_labeller\n"
+    "from loraloop.settings import Settings\n"
+    "from streams.broker import free_port\n"
+    "from streams.stack import run_stack\n"
+    "settings = Settings()\n"
+    "port = free_port()\n"
+    "run_stack(settings, services=[console_service(settings, port), gateway_service(settings)],\n"
+    "          console_url=f'http://127.0.0.1:{port}', qa_labeller=qa_labeller())\n"
+)
+"""A stack with the console and the gateway, as `loraloop up` composes them."""
+
+
+def _stack_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    from tests.integration.conftest import open_warehouse
+
+    with open_warehouse(data_dir) as warehouse:
+        return list(warehouse.query(sql).result_rows)
+
+
+def test_gateway_in_the_stack_lands_turns_and_feedback_in_the_warehouse(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.conftest import run_cli
+
+    port = free_port()
+    with Server(fake_upstream()) as upstream:
+        for name, value in {
+            "LORALOOP_GATEWAY__IN_STACK": "true",
+            "LORALOOP_GATEWAY__BACKEND": "openai",
+            "LORALOOP_GATEWAY__UPSTREAMS": f'["{upstream.url}/v1"]',
+            "LORALOOP_GATEWAY__PORT": str(port),
+        }.items():
+            monkeypatch.setenv(name, value)
+        with subprocess.Popen(
+            [sys.executable, "-c", STACK_SCRIPT], env=dict(os.environ, NO_COLOR="1")
+        ) as stack:
+            try:
+                url = f"http://127.0.0.1:{port}"
+                _wait_for(url + "/health", stack)
+                key = (isolated_env / "gateway.key").read_text().strip()
+                client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+                raw = client.chat.completions.with_raw_response.create(
+                    model="loraloop", messages=[{"role": "user", "content": "hi"}], user="amy"
+                )
+                conversation = raw.headers["X-Loraloop-Conversation"]
+                assert raw.parse().model == "base"
+                feedback = httpx.post(
+                    url + "/v1/feedback",
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={"conversation_id": conversation, "user_id": "amy",
+                          "turn_index": int(raw.headers["X-Loraloop-Turn-Index"]),
+                          "kind": "thumbs_down"},
+                )  # fmt: skip
+                assert feedback.status_code == 202
+                deadline = time.monotonic() + CONSUME_TIMEOUT_S
+                status = run_cli("status")
+                while "turns              │    2" not in status.stdout:
+                    assert time.monotonic() < deadline, status.stdout + status.stderr
+                    time.sleep(1)
+                    status = run_cli("status")
+            finally:
+                stack.send_signal(signal.SIGTERM)
+                stack.wait(timeout=60)
+    turns = _stack_rows(
+        isolated_env,
+        "SELECT turn_index, role, model_version, conversation_id FROM turns FINAL "
+        "ORDER BY turn_index",
+    )
+    assert turns == [(0, "user", "", conversation), (1, "assistant", "base", conversation)]
+    [(kind, index)] = _stack_rows(isolated_env, "SELECT kind, turn_index FROM feedback FINAL", 1)
+    assert (kind, index) == ("thumbs_down", 1)
