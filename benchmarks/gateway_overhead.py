@@ -99,8 +99,9 @@ def serve_gateway(port: int, upstream: str, bootstrap: str, prefix: str) -> None
             urls=gw.upstreams,
             api_key=None,
             base_model="base",
-            timeout=httpx.Timeout(gw.read_timeout_s, connect=gw.connect_timeout_s),
-            limits=httpx.Limits(max_connections=gw.max_connections),
+            connect_timeout_s=gw.connect_timeout_s,
+            read_timeout_s=gw.read_timeout_s,
+            max_connections=gw.max_connections,
         ),
         routes=RouterSource(Router(table, settings=RolloutSettings())),
         traffic=TrafficLog(

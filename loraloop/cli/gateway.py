@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 def build_backend(settings: Settings, gw: GatewaySettings) -> ChatBackend:
     """The backend ``gw.backend`` names, built from its settings."""
-    import httpx
-
     from gateway.backends import LocalBackend, UpstreamBackend
 
     if gw.backend == "openai":
@@ -35,8 +33,9 @@ def build_backend(settings: Settings, gw: GatewaySettings) -> ChatBackend:
             urls=gw.upstreams,
             api_key=key,
             base_model=gw.upstream_base_model,
-            timeout=httpx.Timeout(gw.read_timeout_s, connect=gw.connect_timeout_s),
-            limits=httpx.Limits(max_connections=gw.max_connections),
+            connect_timeout_s=gw.connect_timeout_s,
+            read_timeout_s=gw.read_timeout_s,
+            max_connections=gw.max_connections,
         )
     from trainer.base_model import resolve_base_model
     from trainer.config import TrainConfig

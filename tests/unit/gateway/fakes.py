@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-import httpx
 import orjson
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CollectorRegistry
 
 from gateway import GatewayParts, GatewaySettings, RouterSource, TrafficLog
 from gateway.backends import UpstreamBackend
+from streams.broker import free_port
 from streams.producer import Outgoing, PublishReport
 from trainer.rollout_config import RolloutSettings
 from trainer.router import Router, RoutingTable
 
 API_KEY = "test-gateway-key"
-UPSTREAM = "http://upstream.test/v1"
+SLOW_S = 3.0
+"""How long ``model_slow`` takes to answer: longer than the tests' read timeouts."""
 
 
 def fake_upstream(seen: list[dict[str, Any]] | None = None) -> FastAPI:
@@ -34,6 +39,8 @@ def fake_upstream(seen: list[dict[str, Any]] | None = None) -> FastAPI:
         text = f"echo {body['messages'][-1]['content']} from {body['model']}"
         if body.get("model") == "model_missing":
             return JSONResponse({"error": {"message": "adapter not loaded"}}, status_code=404)
+        if body.get("model") == "model_slow":
+            await asyncio.sleep(SLOW_S)
         if not body.get("stream"):
             return {
                 "id": "up-1",
@@ -87,22 +94,27 @@ def table_router(share: float = 50.0, allowlist: list[str] | None = None) -> Rou
     return Router(table, settings=RolloutSettings(allowlist=allowlist or []))
 
 
+def dead_url() -> str:
+    """An upstream address nothing listens on."""
+    return f"http://127.0.0.1:{free_port()}/v1"
+
+
 def upstream_parts(
     publisher: Any,
     *,
-    transport: httpx.AsyncBaseTransport,
+    urls: list[str],
     router: Router | None = None,
     **settings: Any,
 ) -> GatewayParts:
-    gw = GatewaySettings(backend="openai", upstreams=[UPSTREAM], **settings)
+    gw = GatewaySettings(backend="openai", upstreams=urls, **settings)
     registry = CollectorRegistry()
     backend = UpstreamBackend(
         urls=gw.upstreams,
         api_key=None,
         base_model="base",
-        timeout=httpx.Timeout(gw.read_timeout_s, connect=gw.connect_timeout_s),
-        limits=httpx.Limits(max_connections=gw.max_connections),
-        transport=transport,
+        connect_timeout_s=gw.connect_timeout_s,
+        read_timeout_s=gw.read_timeout_s,
+        max_connections=gw.max_connections,
     )
     return GatewayParts(
         settings=gw,
@@ -112,3 +124,29 @@ def upstream_parts(
         traffic=TrafficLog(lambda: publisher, queue_size=100, batch=10, registry=registry),
         api_key=API_KEY,
     )
+
+
+class Server:
+    """An ASGI app under uvicorn in a thread, on a free port."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Server:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +14,7 @@ from loraloop.events import KINDS
 from tests.unit.gateway.fakes import (
     API_KEY,
     FakePublisher,
+    Server,
     fake_upstream,
     table_router,
     upstream_parts,
@@ -42,9 +42,10 @@ def seen() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def http(publisher: FakePublisher, seen: list[dict[str, Any]]) -> Iterator[TestClient]:
-    parts = upstream_parts(publisher, transport=httpx.ASGITransport(fake_upstream(seen)))
-    with TestClient(create_gateway(parts)) as client:
-        yield client
+    with Server(fake_upstream(seen)) as upstream:
+        parts = upstream_parts(publisher, urls=[upstream.url + "/v1"])
+        with TestClient(create_gateway(parts)) as client:
+            yield client
 
 
 @pytest.fixture

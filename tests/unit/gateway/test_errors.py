@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from fastapi.testclient import TestClient
@@ -14,7 +14,10 @@ from gateway import create_gateway
 from loraloop.events import KINDS
 from tests.unit.gateway.fakes import (
     API_KEY,
+    SLOW_S,
     FakePublisher,
+    Server,
+    dead_url,
     fake_upstream,
     table_router,
     upstream_parts,
@@ -35,16 +38,24 @@ def serve(parts: Any) -> tuple[TestClient, openai.OpenAI]:
     return http, client
 
 
+@pytest.fixture(scope="module")
+def upstream_url() -> Iterator[str]:
+    with Server(fake_upstream()) as upstream:
+        yield upstream.url + "/v1"
+
+
 @pytest.fixture
 def publisher() -> FakePublisher:
     return FakePublisher()
 
 
 @pytest.fixture
-def gateway(publisher: FakePublisher) -> Iterator[tuple[TestClient, openai.OpenAI]]:
+def gateway(
+    publisher: FakePublisher, upstream_url: str
+) -> Iterator[tuple[TestClient, openai.OpenAI]]:
     parts = upstream_parts(
         publisher,
-        transport=httpx.ASGITransport(fake_upstream()),
+        urls=[upstream_url],
         max_request_bytes=2000,
         rate_limit_per_s=0.01,
         rate_limit_burst=3,
@@ -150,10 +161,10 @@ def _only(version: str) -> Router:
     return Router(RoutingTable(stable=version), settings=RolloutSettings())
 
 
-def test_upstream_refusal_is_502_with_its_reason(publisher: FakePublisher) -> None:
-    parts = upstream_parts(
-        publisher, transport=httpx.ASGITransport(fake_upstream()), router=_only("model_missing")
-    )
+def test_upstream_refusal_is_502_with_its_reason(
+    publisher: FakePublisher, upstream_url: str
+) -> None:
+    parts = upstream_parts(publisher, urls=[upstream_url], router=_only("model_missing"))
     http, client = serve(parts)
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model="loraloop", messages=MESSAGES, user="u")
@@ -167,41 +178,33 @@ def test_upstream_refusal_is_502_with_its_reason(publisher: FakePublisher) -> No
     assert publisher.sent == []
 
 
-def test_upstream_timeout_is_502_never_a_hang(publisher: FakePublisher) -> None:
-    def hang(request: httpx.Request) -> httpx.Response:
-        msg = "timed out"
-        raise httpx.ReadTimeout(msg, request=request)
-
-    http, client = serve(upstream_parts(publisher, transport=httpx.MockTransport(hang)))
+def test_upstream_timeout_is_502_never_a_hang(publisher: FakePublisher, upstream_url: str) -> None:
+    parts = upstream_parts(
+        publisher, urls=[upstream_url], router=_only("model_slow"), read_timeout_s=0.5
+    )
+    http, client = serve(parts)
+    start = time.monotonic()
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model="loraloop", messages=MESSAGES, user="u")
-    assert "ReadTimeout" in error_of(caught.value)["message"]
+    assert time.monotonic() - start < SLOW_S
+    assert "did not answer within 0.5s" in error_of(caught.value)["message"]
     http.__exit__(None, None, None)
 
 
-def test_unreachable_replica_passes_to_the_next(publisher: FakePublisher) -> None:
-    upstream = httpx.ASGITransport(fake_upstream())
-    down = {"calls": 0}
-
-    async def first_down(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "down.test":
-            down["calls"] += 1
-            msg = "connection refused"
-            raise httpx.ConnectError(msg, request=request)
-        return await upstream.handle_async_request(request)
-
-    parts = upstream_parts(publisher, transport=httpx.MockTransport(first_down))
-    backend: Any = parts.backend
-    backend._urls = ["http://down.test/v1", "http://upstream.test/v1"]
-    http, client = serve(parts)
-    for _ in range(2):
+def test_unreachable_replica_passes_to_the_next(
+    publisher: FakePublisher, upstream_url: str
+) -> None:
+    http, client = serve(upstream_parts(publisher, urls=[dead_url(), upstream_url]))
+    for _ in range(2):  # round robin: one of the two starts at the dead replica
         reply = client.chat.completions.create(model="loraloop", messages=MESSAGES, user="u")
-        assert reply.choices[0].message.content.startswith("echo hello")
-    assert down["calls"] >= 1
-    backend._urls = ["http://down.test/v1"]
+        assert (reply.choices[0].message.content or "").startswith("echo hello")
+    http.__exit__(None, None, None)
+    http, client = serve(upstream_parts(publisher, urls=[dead_url(), dead_url()]))
     with pytest.raises(openai.InternalServerError) as caught:
         client.chat.completions.create(model="loraloop", messages=MESSAGES, user="u")
-    assert "no upstream could be reached" in error_of(caught.value)["message"]
+    message = error_of(caught.value)["message"]
+    assert message.startswith("no upstream could be reached")
+    assert message.count("/v1: ClientConnectorError") == 2
     http.__exit__(None, None, None)
 
 
@@ -234,10 +237,10 @@ def test_feedback_is_validated_and_published(
     assert http.post("/v1/feedback", json=good).status_code == 401
 
 
-def test_allowlisted_user_gets_the_canary(publisher: FakePublisher) -> None:
+def test_allowlisted_user_gets_the_canary(publisher: FakePublisher, upstream_url: str) -> None:
     parts = upstream_parts(
         publisher,
-        transport=httpx.ASGITransport(fake_upstream()),
+        urls=[upstream_url],
         router=table_router(share=0.0, allowlist=["tester"]),
     )
     http, client = serve(parts)
