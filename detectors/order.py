@@ -108,7 +108,7 @@ class Held:
         if self.encoded is None:
             encoded = {
                 "kind": _KIND_OF[type(self.event)],
-                "event": self.event.model_dump(mode="json"),
+                "event": self.event.model_dump(mode="json", exclude_none=True),
                 "tier": None if self.tier is None else self.tier.value,
                 "digest": self.digest,
             }
