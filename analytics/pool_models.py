@@ -67,7 +67,7 @@ def mask_record(record: dict[str, Any], key: str) -> dict[str, Any]:
     """A copy of an exported sample record for a reader without the PII permission: every
     text and id masked (:data:`MASKED_ID_FIELDS` included), the ``sample_id`` replaced by
     its reference (:func:`sample_ref`)."""
-    out: dict[str, Any] = _mask_value(record)
+    out: dict[str, Any] = key_digests(_mask_value(record), key)
     if isinstance(record.get("sample_id"), str):
         out["sample_id"] = sample_ref(record["sample_id"], key)
     return out
@@ -273,6 +273,9 @@ class SampleDetail(BaseModel):
                 ),
                 "transitions": tuple(_with_ref(t, key) for t in self.transitions),
                 "open_proposals": tuple(_with_ref(t, key) for t in self.open_proposals),
+                "transcript_sha256": ref_digest(self.transcript_sha256, key)
+                if self.transcript_sha256
+                else "",
             }
         )
 
@@ -351,5 +354,25 @@ def _with_ref(row: TransitionView, key: str) -> TransitionView:
         update={
             "sample_id": sample_ref(row.sample_id, key),
             "transition_id": transition_ref(row.transition_id, row.sample_id, key),
+            "evidence": key_digests(row.evidence, key),
         }
     )
+
+
+DIGEST_FIELDS: Final = frozenset({"transcript_sha256"})
+"""Unkeyed hashes of raw text (analytics.snapshots): with the masked transcript, a guess
+at a masked phone could be checked against them offline, so a reader without the PII
+permission sees them keyed by the console (:func:`key_digests`)."""
+
+
+def key_digests(value: Any, key: str) -> Any:
+    """``value`` with each :data:`DIGEST_FIELDS` entry, at any depth, keyed (:func:`ref_digest`)."""
+    if isinstance(value, dict):
+        return {
+            k: ref_digest(v, key) if k in DIGEST_FIELDS and isinstance(v, str) and v
+            else key_digests(v, key)
+            for k, v in value.items()
+        }  # fmt: skip
+    if isinstance(value, list | tuple):
+        return [key_digests(v, key) for v in value]
+    return value

@@ -295,3 +295,35 @@ def test_references_are_keyed_and_parse_back() -> None:
     assert parse_ref(ref) == ("smp-wa:[PHONE]", ref.rsplit("~", 1)[1])
     assert sample_ref("smp-c1", key) == "smp-c1"
     assert parse_ref("smp-c1") is None
+
+
+def test_transcript_digests_are_keyed_for_readers_without_pii(console: Console) -> None:
+    # The snapshot hash is an unkeyed SHA-256 of the raw turns: with the masked transcript
+    # a guess at a masked phone could be checked against it offline.
+    sid, lena, ari = console.sample_id, console.bearer("lena"), console.bearer("ari")
+    label = {
+        "acceptance": "Reject", "problem_types": ["over_promise"], "risk_level": "high",
+        "corrected_response": "I cannot promise a delivery date.",
+    }  # fmt: skip
+    moved = console.client.post(f"/api/samples/{sid}/label", json=label, headers=lena)
+    assert moved.status_code == 200, moved.text
+    approved = console.client.post(
+        f"/api/samples/{sid}/approve", json={"from_status": "problem"}, headers=ari
+    )
+    assert approved.status_code == 200, approved.text
+    raw = console.client.get(f"/api/samples/{sid}", headers=ari).json()
+    digest = raw["transcript_sha256"]
+    assert re.fullmatch(r"[0-9a-f]{64}", digest)
+    assert any(
+        (t.get("evidence") or {}).get("transcript_sha256") == digest for t in raw["transitions"]
+    )
+    ref = sample_ref(sid, "")  # this sample's id holds no PII: its reference is the id
+    for text in (
+        console.client.get(f"/api/samples/{quote(ref, safe='')}", headers=lena).text,
+        console.client.get("/api/export", headers=lena).text,
+    ):
+        assert digest not in text
+    seen = console.client.get(f"/api/samples/{quote(ref, safe='')}", headers=lena).json()
+    assert seen["transcript_sha256"]
+    assert seen["transcript_sha256"] != digest
+    assert digest in console.client.get("/api/export", headers=ari).text
