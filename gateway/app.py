@@ -117,7 +117,7 @@ class Gateway:
         self.registry = parts.registry
         self.created = int(time.time())
 
-    def authenticate(
+    async def authenticate(
         self, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
     ) -> None:
         if not key_matches(authorization, self.parts.api_key):
@@ -127,10 +127,10 @@ class Gateway:
             )
             raise AuthenticationError(msg)
 
-    def models(self) -> dict[str, Any]:
+    async def models(self) -> dict[str, Any]:
         return {"object": "list", "data": [self._model(a) for a in self.settings.model_aliases]}
 
-    def model(self, model_id: str) -> dict[str, Any]:
+    async def model(self, model_id: str) -> dict[str, Any]:
         if model_id not in self.settings.model_aliases:
             raise self._unknown_model(model_id)
         return self._model(model_id)
@@ -238,7 +238,7 @@ class Gateway:
             {"event_id": event.event_id, "topic": KINDS[kind].topic}, status_code=ACCEPTED
         )
 
-    def metrics(self) -> Response:
+    async def metrics(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -250,6 +250,10 @@ async def _on_gateway_error(_: Request, error: Exception) -> Response:
 async def _on_http_error(_: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)  # noqa: S101 (registered for it only)
     return _http_error(error.status_code, str(error.detail))
+
+
+async def _health() -> dict[str, str]:
+    return {"status": "ok"}
 
 
 def _acceptor(gateway: Gateway, kind: str) -> Callable[[Request], Awaitable[JSONResponse]]:
@@ -285,6 +289,6 @@ def create_gateway(parts: GatewayParts) -> FastAPI:
     for path, kind in EVENT_PATHS.items():
         accept = _acceptor(gateway, kind)
         app.add_api_route(f"/v1/{path}", accept, methods=["POST"], dependencies=keyed)
-    app.add_api_route("/health", lambda: {"status": "ok"}, methods=["GET"])
+    app.add_api_route("/health", _health, methods=["GET"])
     app.add_api_route("/metrics", gateway.metrics, methods=["GET"])
     return app

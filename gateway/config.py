@@ -108,7 +108,10 @@ class GatewaySettings(BaseSettings):
         "(backpressure) rather than dropping traffic capture would need.",
     )
     publish_batch: int = Field(
-        500, ge=1, description="Turns handed to the producer at once at most."
+        32,
+        ge=1,
+        description="Turns handed to the producer at once at most: the producer takes a "
+        "batch without yielding the event loop, so a large one delays every reply behind it.",
     )
     base_model: str = Field(
         "",
