@@ -55,7 +55,10 @@ class GatewaySettings(BaseSettings):
         "asked for when the router picks `base`; adapters are asked for by version (model_vN).",
     )
     connect_timeout_s: float = Field(
-        5.0, gt=0, description="Seconds to connect to an upstream before it counts as down."
+        5.0,
+        gt=0,
+        description="Seconds to connect to an upstream before it counts as down; also the "
+        "whole budget of a question to the stack's router.",
     )
     read_timeout_s: float = Field(
         120.0,

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-import httpx
+import aiohttp
+import orjson
 
 from gateway.errors import UpstreamError
 from gateway.limits import Lru
@@ -56,17 +57,18 @@ class RemoteSource:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
         *,
         url: str,
         service_key: str,
+        timeout_s: float,
         cache_s: float,
         cache_users: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = client
         self._url = url.rstrip("/") + "/v1/route"
         self._headers = bearer_header(service_key)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
         self._cache_s = cache_s
         self._cache: Lru[str, tuple[float, RouteDecision]] = Lru(cache_users)
         self._clock = clock
@@ -81,17 +83,19 @@ class RemoteSource:
         return decision
 
     async def _ask(self, user_id: str) -> RouteDecision:
+        if self._session is None:  # made on the serving loop, which aiohttp binds to
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         params = {"user_id": user_id, "serve": "true"}
         try:
-            response = await self._client.get(self._url, params=params, headers=self._headers)
-            response.raise_for_status()
-            body = response.json()
+            async with self._session.get(self._url, params=params) as response:
+                response.raise_for_status()
+                body = orjson.loads(await response.read())
             return RouteDecision(
                 version=str(body["version"]),
                 adapter_name=str(body["adapter"]),
                 is_canary=bool(body["canary"]),
             )
-        except (httpx.HTTPError, ValueError, KeyError) as e:
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, KeyError) as e:
             msg = (
                 f"the router at {self._url} did not answer ({type(e).__name__}: {e}); check "
                 "that `loraloop up` runs and LORALOOP_GATEWAY__ROUTE_URL points at its console"
@@ -99,4 +103,5 @@ class RemoteSource:
             raise UpstreamError(msg, code="router_unavailable") from e
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()

@@ -54,7 +54,6 @@ def build_backend(settings: Settings, gw: GatewaySettings) -> ChatBackend:
 
 def build_parts(settings: Settings, gw: GatewaySettings) -> GatewayParts:
     """Everything the gateway needs, against the stack running in ``settings.data_dir``."""
-    import httpx
     from prometheus_client import CollectorRegistry
 
     from gateway import GatewayParts, RemoteSource, TrafficLog, gateway_key
@@ -71,8 +70,8 @@ def build_parts(settings: Settings, gw: GatewaySettings) -> GatewayParts:
         return EventPublisher(bootstrap, settings.stream, security=settings.kafka)
 
     routes = RemoteSource(
-        httpx.AsyncClient(timeout=httpx.Timeout(gw.read_timeout_s, connect=gw.connect_timeout_s)),
         url=route_url,
+        timeout_s=gw.connect_timeout_s,
         service_key=service_key(settings, create=False),
         cache_s=gw.route_cache_s,
         cache_users=gw.route_cache_users,

@@ -82,8 +82,8 @@ def gateway_url(broker: EmbeddedBroker, stream: StreamSettings) -> Iterator[str]
                 max_connections=gw.max_connections,
             ),
             routes=RemoteSource(
-                httpx.AsyncClient(),
                 url=routes.url,
+                timeout_s=gw.connect_timeout_s,
                 service_key=SERVICE_KEY,
                 cache_s=gw.route_cache_s,
                 cache_users=gw.route_cache_users,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -50,3 +52,44 @@ def test_turn_indices_continue_from_history_or_memory() -> None:
     assert turns.claim("c", prior_turns=0) == 2  # the client sent only its newest message
     assert turns.claim("c", prior_turns=4) == 4  # the full history
     assert turns.claim("d", prior_turns=6) == 6  # a history the gateway never saw
+
+
+def test_remote_router_is_asked_once_per_user_within_the_cache() -> None:
+    from fastapi import FastAPI
+
+    from gateway.errors import UpstreamError
+    from gateway.routing import RemoteSource
+    from tests.unit.gateway.fakes import Server, dead_url, table_router
+    from trainer.route_api import make_route_router
+
+    asked: list[str] = []
+    router = table_router()
+    app = FastAPI()
+    app.include_router(make_route_router(router, service_key="k"))
+
+    @app.middleware("http")
+    async def count(request: Any, call_next: Any) -> Any:
+        asked.append(request.query_params["user_id"])
+        return await call_next(request)
+
+    async def ask(url: str, key: str = "k") -> list[str]:
+        now = [0.0]
+        source = RemoteSource(url=url, service_key=key, timeout_s=5, cache_s=1.0,
+                              cache_users=10, clock=lambda: now[0])  # fmt: skip
+        try:
+            versions = [(await source.route(u)).version for u in ("a", "a", "b")]
+            now[0] = 2.0
+            versions.append((await source.route("a")).version)
+            return versions
+        finally:
+            await source.aclose()
+
+    with Server(app) as served:
+        versions = asyncio.run(ask(served.url))
+        assert asked == ["a", "b", "a"]
+        assert versions == [router.assign(u).version for u in ("a", "a", "b", "a")]
+        with pytest.raises(UpstreamError, match="401"):
+            asyncio.run(ask(served.url, key="wrong"))
+    with pytest.raises(UpstreamError) as caught:
+        asyncio.run(ask(dead_url().removesuffix("/v1")))
+    assert caught.value.code == "router_unavailable"
