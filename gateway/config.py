@@ -124,6 +124,17 @@ class GatewaySettings(BaseSettings):
     max_new_tokens: int = Field(
         256, ge=1, description="`local` backend: tokens generated per reply at most."
     )
+    batch_size: int = Field(
+        8,
+        ge=1,
+        description="`local` backend: whole replies generated together at most (same version "
+        "and temperature, asked for at the same time); 1 generates one at a time.",
+    )
+    batch_wait_s: float = Field(
+        0.005,
+        ge=0,
+        description="`local` backend: seconds a reply waits for others to share its batch.",
+    )
     adapter_cache_size: int = Field(
         4,
         ge=1,

@@ -3,8 +3,10 @@
 One base model is loaded once; the adapter of each version (``registry/model_vN``,
 PEFT format) is loaded on first use next to the others and switched per request;
 the version ``base`` disables adapters. At most ``adapter_cache_size`` adapters stay
-loaded: the least recently used one is unloaded first. Requests are served one at a
-time (the model is shared), each in a worker thread so the event loop stays free.
+loaded: the least recently used one is unloaded first. Whole replies asked for at the
+same time by the same version (and temperature) are generated as one left-padded batch
+of up to ``batch_size``, collected for ``batch_wait_s``; streams are generated one by
+one. Generation runs in a worker thread, so the event loop stays free.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import contextlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,26 @@ from gateway.errors import UpstreamError
 from gateway.schemas import ChatRequest, Reply
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A whole reply waiting for its batch."""
+
+    request: ChatRequest
+    adapter: str
+    future: asyncio.Future[Reply]
+
+    @property
+    def group(self) -> tuple[str, float]:
+        """Requests of one group can share a batch: same adapter, same sampling."""
+        return self.adapter, self.request.temperature or 0.0
+
+
+def _fail(batch: Sequence[_Pending], error: Exception) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(error)
 
 
 class LocalBackend:
@@ -36,7 +59,15 @@ class LocalBackend:
         registry_root: Path,
         max_new_tokens: int,
         adapter_cache_size: int,
+        batch_size: int = 1,
+        batch_wait_s: float = 0.0,
     ) -> None:
+        self._batch_size = batch_size
+        self._batch_wait_s = batch_wait_s
+        self._pending: list[_Pending] = []
+        self._batcher: asyncio.Task[None] | None = None
+        self.batches = 0
+        """Generations run (a batch counts once)."""
         self._base = model
         self._peft: Any = None
         self._tokenizer = tokenizer
@@ -48,7 +79,14 @@ class LocalBackend:
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint: Path, *, registry_root: Path, max_new_tokens: int, adapter_cache_size: int
+        cls,
+        checkpoint: Path,
+        *,
+        registry_root: Path,
+        max_new_tokens: int,
+        adapter_cache_size: int,
+        batch_size: int = 1,
+        batch_wait_s: float = 0.0,
     ) -> LocalBackend:
         """Load the base model at ``checkpoint`` (a local ``from_pretrained`` directory)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy, optional
@@ -64,6 +102,8 @@ class LocalBackend:
             registry_root=registry_root,
             max_new_tokens=max_new_tokens,
             adapter_cache_size=adapter_cache_size,
+            batch_size=batch_size,
+            batch_wait_s=batch_wait_s,
         )
 
     @property
@@ -72,7 +112,34 @@ class LocalBackend:
         return list(self._loaded)
 
     async def complete(self, request: ChatRequest, adapter: str) -> Reply:
-        return await asyncio.to_thread(self._generate, request, adapter, None)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(request, adapter, future))
+        if self._batcher is None or self._batcher.done():
+            self._batcher = asyncio.create_task(self._batches(), name="gateway-batches")
+        return await future
+
+    async def _batches(self) -> None:
+        """Generate what is pending, one group's batch at a time, until nothing is."""
+        while self._pending:
+            if self._batch_wait_s > 0:
+                await asyncio.sleep(self._batch_wait_s)
+            group = self._pending[0].group
+            batch = [p for p in self._pending if p.group == group][: self._batch_size]
+            for pending in batch:
+                self._pending.remove(pending)
+            requests = [p.request for p in batch]
+            try:
+                replies = await asyncio.to_thread(self._generate, requests, group[0], None)
+            except UpstreamError as e:
+                _fail(batch, e)
+                continue
+            except Exception as e:  # every caller of the batch gets the failure
+                msg = f"generation with {group[0]} failed: {e}"
+                _fail(batch, UpstreamError(msg))
+                continue
+            for pending, reply in zip(batch, replies, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(reply)
 
     async def stream(self, request: ChatRequest, adapter: str) -> AsyncIterator[str]:
         from transformers import TextIteratorStreamer  # heavy, optional
@@ -83,7 +150,7 @@ class LocalBackend:
 
         def run() -> None:
             try:
-                self._generate(request, adapter, streamer)
+                self._generate([request], adapter, streamer)
             except BaseException as e:  # handed to the stream's reader, which raises it
                 failure.append(e)
                 streamer.end()  # type: ignore[no-untyped-call]
@@ -116,30 +183,49 @@ class LocalBackend:
             raise UpstreamError(msg, code="adapter_unavailable")
         return path
 
-    def _generate(self, request: ChatRequest, adapter: str, streamer: Any) -> Reply:
+    def _generate(
+        self, requests: Sequence[ChatRequest], adapter: str, streamer: Any
+    ) -> list[Reply]:
         import torch  # heavy, optional
 
-        prompt = self._tokenizer.apply_chat_template(
-            request.conversation(), tokenize=False, add_generation_prompt=True
+        prompts = [
+            self._tokenizer.apply_chat_template(
+                r.conversation(), tokenize=False, add_generation_prompt=True
+            )
+            for r in requests
+        ]
+        self._tokenizer.padding_side = "left"
+        batch = self._tokenizer(
+            prompts, add_special_tokens=False, return_tensors="pt", padding=True
         )
-        batch = self._tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
-        limit = min(request.token_limit or self._max_new_tokens, self._max_new_tokens)
-        sampling = bool(request.temperature)
-        options: dict[str, Any] = {"do_sample": sampling, "max_new_tokens": limit}
-        if sampling:
-            options["temperature"] = request.temperature
+        limits = [
+            min(r.token_limit or self._max_new_tokens, self._max_new_tokens) for r in requests
+        ]
+        temperature = requests[0].temperature
+        options: dict[str, Any] = {"do_sample": bool(temperature), "max_new_tokens": max(limits)}
+        if temperature:
+            options["temperature"] = temperature
         with self._lock, self._serving(adapter) as model, torch.no_grad():
             out = model.generate(
                 **batch, pad_token_id=self._tokenizer.pad_token_id, streamer=streamer, **options
             )
+            self.batches += 1
         width = batch["input_ids"].shape[1]
-        completion = out[0][width:]
-        ended = len(completion) > 0 and int(completion[-1]) == self._tokenizer.eos_token_id
+        return [
+            self._reply(row[width:].tolist()[:limit], limit, int(mask.sum()))
+            for row, mask, limit in zip(out, batch["attention_mask"], limits, strict=True)
+        ]
+
+    def _reply(self, ids: list[int], limit: int, prompt_tokens: int) -> Reply:
+        eos = self._tokenizer.eos_token_id
+        ended = eos in ids
+        if ended:  # what follows the end is the batch's padding
+            ids = ids[: ids.index(eos) + 1]
         return Reply(
-            text=self._tokenizer.decode(completion, skip_special_tokens=True).strip(),
-            finish_reason="stop" if ended or len(completion) < limit else "length",
-            prompt_tokens=width,
-            completion_tokens=len(completion),
+            text=self._tokenizer.decode(ids, skip_special_tokens=True).strip(),
+            finish_reason="stop" if ended or len(ids) < limit else "length",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(ids),
         )
 
     @contextlib.contextmanager

@@ -62,7 +62,7 @@ class UpstreamBackend:
         if not urls:
             msg = (
                 "the openai backend needs at least one upstream: set LORALOOP_GATEWAY__UPSTREAMS"
-                '=\'["http://host:8000/v1"]\''
+                "='[\"http://host:8000/v1\"]'"
             )
             raise UpstreamError(msg)
         self._urls = [u.rstrip("/") for u in urls]

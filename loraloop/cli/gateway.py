@@ -49,6 +49,8 @@ def build_backend(settings: Settings, gw: GatewaySettings) -> ChatBackend:
         registry_root=TrainerSettings().registry_root(settings.data_dir),
         max_new_tokens=gw.max_new_tokens,
         adapter_cache_size=gw.adapter_cache_size,
+        batch_size=gw.batch_size,
+        batch_wait_s=gw.batch_wait_s,
     )
 
 

@@ -113,3 +113,28 @@ def test_base_and_missing_adapters(backend: LocalBackend) -> None:
             client.chat.completions.create(
                 model="loraloop", messages=MESSAGES, user="u", stream=True
             )
+
+
+def test_concurrent_replies_of_a_version_share_a_batch(
+    tiny_checkpoint: Path, registry: Path
+) -> None:
+    import asyncio
+
+    from gateway.schemas import ChatRequest
+
+    batched = LocalBackend.from_checkpoint(
+        tiny_checkpoint, registry_root=registry, max_new_tokens=8, adapter_cache_size=2,
+        batch_size=4, batch_wait_s=0.05,
+    )  # fmt: skip
+    request = ChatRequest(model="loraloop", messages=MESSAGES, max_tokens=6)
+
+    async def together() -> list[str]:
+        replies = await asyncio.gather(*(batched.complete(request, "model_v1") for _ in range(4)))
+        return [r.text for r in replies]
+
+    texts = asyncio.run(together())
+    assert batched.batches == 1
+    alone = asyncio.run(batched.complete(request, "model_v1"))
+    assert batched.batches == 2
+    assert texts == [alone.text] * 4
+    assert alone.completion_tokens <= 6
