@@ -50,6 +50,7 @@ ACCEPTED: Final = 202
 CHAT_ROLES: Final = frozenset({"user", "assistant"})
 """Message roles that are turns of the conversation (system and tool messages are not)."""
 STOP: Final = "stop"
+INTERNAL_ERROR: Final = 500
 EVENT_PATHS: Final = {"feedback": "feedback", "handoffs": "handoff", "outcomes": "outcome"}
 
 
@@ -252,6 +253,19 @@ async def _on_http_error(_: Request, error: Exception) -> Response:
     return _http_error(error.status_code, str(error.detail))
 
 
+async def _on_unexpected(_: Request, error: Exception) -> Response:
+    logger.error("gateway request failed", exc_info=error)
+    body = {
+        "error": {
+            "message": f"the gateway failed: {type(error).__name__}: {error}; see its log",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    return JSONResponse(body, status_code=INTERNAL_ERROR)
+
+
 async def _health() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -282,6 +296,7 @@ def create_gateway(parts: GatewayParts) -> FastAPI:
     app.add_middleware(Metrics, registry=parts.registry)
     app.add_exception_handler(GatewayError, _on_gateway_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
     keyed = [Depends(gateway.authenticate)]
     app.add_api_route("/v1/models", gateway.models, methods=["GET"], dependencies=keyed)
     app.add_api_route("/v1/models/{model_id}", gateway.model, methods=["GET"], dependencies=keyed)

@@ -253,3 +253,27 @@ def test_allowlisted_user_gets_the_canary(publisher: FakePublisher, upstream_url
         == "model_v1"
     )
     http.__exit__(None, None, None)
+
+
+def test_an_unexpected_failure_is_500_with_an_openai_body(publisher: FakePublisher) -> None:
+    class Broken:
+        async def complete(self, *_: Any) -> Any:
+            msg = "kaput"
+            raise RuntimeError(msg)
+
+        async def aclose(self) -> None:
+            return None
+
+    parts = upstream_parts(publisher, urls=["http://127.0.0.1:9/v1"])
+    object.__setattr__(parts, "backend", Broken())
+    http = TestClient(create_gateway(parts), raise_server_exceptions=False)
+    with http:
+        response = http.post(
+            "/v1/chat/completions",
+            json={"model": "loraloop", "user": "u", "messages": MESSAGES},
+            headers=_auth(),
+        )
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert set(error) == ERROR_FIELDS
+    assert "RuntimeError: kaput" in error["message"]
