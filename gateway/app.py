@@ -34,7 +34,7 @@ from gateway.limits import RateLimiter
 from gateway.routing import VersionSource
 from gateway.schemas import ChatRequest, chunk_body, completion_body, completion_id
 from gateway.traffic import TrafficLog, TurnIndex, exchange, new_event_id
-from loraloop.events import KINDS, MAX_ID_CHARS, MAX_TEXT_CHARS
+from loraloop.events import KINDS, MAX_ID_CHARS, MAX_TEXT_CHARS, Turn
 from loraloop.service_key import key_matches
 from trainer.router import RouteDecision
 
@@ -197,29 +197,42 @@ class Gateway:
 
         async def events() -> AsyncIterator[bytes]:
             parts: list[str] = [first] if first is not None else []
-            yield chunk({"role": "assistant", "content": ""})
+            logged = False
             try:
-                if first is not None:
-                    yield chunk({"content": first})
-                async for piece in pieces:
-                    parts.append(piece)
-                    yield chunk({"content": piece})
-                yield chunk({}, STOP)
-            except GatewayError as e:
-                logger.warning("stream in %s failed: %s", served.conversation_id, e)
-                yield sse(e.body())
-            await self._log_at(chat, served, index, "".join(parts))
-            yield SSE_DONE
+                yield chunk({"role": "assistant", "content": ""})
+                try:
+                    if first is not None:
+                        yield chunk({"content": first})
+                    async for piece in pieces:
+                        parts.append(piece)
+                        yield chunk({"content": piece})
+                    yield chunk({}, STOP)
+                except GatewayError as e:
+                    logger.warning("stream in %s failed: %s", served.conversation_id, e)
+                    yield sse(e.body())
+                await self.parts.traffic.submit(self._turns(chat, served, index, "".join(parts)))
+                logged = True
+                yield SSE_DONE
+            finally:  # the client left midway: what it was sent is still the exchange
+                if not logged:
+                    turns = self._turns(chat, served, index, "".join(parts))
+                    self.parts.traffic.submit_nowait(turns)
 
         return StreamingResponse(
             events(), media_type="text/event-stream", headers=served.headers(index)
         )
 
     async def _log_at(self, chat: ChatRequest, served: Served, index: int, answer: str) -> None:
+        await self.parts.traffic.submit(self._turns(chat, served, index, answer))
+
+    def _turns(self, chat: ChatRequest, served: Served, index: int, answer: str) -> list[Turn]:
         if len(answer) > MAX_TEXT_CHARS:
-            logger.warning("reply in %s cut to %d characters for capture",
-                           served.conversation_id, MAX_TEXT_CHARS)  # fmt: skip
-        turns = exchange(
+            logger.warning(
+                "reply in %s cut to %d characters for capture",
+                served.conversation_id,
+                MAX_TEXT_CHARS,
+            )
+        return exchange(
             conversation_id=served.conversation_id,
             user_id=served.user_id,
             index=index,
@@ -227,7 +240,6 @@ class Gateway:
             answer=answer[:MAX_TEXT_CHARS],
             version=served.decision.version,
         )
-        await self.parts.traffic.submit(turns)
 
     async def event(self, request: Request, kind: str) -> JSONResponse:
         body = parse_object(await read_body(request, self.settings.max_request_bytes))

@@ -146,6 +146,16 @@ class TrafficLog:
         for event in events:
             await self._queue.put(outgoing(event))
 
+    def submit_nowait(self, events: Iterable[Contract]) -> None:
+        """Queue ``events`` without waiting (a cancelled request); a full queue drops them."""
+        for event in events:
+            message = outgoing(event)
+            try:
+                self._queue.put_nowait(message)
+            except asyncio.QueueFull:
+                logger.warning("publish queue full: a turn of %s is dropped", message.key)
+                self.failed.labels(message.topic).inc()
+
     async def publish_now(self, event: Contract) -> None:
         """Publish ``event`` and wait for the broker's acknowledgement."""
         message = outgoing(event)

@@ -23,6 +23,8 @@ from trainer.rollout_config import RolloutSettings
 from trainer.router import Router, RoutingTable
 
 API_KEY = "test-gateway-key"
+DRIP_S = 0.5
+"""Seconds between the words ``model_drip`` streams."""
 SLOW_S = 3.0
 """How long ``model_slow`` takes to answer: longer than the tests' read timeouts."""
 
@@ -53,6 +55,8 @@ def fake_upstream(seen: list[dict[str, Any]] | None = None) -> FastAPI:
 
         async def words() -> AsyncIterator[str]:
             for word in text.split(" "):
+                if body.get("model") == "model_drip":
+                    await asyncio.sleep(DRIP_S)
                 chunk = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
                 yield f"data: {json.dumps(chunk)}\n\n"
             yield "data: [DONE]\n\n"

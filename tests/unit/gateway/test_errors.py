@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from fastapi.testclient import TestClient
@@ -277,3 +278,23 @@ def test_an_unexpected_failure_is_500_with_an_openai_body(publisher: FakePublish
     error = response.json()["error"]
     assert set(error) == ERROR_FIELDS
     assert "RuntimeError: kaput" in error["message"]
+
+
+def test_a_client_that_leaves_midstream_still_logs_what_it_was_sent(
+    publisher: FakePublisher, upstream_url: str
+) -> None:
+    parts = upstream_parts(publisher, urls=[upstream_url], router=_only("model_drip"))
+    body = {"model": "loraloop", "user": "u", "messages": MESSAGES, "stream": True}
+    with Server(create_gateway(parts)) as gateway, httpx.Client(base_url=gateway.url) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body, headers=_auth()) as reply:
+            for line in reply.iter_lines():
+                if '"content":"echo' in line.replace(" ", ""):
+                    break  # one word received: leave
+        deadline = time.monotonic() + SLOW_S * 3
+        while len(publisher.sent) < 2:
+            assert time.monotonic() < deadline, "the exchange was never logged"
+            time.sleep(0.05)
+    user, assistant = publisher.events("llm.turns")
+    assert user["role"] == "user"
+    assert assistant["text"].strip() == "echo"
+    assert assistant["model_version"] == "model_drip"
