@@ -32,7 +32,14 @@ from gateway.errors import (
 from gateway.http import SSE_DONE, Metrics, parse, parse_object, read_body, sse
 from gateway.limits import RateLimiter
 from gateway.routing import VersionSource
-from gateway.schemas import ChatRequest, chunk_body, completion_body, completion_id
+from gateway.schemas import (
+    ChatRequest,
+    Usage,
+    chunk_body,
+    completion_body,
+    completion_id,
+    usage_chunk_body,
+)
 from gateway.traffic import TrafficLog, TurnIndex, exchange, new_event_id
 from loraloop.events import KINDS, MAX_ID_CHARS, MAX_TEXT_CHARS, Turn
 from loraloop.service_key import key_matches
@@ -196,17 +203,22 @@ class Gateway:
                                   finish=finish))  # fmt: skip
 
         async def events() -> AsyncIterator[bytes]:
-            parts: list[str] = [first] if first is not None else []
+            parts: list[str] = []
+            usage: Usage | None = None
             logged = False
             try:
                 yield chunk({"role": "assistant", "content": ""})
                 try:
-                    if first is not None:
-                        yield chunk({"content": first})
-                    async for piece in pieces:
+                    async for piece in _prepend(first, pieces):
+                        if isinstance(piece, Usage):
+                            usage = piece
+                            continue
                         parts.append(piece)
                         yield chunk({"content": piece})
                     yield chunk({}, STOP)
+                    if usage is not None and chat.wants_usage:
+                        yield sse(usage_chunk_body(ident=ident, created=created, version=version,
+                                                   usage=usage))  # fmt: skip
                 except GatewayError as e:
                     logger.warning("stream in %s failed: %s", served.conversation_id, e)
                     yield sse(e.body())
@@ -276,6 +288,15 @@ async def _on_unexpected(_: Request, error: Exception) -> Response:
         }
     }
     return JSONResponse(body, status_code=INTERNAL_ERROR)
+
+
+async def _prepend(
+    first: str | Usage | None, rest: AsyncIterator[str | Usage]
+) -> AsyncIterator[str | Usage]:
+    if first is not None:
+        yield first
+    async for piece in rest:
+        yield piece
 
 
 async def _health() -> dict[str, str]:

@@ -65,6 +65,12 @@ class ChatRequest(BaseModel):
         return value
 
     @property
+    def wants_usage(self) -> bool:
+        """True when a stream should end with a usage chunk (``stream_options``)."""
+        options = getattr(self, "stream_options", None)
+        return isinstance(options, dict) and bool(options.get("include_usage"))
+
+    @property
     def token_limit(self) -> int | None:
         """The reply's token limit the client asked for, if any."""
         return self.max_completion_tokens or self.max_tokens
@@ -74,13 +80,25 @@ class ChatRequest(BaseModel):
         return [{"role": m.role, "content": m.text} for m in self.messages]
 
 
-class Reply(BaseModel):
+class Usage(BaseModel):
+    """Tokens a reply took; a stream's last item when the backend knows them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def body(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+class Reply(Usage):
     """What a backend generated for one request."""
 
     text: str
     finish_reason: str = "stop"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 def completion_id() -> str:
@@ -103,11 +121,7 @@ def completion_body(reply: Reply, *, ident: str, version: str) -> dict[str, Any]
                 "logprobs": None,
             }
         ],
-        "usage": {
-            "prompt_tokens": reply.prompt_tokens,
-            "completion_tokens": reply.completion_tokens,
-            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-        },
+        "usage": reply.body(),
     }
 
 
@@ -121,4 +135,16 @@ def chunk_body(
         "created": created,
         "model": version,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+    }
+
+
+def usage_chunk_body(*, ident: str, created: int, version: str, usage: Usage) -> dict[str, Any]:
+    """The last chunk of a stream asked for with ``include_usage``: no choices, the usage."""
+    return {
+        "id": ident,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": version,
+        "choices": [],
+        "usage": usage.body(),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Final, Protocol
 
-from gateway.schemas import ChatRequest, Reply
+from gateway.schemas import ChatRequest, Reply, Usage
 
 BASE_VERSION: Final = "base"
 """The router's name for the base model alone (no adapter)."""
@@ -14,12 +14,13 @@ BASE_VERSION: Final = "base"
 class ChatBackend(Protocol):
     """Generates replies with the LoRA adapter the router chose (``base``: none).
 
+    A stream yields text pieces and, last, the :class:`Usage` when the backend knows it.
     Failures are :class:`gateway.errors.GatewayError` (502 with the reason); a stream
     raises before its first piece when the request cannot be served at all.
     """
 
     async def complete(self, request: ChatRequest, adapter: str) -> Reply: ...
 
-    def stream(self, request: ChatRequest, adapter: str) -> AsyncIterator[str]: ...
+    def stream(self, request: ChatRequest, adapter: str) -> AsyncIterator[str | Usage]: ...
 
     async def aclose(self) -> None: ...

@@ -23,7 +23,7 @@ from typing import Any
 
 from gateway.backends.base import BASE_VERSION
 from gateway.errors import UpstreamError
-from gateway.schemas import ChatRequest, Reply
+from gateway.schemas import ChatRequest, Reply, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -141,16 +141,17 @@ class LocalBackend:
                 if not pending.future.done():
                     pending.future.set_result(reply)
 
-    async def stream(self, request: ChatRequest, adapter: str) -> AsyncIterator[str]:
+    async def stream(self, request: ChatRequest, adapter: str) -> AsyncIterator[str | Usage]:
         from transformers import TextIteratorStreamer  # heavy, optional
 
         await asyncio.to_thread(self._check, adapter)
         streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure: list[BaseException] = []
+        done: list[Reply] = []
 
         def run() -> None:
             try:
-                self._generate([request], adapter, streamer)
+                done.extend(self._generate([request], adapter, streamer))
             except BaseException as e:  # handed to the stream's reader, which raises it
                 failure.append(e)
                 streamer.end()  # type: ignore[no-untyped-call]
@@ -165,6 +166,10 @@ class LocalBackend:
         if failure:
             msg = f"generation with {adapter} failed: {failure[0]}"
             raise UpstreamError(msg) from failure[0]
+        if done:
+            yield Usage(
+                prompt_tokens=done[0].prompt_tokens, completion_tokens=done[0].completion_tokens
+            )
 
     async def aclose(self) -> None:
         return None

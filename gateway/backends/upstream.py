@@ -22,7 +22,7 @@ import orjson
 
 from gateway.backends.base import BASE_VERSION
 from gateway.errors import UpstreamError
-from gateway.schemas import ChatRequest, Reply
+from gateway.schemas import ChatRequest, Reply, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class UpstreamBackend:
             msg = f"upstream {url} answered a body that is no chat completion: {e!r}"
             raise UpstreamError(msg) from e
 
-    async def stream(self, request: ChatRequest, adapter: str) -> AsyncIterator[str]:
+    async def stream(self, request: ChatRequest, adapter: str) -> AsyncIterator[str | Usage]:
         payload = self._payload(request, adapter, stream=True)
         url, response = await self._send(payload, self._model(adapter))
         try:
@@ -178,8 +178,8 @@ class UpstreamBackend:
             await self._session.close()
 
 
-def _pieces(data: bytes, url: str) -> list[str]:
-    """The text deltas of one stream chunk; an error chunk raises."""
+def _pieces(data: bytes, url: str) -> list[str | Usage]:
+    """The text deltas of one stream chunk (and its usage, if any); an error chunk raises."""
     try:
         chunk: Any = orjson.loads(data)
     except orjson.JSONDecodeError as e:
@@ -188,8 +188,17 @@ def _pieces(data: bytes, url: str) -> list[str]:
     if "error" in chunk:
         msg = f"upstream {url} failed mid-stream: {str(chunk['error'])[:REASON_CHARS]}"
         raise UpstreamError(msg)
-    return [
+    pieces: list[str | Usage] = [
         content
         for choice in chunk.get("choices") or []
         if (content := (choice.get("delta") or {}).get("content"))
     ]
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        pieces.append(
+            Usage(
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+            )
+        )
+    return pieces

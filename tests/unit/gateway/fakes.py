@@ -59,6 +59,9 @@ def fake_upstream(seen: list[dict[str, Any]] | None = None) -> FastAPI:
                     await asyncio.sleep(DRIP_S)
                 chunk = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
                 yield f"data: {json.dumps(chunk)}\n\n"
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+                yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(words(), media_type="text/event-stream")

@@ -139,3 +139,21 @@ def test_loraloop_fields_stay_out_of_the_upstream_request(
     assert "metadata" not in seen[0]
     assert seen[0]["temperature"] == 0.5
     assert seen[0]["model"] in {"model_v1", "model_v2"}
+
+
+def test_stream_ends_with_usage_when_asked(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="loraloop", messages=MESSAGES, user="erin", stream=True,
+            stream_options={"include_usage": True},
+        )
+    )  # fmt: skip
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == 7
+    plain = list(
+        client.chat.completions.create(
+            model="loraloop", messages=MESSAGES, user="erin", stream=True
+        )
+    )
+    assert all(c.usage is None for c in plain)

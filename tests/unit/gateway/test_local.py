@@ -73,11 +73,16 @@ def test_completion_and_stream_from_the_routed_adapter(backend: LocalBackend) ->
             assert raw.headers["X-Loraloop-Version"] == reply.model
             assert reply.usage is not None
             assert 0 < reply.usage.completion_tokens <= 8
-            stream = client.chat.completions.create(
-                model="loraloop", messages=MESSAGES, user=user, stream=True
-            )
+            stream = list(
+                client.chat.completions.create(
+                    model="loraloop", messages=MESSAGES, user=user, stream=True,
+                    stream_options={"include_usage": True},
+                )
+            )  # fmt: skip
             streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
             assert streamed.strip() == (reply.choices[0].message.content or "").strip()
+            assert stream[-1].usage is not None
+            assert stream[-1].usage.completion_tokens == reply.usage.completion_tokens
     turns = publisher.events("llm.turns")
     assert len(turns) == 16
     assert {t["model_version"] for t in turns if t["role"] == "assistant"} <= {
