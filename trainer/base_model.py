@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,24 @@ def resolve_base_model(*, base_model: str, cache_dir: Path) -> BaseModelRef:
         convert_gguf(smollm2_gguf(), cache_dir)
     identity: dict[str, Any] = orjson.loads((cache_dir / IDENTITY_FILE).read_bytes())
     return BaseModelRef(cache_dir, identity["name"], identity["source"], identity["sha256"])
+
+
+def check_parent_base(parent: str, recorded: Mapping[str, str], ref: BaseModelRef) -> None:
+    """Refuse a parent adapter trained on another base than ``ref`` (compared by sha256).
+
+    ``recorded`` is the parent's ``version.json`` ``base_model`` identity; an adapter
+    only means something on the exact weights it was trained on.
+    """
+    sha = recorded.get("sha256", "")
+    if sha and sha != ref.sha256:
+        msg = (
+            f"parent {parent} was trained on base {recorded.get('name', '?')} "
+            f"(sha256 {sha[:12]}, {recorded.get('source', '?')}), but this cycle's base is "
+            f"{ref.name} (sha256 {ref.sha256[:12]}, {ref.source}): set "
+            "LORALOOP_TRAIN__BASE_MODEL to the parent's base, or start from the base model "
+            "without a parent"
+        )
+        raise BaseModelError(msg)
 
 
 def load_base(

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from trainer.base_model import load_base, resolve_base_model
+from trainer.base_model import check_parent_base, load_base, resolve_base_model
 from trainer.config import GateConfig, TrainConfig
 from trainer.dataset import SPLIT_BASELINE, SPLIT_HELDOUT, SPLIT_TRAIN
 from trainer.encoding import EncodedSample, encode_rows
@@ -94,6 +94,8 @@ def run_cycle(
         raise DatasetError(msg)
     cache = train_config.base_model_cache or data_dir / BASE_MODEL_CACHE
     ref = resolve_base_model(base_model=train_config.base_model, cache_dir=cache)
+    if parent:
+        check_parent_base(parent, registry.get(parent).base_model, ref)
     device = resolve_device(train_config.device)
     flash = use_packing(train_config, device) and flash_attention_available()
     base, tokenizer = load_base(ref, attn_implementation="flash_attention_2" if flash else None)
