@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
+import orjson
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -57,6 +58,7 @@ ACCEPTED: Final = 202
 CHAT_ROLES: Final = frozenset({"user", "assistant"})
 """Message roles that are turns of the conversation (system and tool messages are not)."""
 STOP: Final = "stop"
+JSON: Final = "application/json"
 INTERNAL_ERROR: Final = 500
 EVENT_PATHS: Final = {"feedback": "feedback", "handoffs": "handoff", "outcomes": "outcome"}
 
@@ -160,7 +162,7 @@ class Gateway:
             index = await self._log(chat, served, reply.text)
             ident = completion_id()
             content = completion_body(reply, ident=ident, version=served.decision.version)
-            return JSONResponse(content, headers=served.headers(index))
+            return Response(orjson.dumps(content), media_type=JSON, headers=served.headers(index))
         return await self._stream(chat, served)
 
     async def _serve(self, chat: ChatRequest, request: Request) -> Served:
