@@ -15,7 +15,12 @@ next to the result, so contention is visible. On CUDA it also measures a
 Qwen2-0.5B-shaped model with random weights, bf16, on the packed path, and prints
 tokens/s and MFU against the GPU's peak.
 
+On a shared machine pass ``--threads 1``: with two OpenMP threads on two busy cores
+a thread that loses its core stalls the other at every barrier (measured: under 15
+tokens/s at load 4 on 2 cores, against about 60 with one thread).
+
     python benchmarks/train_throughput.py                   # SmolLM2 on this machine
+    python benchmarks/train_throughput.py --threads 1       # a shared machine
     python benchmarks/train_throughput.py --steps 6 --rounds 3
     python benchmarks/train_throughput.py --dataset-dir .loraloop/demo/datasets/<name>
 """
@@ -188,8 +193,7 @@ def qwen2_packed(args: argparse.Namespace) -> None:
 
     attention = "flash_attention_2" if flash_attention_available() else "sdpa"
     torch.manual_seed(0)
-    shape: Any = Qwen2Config(**QWEN2_05B)
-    shape._attn_implementation = attention
+    shape: Any = Qwen2Config(**{**QWEN2_05B, "attn_implementation": attention})
     model: Any = Qwen2ForCausalLM(shape)  # type: ignore[no-untyped-call]
     model = model.to(torch.bfloat16)
     model.requires_grad_(False)
