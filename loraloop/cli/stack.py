@@ -14,6 +14,7 @@ from loraloop.settings import Settings
 
 def up(data_dir: DataDir = None) -> None:
     """Run the embedded stack (broker, worker, warehouse owner) until SIGINT/SIGTERM."""
+    from loraloop.cli.gateway import gateway_service
     from loraloop.cli.services import (
         console_service,
         qa_labeller,
@@ -44,6 +45,7 @@ def up(data_dir: DataDir = None) -> None:
             console_service(settings, port),
             trainer_service(settings),
             rollout_service(settings),
+            gateway_service(settings),
         ],
         console_url=console_url,
         qa_labeller=qa_labeller(),

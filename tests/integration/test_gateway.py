@@ -219,20 +219,6 @@ def _wait_for(url: str, child: subprocess.Popen[bytes]) -> None:
     pytest.fail(f"loraloop gateway did not answer on {url}")
 
 
-STACK_SCRIPT = (
-    "from loraloop.cli.gateway import gateway_service\n"
-    "from loraloop.cli.services import console_service, qa_labeller\n"
-    "from loraloop.settings import Settings\n"
-    "from streams.broker import free_port\n"
-    "from streams.stack import run_stack\n"
-    "settings = Settings()\n"
-    "port = free_port()\n"
-    "run_stack(settings, services=[console_service(settings, port), gateway_service(settings)],\n"
-    "          console_url=f'http://127.0.0.1:{port}', qa_labeller=qa_labeller())\n"
-)
-"""A stack with the console and the gateway, as `loraloop up` composes them."""
-
-
 def _stack_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
     from tests.integration.conftest import open_warehouse
 
@@ -240,7 +226,7 @@ def _stack_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
         return list(warehouse.query(sql).result_rows)
 
 
-def test_gateway_in_the_stack_lands_turns_and_feedback_in_the_warehouse(
+def test_up_serves_the_gateway_turns_and_feedback_land_in_the_warehouse(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.integration.conftest import run_cli
@@ -255,7 +241,7 @@ def test_gateway_in_the_stack_lands_turns_and_feedback_in_the_warehouse(
         }.items():
             monkeypatch.setenv(name, value)
         with subprocess.Popen(
-            [sys.executable, "-c", STACK_SCRIPT], env=dict(os.environ, NO_COLOR="1")
+            [sys.executable, "-m", "loraloop", "up"], env=dict(os.environ, NO_COLOR="1")
         ) as stack:
             try:
                 url = f"http://127.0.0.1:{port}"
