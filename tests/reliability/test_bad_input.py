@@ -369,7 +369,6 @@ def test_oversize_text_names_the_field_and_limit() -> None:
     assert batch.letters[0].error.startswith("text: String should have at most 16000 characters")
 
 
-
 @pytest.mark.parametrize("turn_index", [2**32, 2**64])
 def test_turn_index_beyond_uint32_is_refused_naming_the_field(turn_index: int) -> None:
     """The column is UInt32: 2**32 used to be stored as 0, 2**64 used to hang the encoder."""
