@@ -1,4 +1,4 @@
-"""Pure rule detectors and the risk-weighted sampler (DESIGN.md, "Detectors").
+"""Pure rule detectors and the risk-weighted sampler (docs/architecture.md, "Detectors").
 
 No I/O: the stream layer owns the state table, the users lookup and the sinks,
 and calls :func:`apply` per event and :func:`decide` per conversation; an

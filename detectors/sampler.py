@@ -1,4 +1,4 @@
-"""Risk-weighted sampling with a true, stored inclusion probability (DESIGN.md).
+"""Risk-weighted sampling with a true, stored inclusion probability (docs/architecture.md).
 
 A conversation with signals gets the risk route's probability
 

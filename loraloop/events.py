@@ -1,4 +1,4 @@
-"""Event contracts: what producers put on each Kafka topic (DESIGN.md, "Event contracts").
+"""Event contracts: what producers put on each topic (docs/architecture.md, "Event contracts").
 
 Strict on purpose: timezone-aware timestamps, closed enums, non-empty ids,
 bounded text, unknown fields refused. A payload that fails here never stops an

@@ -1,6 +1,6 @@
 """The sample lifecycle: states, who may move a sample, labels and promotion proposals.
 
-Pure: no I/O. The graph (DESIGN.md, "Sample lifecycle"; docs/pool.md)::
+Pure: no I/O. The graph (docs/architecture.md, "Sample lifecycle"; docs/pool.md)::
 
     (none) ─capture─► captured ─label─► problem ─promote*─► candidate_baseline
                          │ reject          │ downweight            │ promote*
@@ -399,7 +399,7 @@ DEFAULT_TAXONOMY: Final = frozenset(
         "policy_boundary_risk",
     }
 )
-"""Default problem types (DESIGN.md); pass another with ``context={"taxonomy": ...}``."""
+"""Default problem types (docs/architecture.md); others: ``context={"taxonomy": ...}``."""
 
 TAXONOMY_CONTEXT_KEY: Final = "taxonomy"
 

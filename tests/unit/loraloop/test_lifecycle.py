@@ -37,7 +37,7 @@ from loraloop.lifecycle import (
 S = SampleStatus
 TIERS = (S.CANDIDATE_BASELINE, S.SECONDARY_BASELINE, S.CORE_BASELINE)
 
-# The graph written out by hand (DESIGN.md, docs/pool.md), independent of the module's table.
+# The graph by hand (docs/architecture.md, docs/pool.md), independent of the module's table.
 EXPECTED: dict[tuple[SampleStatus | None, SampleStatus], set[Role]] = {
     (None, S.CAPTURED): {Role.LABELLER, Role.APPROVER, Role.SYSTEM},
     (S.CAPTURED, S.PROBLEM): {Role.LABELLER, Role.APPROVER},
