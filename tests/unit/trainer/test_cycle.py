@@ -148,7 +148,12 @@ def test_a_judge_that_never_passes_gates_the_version_out(
     gate = orjson.loads((Registry(tmp_path).path(info.name) / "gate.json").read_bytes())
     assert info.status is VersionStatus.GATED_OUT
     assert not gate["passed"]
-    assert gate["reasons"][0].startswith(f"{PROBLEM_TYPES[1]}: pass rate 0% -> 0%")
+    assert gate["reasons"][0].startswith("no decisive type (")
+    assert gate["behaviour"]["claimed"] == []
+    assert any(
+        r.startswith(f"{PROBLEM_TYPES[1]}: pass rate 0% -> 0%") and r.endswith("not claimed")
+        for r in gate["reasons"]
+    )
     # The losses are still measured, as diagnostics that did not save it.
     assert gate["numbers"]["heldout_loss"] < gate["numbers"]["parent_heldout_loss"]
     assert any(r.startswith("diagnostic, not decisive") for r in gate["reasons"])
