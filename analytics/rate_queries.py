@@ -306,21 +306,23 @@ SELECT
     countIf(first_version = {prev:String}) AS prev_users,
     countIf(versions > 1) AS both_users
 FROM (
-    SELECT user_id, argMin(version, ts) AS first_version, min(ts) AS first_ts,
-           uniqExact(version) AS versions
-    FROM (
-        SELECT user_id, version, min(first_exposure) AS ts
-        FROM assignments
-        WHERE version IN ({new:String}, {prev:String})
-            AND NOT has({excluded:Array(String)}, user_id)
-        GROUP BY user_id, version
-    )
+    SELECT user_id, argMin(model_version, first_ts) AS first_version,
+           uniqExact(model_version) AS versions
+    FROM conversations FINAL
+    WHERE model_version IN ({new:String}, {prev:String})
+        AND NOT has({excluded:Array(String)}, user_id)
+        AND first_ts >= {since:DateTime64(3, 'UTC')}
     GROUP BY user_id
 )
-WHERE first_ts >= {since:DateTime64(3, 'UTC')}
 """
-"""Users first exposed since ``since``, by the arm of their first exposure, and those of
-them assigned to both versions. Pass the start of the current rollout step as ``since``:
-users a step-up moved from prev to the canary were first exposed before it, so the
-deliberate ramp is neither a ratio mismatch nor a multiple exposure. Allowlisted testers
+"""Users served since ``since`` (the start of the current rollout step), by the version
+of their first conversation in it, and those served by both versions in it.
+
+Counted from served conversations, not from first assignments: a returning user of the
+stable version has no new assignment (it was assigned in an earlier rollout), so counting
+first assignments since the step began counted returning users for the canary only and
+raised a false sample-ratio mismatch on every rollout over a version with history (found
+by the demo's third cycle: users [44, 49] against a 75/25 split). Within one step the
+split is sticky, so a user a step-up moved to the canary is counted once, there, and a
+user served by both versions in one step is a real multiple exposure. Allowlisted testers
 (``excluded``) always get the canary and would skew the ratio: they are left out."""

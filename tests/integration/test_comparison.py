@@ -339,10 +339,14 @@ def test_cli_compare_prints_table_and_json(
 
 def test_testers_do_not_trip_the_sample_ratio_check(warehouse: Warehouse) -> None:
     """Issue 14's case: 20 allowlisted testers among 2,000 users at a 1 % canary."""
-    rows = [[f"u{i}", NEW if i % 100 == 0 else PREV, T0] for i in range(2_000)]
+    users = [(f"u{i}", NEW if i % 100 == 0 else PREV) for i in range(2_000)]
     testers = [f"tester{i}" for i in range(20)]
-    rows += [[t, NEW, T0] for t in testers]
-    warehouse.insert("assignments", rows, column_names=("user_id", "version", "first_exposure"))
+    users += [(t, NEW) for t in testers]
+    rows = [
+        _conversation(f"h-{user}-c{k}", user, arm, T0, problem=False, rev=1)
+        for k, (user, arm) in enumerate(users)
+    ]
+    warehouse.insert("conversations", rows, column_names=COLUMNS["conversations"])
     settings = ComparisonSettings()
     counted = health(warehouse, new=NEW, prev=PREV, split=0.01, since=None, settings=settings)
     assert not counted.healthy  # p ≈ 1e-5: the rollout would hold
@@ -351,3 +355,30 @@ def test_testers_do_not_trip_the_sample_ratio_check(warehouse: Warehouse) -> Non
     )
     assert left_out.healthy
     assert left_out.srm_p_value > 0.1
+
+
+def test_returning_users_of_the_stable_version_count_for_its_arm(warehouse: Warehouse) -> None:
+    """A second rollout over a version with history: its users were assigned long ago.
+
+    The stable arm's returning users have no new assignment, while the users bucketed into
+    the canary (here: back from an earlier canary, ``model_v0``) get one; counting first
+    assignments since the step began saw the canary's users only (the demo's third cycle:
+    users [44, 49] against 75/25, held at every look).
+    """
+    step = T0 + timedelta(days=30)
+    stable = [f"s{i}" for i in range(300)]
+    canary = [f"c{i}" for i in range(100)]
+    assigned = [[u, PREV, T0] for u in stable] + [[u, "model_v0", T0] for u in canary]
+    assigned += [[u, NEW, step] for u in canary]
+    columns = ("user_id", "version", "first_exposure")
+    warehouse.insert("assignments", assigned, column_names=columns)
+    served = [(u, PREV) for u in stable] + [(u, NEW) for u in canary]
+    rows = [
+        _conversation(f"ret-{u}-c{i}", u, arm, step, problem=False, rev=1)
+        for i, (u, arm) in enumerate(served)
+    ]
+    warehouse.insert("conversations", rows, column_names=COLUMNS["conversations"])
+    settings = ComparisonSettings()
+    check = health(warehouse, new=NEW, prev=PREV, split=0.25, since=step, settings=settings)
+    assert check.healthy, check
+    assert check.srm_p_value > 0.1
