@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 KEY_FILE: Final = "service.key"
 KEY_BYTES: Final = 32
+KEY_MODE: Final = 0o600
+"""A key file is the owner's alone."""
 """Random bytes in a generated service key."""
 BEARER: Final = "bearer"
 
@@ -44,24 +46,34 @@ def service_key(settings: Settings, *, create: bool = True) -> str:
     configured = settings.stream.service_key
     if configured is not None and configured.get_secret_value():
         return configured.get_secret_value()
-    path = service_key_file(settings)
+    hint = (
+        "set LORALOOP_STREAM__SERVICE_KEY to the key the stack was started with, or pass "
+        "the --data-dir it runs on"
+    )
+    return key_from_file(service_key_file(settings), what="service key", hint=hint, create=create)
+
+
+def key_from_file(
+    path: Path, *, what: str, hint: str, create: bool = True, prefix: str = ""
+) -> str:
+    """The key in ``path``; a missing one is generated (0600) with ``create``, else refused.
+
+    Generation is exclusive (``O_EXCL``): two processes starting together share one key.
+    """
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
     if not create:
-        msg = (
-            f"no service key: {path} does not exist; set LORALOOP_STREAM__SERVICE_KEY to the "
-            "key the stack was started with, or pass the --data-dir it runs on"
-        )
+        msg = f"no {what}: {path} does not exist; {hint}"
         raise ConfigError(msg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(KEY_BYTES)
+    key = prefix + secrets.token_urlsafe(KEY_BYTES)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_MODE)
     except FileExistsError:  # another process made it meanwhile: use theirs
         return path.read_text(encoding="utf-8").strip()
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(key + "\n")
-    logger.warning("generated the service key into %s (mode 0600)", path)
+    logger.warning("generated the %s into %s (mode 0600)", what, path)
     return key
 
 
