@@ -9,7 +9,8 @@ raise :class:`WarehouseError`.
 Meanwhile it samples the worker's ``/health`` (expects 503), the progress offsets
 (must not move: nothing is written) and the consumer group's committed offsets on
 the broker (must not move past rows written). Then it waits for everything to land
-and writes what it saw to OUT.json.
+and every held event to be final (the capture runs as a replay's: infinite lateness,
+final once idle, so its rows match the clean replay's) and writes what it saw to OUT.json.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import REGISTRY
 
 from analytics.exceptions import WarehouseError
 from analytics.warehouse import Warehouse
 from loraloop.events import DLQ_TOPIC
 from loraloop.settings import Settings
 from streams.producer import EventPublisher
-from streams.replay import Plan, plan_messages
+from streams.replay import PENDING_METRIC, Plan, ordered_as_a_whole, plan_messages
 from streams.stack import RunningStack, read_stack, run_stack
 
 
@@ -62,7 +64,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--outage-s", type=float, default=4.0)
     args = parser.parse_args()
-    settings = Settings()
+    settings = ordered_as_a_whole(Settings())  # as the clean run's replay: final when idle
     fault: dict[str, Any] = {"until": None, "refused": 0}
 
     def refusing(real: Callable[..., int]) -> Callable[..., int]:
@@ -129,7 +131,8 @@ async def _drive(
     deadline = outage_over + settings.stream.replay_timeout_s
     while time.monotonic() < deadline:
         letters = sum(progress.dead_lettered.values()) + direct_dlq
-        if progress.reached(sources) and progress.dead_letters_stored >= letters:
+        final = not REGISTRY.get_sample_value(PENDING_METRIC)  # held events applied
+        if progress.reached(sources) and progress.dead_letters_stored >= letters and final:
             break
         await asyncio.sleep(0.05)
     recovered = time.monotonic()
