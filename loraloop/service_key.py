@@ -26,9 +26,9 @@ logger = logging.getLogger(__name__)
 
 KEY_FILE: Final = "service.key"
 KEY_BYTES: Final = 32
+"""Random bytes in a generated service key."""
 KEY_MODE: Final = 0o600
 """A key file is the owner's alone."""
-"""Random bytes in a generated service key."""
 BEARER: Final = "bearer"
 
 

@@ -119,6 +119,14 @@ def test_no_password_is_written_into_the_compose_file(compose: dict[str, Any]) -
                 assert ":?" in str(value), (name, key)
 
 
+def test_every_loraloop_process_gets_the_one_required_service_key(
+    loraloop_services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in loraloop_services.items():
+        key = service["environment"].get("LORALOOP_STREAM__SERVICE_KEY")
+        assert key == "${SERVICE_KEY:?set SERVICE_KEY in .env}", name
+
+
 def test_the_dockerfile_pins_torch_on_a_cpu_base_with_a_cuda_build_argument() -> None:
     text = (ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
     assert "ARG BASE_IMAGE=python:3.11-slim" in text
