@@ -322,7 +322,7 @@ def run_all(args: argparse.Namespace) -> None:
         if "throughput" in sections:
             bench_throughput(bs, work, messages)
         if "latency" in sections:
-            bench_latency(bs, work, messages, args.latency_rate, args.latency_seconds)
+            bench_latency(bs, work, args.latency_rate, args.latency_seconds)
         if "memory" in sections and args.memory_events:
             bench_memory(bs, work, args.memory_events)
 
@@ -367,15 +367,16 @@ def bench_throughput(bs: str, work: Path, messages: list[Outgoing]) -> None:
     print(f"ratio 2 workers / 1        : {two_events / two_secs / _rate(full):.2f}")
 
 
-def bench_latency(
-    bs: str, work: Path, messages: list[Outgoing], rate: float, seconds: float
-) -> None:
+def bench_latency(bs: str, work: Path, rate: float, seconds: float) -> None:
     lat_prefix = "lat."
     count = int(rate * seconds)
     worker = spawn_full(bs, lat_prefix, count, "bench-lat", work / "lat", latency=True)
     asyncio.run(ensure_topics(bs, StreamSettings(topic_prefix=lat_prefix)))
     time.sleep(15)  # the worker joins its group (Tansu: half the session timeout)
-    lat_msgs = (messages * (count // max(1, len(messages)) + 1))[:count]
+    # Fresh conversations, never a repeat of the throughput stream: a redelivered event is
+    # a duplicate (nothing written), so repeats would never reach the expected count.
+    (work / "lat-stream").mkdir(exist_ok=True)
+    lat_msgs = make_messages(count, work / "lat-stream")[:count]
     asyncio.run(produce(bs, StreamSettings(topic_prefix=lat_prefix), lat_msgs, rate=rate))
     lat = collect(worker)
     p50, p99 = lat["latency_ms"]
