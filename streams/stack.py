@@ -299,5 +299,6 @@ def _run_worker(app: faust.App, loop: asyncio.AbstractEventLoop, settings: Setti
         redirect_stdouts=False,
         override_logging=False,
     )
+    worker.spinner = None  # Faust's progress spinner writes cursor escapes even into a file
     with contextlib.suppress(SystemExit):
         worker.execute_from_commandline()

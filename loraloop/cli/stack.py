@@ -79,7 +79,9 @@ def replay(
     with console.stderr_console.status(f"replaying {file} through Kafka into ClickHouse..."):
         result = replay_file(file, settings, qa_labeller=qa_labeller())
     for line_error in result.line_errors:
-        console.stderr_console.print(f"[yellow]bad line[/] {line_error}", highlight=False)
+        console.stderr_console.print(
+            f"[yellow]skipped[/] {line_error}", highlight=False, soft_wrap=True
+        )
     if result.error:
         fail(f"replay failed: {result.error}")
     summary = Table(title=f"replay of {file.name} ({result.seconds:.1f}s)")

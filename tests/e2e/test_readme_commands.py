@@ -198,6 +198,7 @@ def test_readme_walk_against_a_running_stack(isolated_env: Path) -> None:
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=COMMAND_TIMEOUT_S)
     assert proc.returncode == 0, err[-3000:]
+    assert "\x1b[" not in out + err, "terminal escapes (Faust's spinner) in redirected output"
     for written in rest:
         if written.words[0] in OWN_WAREHOUSE:
             done = _run(written, isolated_env, env)
