@@ -8,8 +8,10 @@ presentation attributes). Each chart carries a ``<title>`` and ``aria-label``.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
 from typing import Final
 
@@ -17,8 +19,20 @@ from markupsafe import Markup
 
 SERIES_CLASSES: Final = 6
 """Distinct series colours in the stylesheet; more series reuse them in turn."""
-Y_TICKS: Final = 4
+Y_TICKS: Final = 5
+"""Most intervals on a value axis (its ticks are :func:`nice_ticks`)."""
 X_TICKS: Final = 6
+NICE_MULTIPLES: Final = (1.0, 2.0, 5.0)
+"""Tick steps are one of these times a power of ten."""
+FONT_PX: Final = 11
+"""Font size of chart texts (``console.css``)."""
+CHAR_WIDTH: Final = 6.6
+"""Estimated px per character of an 11 px label (digits and lower case in system-ui)."""
+LABEL_SPACING: Final = 8.0
+"""Least px between two x labels."""
+ROTATE_DEG: Final = 40
+"""How far crowded category labels are turned."""
+_EPS: Final = 1e-9
 _AXIS_PAD: Final = 8
 _LABEL_GAP: Final = 4
 _LEGEND_ROW: Final = 16
@@ -71,6 +85,133 @@ def percent(value: float) -> str:
     return f"{value * 100:.1f}%"
 
 
+def nice_step(span: float, target: int) -> float:
+    """The smallest step of 1, 2 or 5 times a power of ten that covers ``span`` in at most
+    ``target`` intervals: ticks people read at a glance (0.2, not 0.198)."""
+    if not math.isfinite(span) or span <= 0 or target < 1:
+        return 1.0
+    raw = span / target
+    power = 10.0 ** math.floor(math.log10(raw))
+    for multiple in (*NICE_MULTIPLES, 10.0):
+        step = multiple * power
+        if step >= raw * (1 - _EPS):
+            return step
+    return 10.0 * power  # pragma: no cover (10 × power always covers raw)
+
+
+def nice_ticks(
+    low: float, high: float, *, target: int = Y_TICKS, whole: bool = False
+) -> tuple[float, ...]:
+    """Round tick values from the step multiple at or below ``low`` to the one at or above
+    ``high`` (the axis then spans exactly the ticks, so no label is odd or repeated).
+
+    ``whole``: steps of at least 1 (counts of samples have no half ticks).
+    """
+    low, high = min(low, high), max(low, high)
+    if high == low:
+        high = low + (abs(low) or 1.0)
+    step = nice_step(high - low, target)
+    if whole:
+        step = max(step, 1.0)
+    first = math.floor(low / step + _EPS)
+    last = math.ceil(high / step - _EPS)
+    digits = decimals(step) + 2
+    return tuple(round(i * step, digits) + 0.0 for i in range(first, last + 1))
+
+
+def decimals(step: float) -> int:
+    """Digits after the point that tell ticks ``step`` apart: 0 for 10, 1 for 0.5, 2 for 0.02."""
+    if not math.isfinite(step) or step <= 0:
+        return 0
+    return max(0, -math.floor(math.log10(step) + _EPS))
+
+
+def tick_step(ticks: Sequence[float]) -> float:
+    """The step between evenly spaced ``ticks`` (1 for fewer than two)."""
+    return ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+
+
+def percent_ticks(step: float) -> Callable[[float], str]:
+    """A tick formatter for fractions shown as percent with as many decimals as ``step``
+    needs: step 0.1 → ``0%``, ``10%``; step 0.005 → ``0.5%``, ``1.0%``."""
+    places = decimals(step * 100)
+    return lambda value: f"{value * 100:.{places}f}%"
+
+
+def number_ticks(step: float) -> Callable[[float], str]:
+    """A tick formatter for plain numbers with as many decimals as ``step`` needs."""
+    places = decimals(step)
+    return lambda value: f"{value:.{places}f}"
+
+
+def label_width(text: str) -> float:
+    """Estimated width in px of a tick label (the SVG is drawn without measuring text)."""
+    return len(text) * CHAR_WIDTH
+
+
+@dataclass(frozen=True, slots=True)
+class XLabel:
+    """One x-axis label: where its tick is, its text, and how it is anchored."""
+
+    x: float
+    text: str
+    anchor: str = "middle"
+
+    @property
+    def extent(self) -> tuple[float, float]:
+        """Left and right edge in px of the (unrotated) label."""
+        width = label_width(self.text)
+        if self.anchor == "end":
+            return self.x - width, self.x
+        if self.anchor == "start":
+            return self.x, self.x + width
+        return self.x - width / 2, self.x + width / 2
+
+
+def place_label(x: float, text: str, chart_width: float) -> XLabel:
+    """The label at ``x`` anchored so that it stays inside the chart: centred on its tick,
+    ending at it near the right edge (the last label is not clipped), starting at it near
+    the left edge."""
+    half = label_width(text) / 2
+    if x + half > chart_width:
+        return XLabel(x, text, "end")
+    if x - half < 0:
+        return XLabel(x, text, "start")
+    return XLabel(x, text)
+
+
+def fit_labels(
+    ticks: Sequence[tuple[float, str]], chart_width: float, *, gap: float = LABEL_SPACING
+) -> tuple[XLabel, ...]:
+    """Unique x labels that do not overlap: a label repeating an earlier text is dropped
+    (hours formatted from half-hour ticks), then every k-th label is kept, with the
+    smallest k at which no two kept labels come closer than ``gap`` px."""
+    seen: set[str] = set()
+    unique: list[XLabel] = []
+    for x, text in sorted(ticks, key=lambda t: t[0]):
+        if text not in seen:
+            seen.add(text)
+            unique.append(place_label(x, text, chart_width))
+    for stride in range(1, len(unique) + 1):
+        kept = unique[::stride]
+        if all(b.extent[0] - a.extent[1] >= gap for a, b in itertools.pairwise(kept)):
+            return tuple(kept)
+    return tuple(unique[:1])  # pragma: no cover (a single label always fits)
+
+
+def crowded(labels: Sequence[str], slot: float, *, gap: float = LABEL_SPACING) -> bool:
+    """Whether category labels, one per ``slot`` px, would overlap written level (then
+    they are turned by :data:`ROTATE_DEG`: every bar keeps its name)."""
+    return any(label_width(text) + gap > slot for text in labels)
+
+
+def rotated_depth(labels: Sequence[str]) -> float:
+    """How far below the axis rotated labels reach, in px (the room the chart adds)."""
+    longest = max((label_width(t) for t in labels), default=0.0)
+    angle = math.radians(ROTATE_DEG)
+    return longest * math.sin(angle) + FONT_PX * math.cos(angle)
+
+
 def _n(value: float) -> str:
     return f"{value:.1f}"
 
@@ -79,6 +220,17 @@ def _text(x: float, y: float, text: str, cls: str, anchor: str = "middle") -> st
     return (
         f'<text x="{_n(x)}" y="{_n(y)}" class="{cls}" text-anchor="{anchor}">{escape(text)}</text>'
     )
+
+
+def _rotated(x: float, y: float, text: str) -> str:
+    return (
+        f'<text x="{_n(x)}" y="{_n(y)}" class="tick" text-anchor="end" '
+        f'transform="rotate(-{ROTATE_DEG} {_n(x)} {_n(y)})">{escape(text)}</text>'
+    )
+
+
+def _x_labels(labels: Sequence[XLabel], y: float) -> list[str]:
+    return [_text(label.x, y, label.text, "tick", label.anchor) for label in labels]
 
 
 def _svg(size: ChartSize, title: str, body: list[str]) -> Markup:
@@ -96,11 +248,12 @@ def _span(values: Sequence[float]) -> tuple[float, float]:
     return (low, high) if high > low else (low - 1, high + 1)
 
 
-def _y_axis(size: ChartSize, top: float, fmt: Callable[[float], str]) -> list[str]:
+def _y_axis(size: ChartSize, ticks: Sequence[float], fmt: Callable[[float], str]) -> list[str]:
+    """Grid lines and labels at ``ticks``; the axis runs from the first tick to the last."""
     parts = []
-    for i in range(Y_TICKS + 1):
-        value = top * i / Y_TICKS
-        y = size.top + size.plot_height * (1 - i / Y_TICKS)
+    low, high = ticks[0], ticks[-1]
+    for value in ticks:
+        y = size.top + size.plot_height * (1 - (value - low) / (high - low))
         x_end = size.left + size.plot_width
         parts.append(
             f'<line class="grid" x1="{size.left}" x2="{_n(x_end)}" y1="{_n(y)}" y2="{_n(y)}"/>'
@@ -114,27 +267,34 @@ def line_chart(
     *,
     title: str,
     x_format: Callable[[float], str],
-    y_format: Callable[[float], str] = percent,
+    y_format: Callable[[float], str] | None = None,
     size: ChartSize | None = None,
 ) -> Markup:
-    """Lines with a shaded interval band per series, y from 0, a legend below."""
+    """Lines with a shaded interval band per series, y from 0, a legend below.
+
+    The y axis has round ticks (:func:`nice_ticks`; labelled as percent unless
+    ``y_format``); the x axis is labelled at the points' own x values, each text once,
+    thinned to fit (:func:`fit_labels`).
+    """
     box = size or ChartSize()
     points = [p for s in series for p in s.points]
     if not points:
         return _svg(box, title, [_text(box.width / 2, box.height / 2, "no data", "empty")])
     x0, x1 = _span([p.x for p in points])
     top = max(max(p.high if p.high is not None else p.y for p in points), 0.0) or 1.0
+    ticks = nice_ticks(0.0, top)
+    axis_top = ticks[-1]
 
     def px(x: float) -> float:
         return box.left + (x - x0) / (x1 - x0) * box.plot_width
 
     def py(y: float) -> float:
-        return box.top + box.plot_height * (1 - y / top)
+        return box.top + box.plot_height * (1 - y / axis_top)
 
-    body = _y_axis(box, top, y_format)
-    for i in range(X_TICKS + 1):
-        x = x0 + (x1 - x0) * i / X_TICKS
-        body.append(_text(px(x), box.top + box.plot_height + _LEGEND_ROW, x_format(x), "tick"))
+    body = _y_axis(box, ticks, y_format or percent_ticks(tick_step(ticks)))
+    xs = sorted({p.x for p in points})
+    labels = fit_labels([(px(x), x_format(x)) for x in xs], box.width)
+    body += _x_labels(labels, box.top + box.plot_height + _LEGEND_ROW)
     for index, line in enumerate(series):
         cls = f"s{index % SERIES_CLASSES}"
         body += _series(line, cls, px, py)
@@ -171,28 +331,49 @@ def bar_chart(
     bars: Sequence[tuple[str, float]],
     *,
     title: str,
-    y_format: Callable[[float], str] = lambda v: f"{v:g}",
+    y_format: Callable[[float], str] | None = None,
     size: ChartSize | None = None,
 ) -> Markup:
-    """Vertical bars, one per (label, value), the value written above each."""
+    """Vertical bars, one per (label, value), the value written above each.
+
+    The value axis has round ticks (whole numbers when every value is one); when the
+    names would overlap written level they are turned (:func:`crowded`) and the chart
+    grows downwards to hold them.
+    """
     box = size or ChartSize()
     if not bars:
         return _svg(box, title, [_text(box.width / 2, box.height / 2, "no data", "empty")])
-    top = max(max(v for _, v in bars), 0.0) or 1.0
+    names = [label for label, _ in bars]
+    turned = crowded(names, box.plot_width / len(bars))
+    if turned:
+        depth = math.ceil(rotated_depth(names)) + _LABEL_GAP
+        first = label_width(names[0]) * math.cos(math.radians(ROTATE_DEG))
+        left = max(box.left, math.ceil(first - box.plot_width / len(bars) / 2) + _LABEL_GAP)
+        box = replace(box, height=box.height + depth, bottom=box.bottom + depth, left=left)
+    values = [float(v) for _, v in bars]
+    top = max(max(values), 0.0) or 1.0
+    ticks = nice_ticks(0.0, top, whole=all(v.is_integer() for v in values))
+    axis_top = ticks[-1]
+    fmt = y_format or number_ticks(tick_step(ticks))
     slot = box.plot_width / len(bars)
-    body = _y_axis(box, top, y_format)
+    body = _y_axis(box, ticks, fmt)
+    axis_y = box.top + box.plot_height
     for index, (label, value) in enumerate(bars):
-        height = box.plot_height * max(value, 0.0) / top
+        height = box.plot_height * max(value, 0.0) / axis_top
         x = box.left + slot * (index + _BAR_GAP / 2)
-        y = box.top + box.plot_height - height
+        y = axis_y - height
         cls = f"s{index % SERIES_CLASSES}"
         body.append(
             f'<rect class="bar {cls}" x="{_n(x)}" y="{_n(y)}" '
             f'width="{_n(slot * (1 - _BAR_GAP))}" height="{_n(height)}"/>'
         )
         centre = box.left + slot * (index + 0.5)
-        body.append(_text(centre, y - _LABEL_GAP, y_format(value), "value"))
-        body.append(_text(centre, box.top + box.plot_height + _LEGEND_ROW, label, "tick"))
+        shown = y_format(value) if y_format else f"{value:g}"
+        body.append(_text(centre, y - _LABEL_GAP, shown, "value"))
+        if turned:
+            body.append(_rotated(centre, axis_y + _LEGEND_ROW - _LABEL_GAP, label))
+        else:
+            body.append(_text(centre, axis_y + _LEGEND_ROW, label, "tick"))
     return _svg(box, title, body)
 
 
@@ -211,16 +392,21 @@ def interval_chart(
     rows: Sequence[Estimate],
     *,
     title: str,
-    x_format: Callable[[float], str] = percent,
+    x_format: Callable[[float], str] | None = None,
     size: ChartSize | None = None,
 ) -> Markup:
-    """A forest plot: one row per estimate, its interval as a whisker, a line at zero."""
+    """A forest plot: one row per estimate, its interval as a whisker, a line at zero.
+
+    The x axis has round ticks (:func:`nice_ticks`, labelled as percent unless
+    ``x_format``), thinned to fit.
+    """
     box = size or ChartSize()
     known = [r for r in rows if r.value is not None]
     if not known:
         return _svg(box, title, [_text(box.width / 2, box.height / 2, "no data", "empty")])
     ends = [0.0] + [v for r in known for v in (r.value, r.low, r.high) if v is not None]
-    x0, x1 = _span(ends)
+    ticks = nice_ticks(*_span(ends), target=X_TICKS)
+    x0, x1 = ticks[0], ticks[-1]
 
     def px(x: float) -> float:
         return box.left + (x - x0) / (x1 - x0) * box.plot_width
@@ -230,9 +416,9 @@ def interval_chart(
         f'<line class="zero" x1="{_n(px(0))}" x2="{_n(px(0))}" y1="{box.top}" '
         f'y2="{_n(box.top + box.plot_height)}"/>'
     ]
-    for i in range(X_TICKS + 1):
-        x = x0 + (x1 - x0) * i / X_TICKS
-        body.append(_text(px(x), box.top + box.plot_height + _LEGEND_ROW, x_format(x), "tick"))
+    fmt = x_format or percent_ticks(tick_step(ticks))
+    labels = fit_labels([(px(x), fmt(x)) for x in ticks], box.width)
+    body += _x_labels(labels, box.top + box.plot_height + _LEGEND_ROW)
     for index, row in enumerate(rows):
         y = box.top + row_h * (index + 0.5)
         body.append(_text(box.left - _LABEL_GAP, y + _LABEL_GAP, row.label, "tick", "end"))

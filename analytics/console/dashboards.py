@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
@@ -40,9 +40,16 @@ async def viewer(request: Request, ctx: Ctx) -> Principal:
 Viewer = Annotated[Principal, Depends(viewer)]
 
 
-def _size(ctx: ConsoleContext) -> charts.ChartSize:
+FULL_ROW: Final = 1.75
+"""How much wider a chart drawn for a whole-width card (rates, comparison) is than one
+for the overview's column (``chart_width``): the stylesheet stretches every chart to its
+card, so drawing it near that width keeps its texts near their 11 px."""
+
+
+def _size(ctx: ConsoleContext, *, full_row: bool = False) -> charts.ChartSize:
     cfg = ctx.settings.dashboards
-    return charts.ChartSize(width=cfg.chart_width, height=cfg.chart_height)
+    width = round(cfg.chart_width * FULL_ROW) if full_row else cfg.chart_width
+    return charts.ChartSize(width=width, height=cfg.chart_height)
 
 
 def _hour_label(x: float) -> str:
@@ -99,7 +106,7 @@ async def rates(
     metrics = await ctx.warehouse.run(
         lambda: data.hourly_rates(ctx.warehouse, since=since, z=cfg.z)
     )
-    size = _size(ctx)
+    size = _size(ctx, full_row=True)
     panels = [(m, _rate_chart(m, size)) for m in metrics]
     return render(request, "dashboard_rates.html", caller, panels=panels, hours=window, z=cfg.z)
 
@@ -125,7 +132,9 @@ async def comparison(request: Request, ctx: Ctx, caller: Viewer) -> HTMLResponse
     looks = await wh.run(data.recent_looks, wh, ctx.settings.dashboards.recent_looks)
     rows = rates_table(look.payload) if look is not None else []
     chart = charts.interval_chart(
-        _estimates(rows), title="difference new - prev per metric (interval)", size=_size(ctx)
+        _estimates(rows),
+        title="difference new - prev per metric (interval)",
+        size=_size(ctx, full_row=True),
     )
     return render(
         request, "dashboard_comparison.html", caller, look=look, rows=rows, chart=chart,
