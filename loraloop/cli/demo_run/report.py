@@ -10,9 +10,11 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
+
+from loraloop.cli.demo_run.text import gate_failure_reason
 
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
@@ -24,11 +26,25 @@ _STYLE = (
 )
 
 
+SMALL: Final = 1e-3
+"""Below this a float is shown with significant digits (a p-value), above with decimals."""
+
+
 def _fmt(value: Any) -> str:
+    """A table cell as a reader writes it: ``–`` for none, ``name n, …`` for a tally.
+
+    Nested values (a tally, a list) never reach the page as a Python repr.
+    """
     if value is None:
         return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1e-3 and value else f"{value:.3f}"
+        return f"{value:.3g}" if abs(value) < SMALL and value else f"{value:.3f}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items()) or "–"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(_fmt(v) for v in value) or "–"
     return str(value)
 
 
@@ -139,11 +155,11 @@ def _gate_html(gate: Mapping[str, Any]) -> str:
         if v:
             p = v.get("p_worse") if label == "baseline" else v.get("p_value")
             rows.append([f"({label})", *(v.get(k) for k in keys), p, ""])
-    verdict = "passed" if gate.get("passed") else "failed"
+    verdict = "passed" if gate.get("passed") else f"failed: {gate_failure_reason(gate)}"
     css = "good" if gate.get("passed") else "bad"
     reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in gate.get("reasons", []))
     table = _table(("problem type", *keys, "p (McNemar)", "claimed"), rows)
-    return f"<p class='{css}'>{verdict}</p>{table}<ul>{reasons}</ul>"
+    return f"<p class='{css}'>{html.escape(verdict)}</p>{table}<ul>{reasons}</ul>"
 
 
 def _traffic_html(cycle: Mapping[str, Any]) -> str:
@@ -177,7 +193,7 @@ def _section(cycle: dict[str, Any], charts: Sequence[str]) -> str:
     shipped = "shipped" if cycle.get("shipped") else f"not shipped: {cycle.get('reason')}"
     imgs = "".join(f'<img src="{c}" alt="{c}">' for c in charts)
     parts = [
-        f"<h2>Cycle {cycle['cycle']}: {html.escape(str(cycle.get('version')))} "
+        f"<h2>Cycle {cycle['cycle']}: {html.escape(str(cycle.get('version') or 'no version'))} "
         f"vs {html.escape(str(cycle['parent']))}</h2>",
         f"<p class='{'good' if cycle.get('shipped') else 'bad'}'>{html.escape(shipped)}</p>",
         "<h3>Dataset</h3>", _dataset_html(cycle.get("dataset") or {}),
@@ -220,7 +236,7 @@ def write_report(summary: dict[str, Any], report_dir: Path) -> list[Path]:
         "<!doctype html><html><head><meta charset='utf-8'><title>loraloop demo</title>"
         f"<style>{_STYLE}</style></head><body><h1>loraloop closed-loop demo</h1>"
         f"<p>model {html.escape(str(summary['model']))}, approver "
-        f"{html.escape(str(summary['approver']))}, {summary['seconds']} s</p>"
+        f"{html.escape(str(summary['approver'] or 'nobody'))}, {summary['seconds']} s</p>"
         "<h2>Seed baseline</h2>"
         f"{_table(tuple(seed), [list(seed.values())])}"
         f"{''.join(sections)}</body></html>"

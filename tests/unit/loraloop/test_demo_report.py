@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from loraloop.cli.demo_run.cycle import generalisation
 from loraloop.cli.demo_run.report import write_report
 
 
-def _totals() -> dict:
+def _totals() -> dict[str, Any]:
     return {
         "groups": {
             "base": {
@@ -40,7 +41,7 @@ def test_generalisation_without_traffic_is_none_not_zero() -> None:
     assert out["unseen"]["over_promise"]["new"] is None
 
 
-def _cycle() -> dict:
+def _cycle() -> dict[str, Any]:
     rates = generalisation(_totals(), prev="base", new="model_v1", types=["missing_knowledge"])
     return {
         "cycle": 1, "parent": "base", "version": "model_v1", "shipped": False,
@@ -66,3 +67,32 @@ def test_report_shows_tables_not_python_reprs(tmp_path: Path) -> None:
     assert "not shipped: rollout rolled_back" in page
     assert "fam-abc" in page
     assert (tmp_path / "cycle1_unseen.png").stat().st_size > 0
+
+
+def test_report_renders_nested_values_and_a_failed_gates_reason(tmp_path: Path) -> None:
+    failed = _cycle() | {
+        "version": None, "shipped": False, "reason": "no version trained (no_data)",
+        "gate": {"passed": False, "paired": {}, "reasons": []}, "rollout": None,
+    }  # fmt: skip
+    gated = _cycle() | {
+        "cycle": 2, "shipped": False, "reason": "gate failed: see below",
+        "gate": {"passed": False, "paired": {}, "reasons": [
+            "baseline: pass rate 90% -> 60% over 10 prompts (fixed 0, broken 3, "
+            "McNemar-worse p=0.125): regressed (drop above 5%)",
+            "diagnostic, not decisive: held-out problem loss 2.1000 -> 1.2000",
+        ]},
+    }  # fmt: skip
+    failed["dataset"] = {"counts": {"per_tier": {"core_baseline": {"en": 2, "zh": 1}}},
+                         "ids": {"trained_sample_ids": [1, 2]}}  # fmt: skip
+    summary = {"model": "m", "approver": None, "seconds": 1.0, "cycles": [failed, gated],
+               "seed_baseline": {"moved_to_core": 0, "by_intent": {"pricing": 2}}}  # fmt: skip
+    write_report(summary, tmp_path)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "{" not in page.split("</style>", 1)[1]
+    assert "[1" not in page
+    assert "None" not in page
+    assert "en 2, zh 1" in page
+    assert "pricing 2" in page
+    assert "Cycle 1: no version vs base" in page
+    assert "failed: baseline: pass rate 90% -&gt; 60%" in page
+    assert "regressed (drop above 5%)</p>" in page
