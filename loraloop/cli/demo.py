@@ -10,6 +10,8 @@ writes ``report.html``, charts and ``summary.json`` (docs/demo.md).
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -46,6 +48,36 @@ def _environment(fast: bool) -> None:
         os.environ.setdefault(name, value)
 
 
+HF_QUIET_ENVIRONMENT: Final = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+}
+"""Progress-bar switches of Hugging Face libraries, for the demo's process and its children."""
+
+HF_PROGRESS_SWITCHES: Final = (
+    ("huggingface_hub.utils", "disable_progress_bars"),
+    ("transformers.utils.logging", "disable_progress_bar"),
+    ("datasets", "disable_progress_bars"),
+)
+"""(module, function) that turns off an installed library's bars once it is imported."""
+
+
+def quiet_hugging_face() -> None:
+    """Turn off Hugging Face's own progress bars (downloads, checkpoint loading, dataset maps).
+
+    Their tqdm bars interleave with the demo's progress lines and garble the output;
+    the demo reports its own progress (rich). The environment switches reach child
+    processes (the trainer's worker); the calls switch the bars off in this process even
+    where a library was imported before the environment was set. Only the demo, its
+    composition root, does this: other commands keep the libraries' defaults.
+    """
+    for name, value in HF_QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    for module_name, function in HF_PROGRESS_SWITCHES:
+        if importlib.util.find_spec(module_name.partition(".")[0]) is not None:
+            getattr(importlib.import_module(module_name), function)()
+
+
 def demo(
     data_dir: DataDir = None,
     approve_as: Annotated[
@@ -65,8 +97,12 @@ def demo(
 ) -> None:
     """Run the whole loop on the embedded stack with simulated users, then report."""
     _environment(fast)
+    quiet_hugging_face()
+    from rich.markup import escape
+
     from loraloop.cli.demo_run.driver import make_driver
-    from loraloop.cli.demo_run.summary import cycle_table, generalisation_table, overview_table
+    from loraloop.cli.demo_run.summary import cycle_renderables, overview_table
+    from loraloop.cli.demo_run.text import closing_hint, console_line
     from loraloop.cli.services import console_service, qa_labeller
     from loraloop.simulation import SimulationSettings
     from loraloop.simulation.exceptions import DemoError
@@ -77,7 +113,7 @@ def demo(
     out = report_dir or settings.data_dir / REPORT_DIR
     port = free_port(settings.stream.web_host)
     console_url = f"http://{settings.stream.web_host}:{port}"
-    console.stdout_console.print(f"[bold]review console:[/] {console_url}")
+    console.stdout_console.print(console_line(console_url))
     if not approve_as:
         console.stdout_console.print(
             "[yellow]no --approve-as: promotions stay pending for a person to approve[/]"
@@ -99,15 +135,15 @@ def demo(
         raise DemoError(msg)
     summary = result["summary"]
     console.stdout_console.print(overview_table(summary))
-    for cycle in summary["cycles"]:
-        console.stdout_console.print(cycle_table(cycle))
-        unseen = generalisation_table(cycle)
-        if unseen is not None:
-            console.stdout_console.print(unseen)
+    cycles = summary["cycles"]
+    for index, cycle in enumerate(cycles, start=1):
+        for renderable in cycle_renderables(cycle, last=index == len(cycles)):
+            console.stdout_console.print(renderable)
     if not approve_as:
         console.stdout_console.print("proposals are pending: nobody was named to approve them")
     check = summary.get("warehouse_check") or []
     console.stdout_console.print(
         "summary.json agrees with the warehouse" if not check else f"[red]mismatches:[/] {check}"
     )
-    console.stdout_console.print(f"report: {out / 'report.html'}")
+    console.stdout_console.print(f"report: {escape(str(out / 'report.html'))}")
+    console.stdout_console.print(escape(closing_hint(settings.data_dir)))

@@ -14,6 +14,13 @@ import orjson
 
 from loraloop.cli.demo_run.context import DemoContext
 from loraloop.cli.demo_run.labelling import LabelStats, label_captured, wait_written
+from loraloop.cli.demo_run.text import (
+    gate_failure_reason,
+    gate_line,
+    no_version_reason,
+    pool_line,
+    traffic_line,
+)
 from loraloop.cli.demo_run.traffic import SEEN, UNSEEN, BatchStats, run_batch
 
 logger = logging.getLogger(__name__)
@@ -76,9 +83,11 @@ async def traffic(ctx: DemoContext, prefix: str, count: int, totals: dict[str, A
         for name, n in counter.items():
             merged[name] = merged.get(name, 0) + n
     ctx.stage(
-        f"  {len(stats.conversation_ids)} conversations {dict(stats.per_version)}, "
-        f"{labels.captured} captured, {labels.labelled} labelled {dict(labels.problems)}"
-    )
+        traffic_line(
+            len(stats.conversation_ids), stats.per_version, labels.captured, labels.labelled,
+            labels.problems,
+        )
+    )  # fmt: skip
 
 
 async def tiers(ctx: DemoContext) -> dict[str, int]:
@@ -242,7 +251,7 @@ async def run_cycle(ctx: DemoContext, cycle: int, stable: str) -> dict[str, Any]
     await traffic(ctx, f"c{cycle}-prod-", _batch(ctx), production)
     summary["production"] = production
     summary["pool_before"] = await tiers(ctx)
-    ctx.stage(f"cycle {cycle}: training on the pool {summary['pool_before']}")
+    ctx.stage(pool_line(cycle, summary["pool_before"]))
     report = await train(ctx, cycle)
     summary["training"] = {
         "status": str(report.status), "error": report.error, "seconds": round(report.seconds, 1),
@@ -251,22 +260,16 @@ async def run_cycle(ctx: DemoContext, cycle: int, stable: str) -> dict[str, Any]
     manifest = report.manifest or {}
     summary["dataset"] = _dataset_summary(manifest)
     if report.version is None:
-        summary["reason"] = f"no version trained ({report.status}: {report.error})"
-        ctx.stage(f"cycle {cycle}: {summary['reason']}")
+        summary["reason"] = no_version_reason(str(report.status), report.error)
         return summary
     version = report.version.name
     summary["version"] = version
     registry = Registry(TrainerSettings().registry_root(ctx.settings.data_dir))
     gate = metrics_summary(registry.path(version)).get("gate", {})
     summary["gate"] = _gate_summary(bool(report.version.gate_passed), gate)
-    claimed = ", ".join(summary["gate"]["claimed"]) or "none"
-    ctx.stage(
-        f"cycle {cycle}: {version} gate {'passed' if report.version.gate_passed else 'failed'}"
-        f" {_paired_line(summary['gate'])}; claimed: {claimed}"
-    )
+    ctx.stage(gate_line(cycle, version, summary["gate"]))
     if not report.version.gate_passed:
-        reasons = summary["gate"]["reasons"]
-        summary["reason"] = "gate failed: " + "; ".join(reasons[:2] if reasons else ["?"])
+        summary["reason"] = f"gate failed: {gate_failure_reason(summary['gate'])}"
         return summary
     trained = [str(s) for s in manifest.get("trained_sample_ids", [])]
     summary["rollout"] = await rollout(ctx, cycle, version, stable, trained)
@@ -282,12 +285,3 @@ async def run_cycle(ctx: DemoContext, cycle: int, stable: str) -> dict[str, Any]
     summary["promotions"] = await approve_proposals(ctx, version)
     summary["pool_after"] = await tiers(ctx)
     return summary
-
-
-def _paired_line(gate: dict[str, Any]) -> str:
-    parts = [
-        f"{t} fixed {v.get('fixed')}/broken {v.get('broken')} of {v.get('prompts')} "
-        f"(p={v.get('p_value', 1.0):.3g})"
-        for t, v in (gate.get("paired") or {}).items()
-    ]
-    return f"({'; '.join(parts)})" if parts else ""

@@ -72,6 +72,7 @@ async def _drive(
     from loraloop.cli.demo_run.labelling import seed_baseline
     from loraloop.cli.demo_run.model import load_generator
     from loraloop.cli.demo_run.report import write_report
+    from loraloop.cli.demo_run.text import not_shipped_line, seed_line
     from streams.producer import EventPublisher
     from trainer.generate import BASE_VERSION
     from trainer.rollout import Router, RoutingTable
@@ -115,7 +116,7 @@ async def _drive(
         await _profiles(ctx)
         ctx.stage("seeding the baseline from the scenario's reference answers")
         seed = await seed_baseline(ctx)
-        ctx.stage(f"  seed: {seed}")
+        ctx.stage(seed_line(seed))
         cycles = []
         stable = BASE_VERSION
         for number in range(1, sim.cycles + 1):
@@ -123,6 +124,8 @@ async def _drive(
             cycles.append(cycle)
             if cycle.get("rollout", {}).get("status") == "completed":
                 stable = cycle["version"]
+            if not cycle.get("shipped"):
+                ctx.stage(not_shipped_line(cycle, last=number == sim.cycles))
     summary: dict[str, Any] = {
         "fast": fast, "approver": approver, "model": base_model, "seed_baseline": seed,
         "scenario": {

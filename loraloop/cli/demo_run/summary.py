@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
+from rich.console import RenderableType
 from rich.table import Table
+from rich.text import Text
+
+from loraloop.cli.demo_run.text import not_shipped_line
 
 
 def _rate(metric: dict[str, Any], arm: str) -> str:
@@ -19,21 +23,50 @@ def _interval(metric: dict[str, Any]) -> str:
     return f"[{low:+.3f}, {high:+.3f}]"
 
 
-def cycle_table(cycle: dict[str, Any]) -> Table:
-    """Rates per problem type and guardrail for both versions, with intervals and verdicts."""
+KINDS: Final = {"targets": "target", "guardrails": "guardrail"}
+"""The comparison's metric groups and the word each row names its kind with: a target is a
+problem type the version was trained to fix, a guardrail a rate it must not worsen."""
+
+
+def cycle_table(cycle: dict[str, Any]) -> Table | None:
+    """Rates per problem type and guardrail for both versions, with intervals and verdicts.
+
+    None when the cycle has no canary comparison (nothing trained, or the gate failed):
+    an empty table says nothing, :func:`cycle_renderables` prints why instead.
+    """
     rollout = cycle.get("rollout") or {}
     comparison = rollout.get("comparison") or {}
+    rows = [
+        (word, name, metric)
+        for kind, word in KINDS.items()
+        for name, metric in (comparison.get(kind) or {}).items()
+    ]
+    if not rows:
+        return None
     title = f"cycle {cycle['cycle']}: {cycle.get('version') or 'no version'} vs {cycle['parent']}"
     table = Table(title=title)
-    for column in ("metric", "prev rate", "new rate", "difference (interval)", "verdict"):
+    for column in ("kind", "metric", "prev rate", "new rate", "difference (interval)", "verdict"):
         table.add_column(column)
-    for kind in ("targets", "guardrails"):
-        for name, metric in (comparison.get(kind) or {}).items():
-            table.add_row(
-                f"{'⚑ ' if kind == 'targets' else ''}{name}", _rate(metric, "prev"),
-                _rate(metric, "new"), _interval(metric), metric.get("verdict", ""),
-            )  # fmt: skip
+    for word, name, metric in rows:
+        table.add_row(
+            word, name, _rate(metric, "prev"), _rate(metric, "new"), _interval(metric),
+            metric.get("verdict", ""),
+        )  # fmt: skip
     return table
+
+
+def cycle_renderables(cycle: dict[str, Any], *, last: bool) -> list[RenderableType]:
+    """What the closing summary prints for a cycle: its tables, and why it did not ship."""
+    out: list[RenderableType] = []
+    table = cycle_table(cycle)
+    if table is not None:
+        out.append(table)
+    unseen = generalisation_table(cycle)
+    if unseen is not None:
+        out.append(unseen)
+    if not cycle.get("shipped"):
+        out.append(Text(not_shipped_line(cycle, last=last)))
+    return out
 
 
 def generalisation_table(cycle: dict[str, Any]) -> Table | None:
