@@ -33,7 +33,7 @@ from trainer.config import GateConfig
 from trainer.dataset import SPLIT_BASELINE, SPLIT_HELDOUT, SPLIT_TRAIN
 from trainer.encoding import EncodedSample
 from trainer.evalset import EvaluationSet
-from trainer.evaluation import assistant_loss, generate_replies, probe_prompt
+from trainer.evaluation import assistant_loss, generate_replies, merged_adapter, probe_prompt
 from trainer.judging import Judge
 from trainer.records import Tier
 
@@ -184,10 +184,15 @@ def run_gate(
     asked = prompts.all
     measure = _Measure(model, tokenizer, config, on_progress)
     measure.start(2 * len(asked))
-    candidate = measure.replies(asked)
+    with merged_adapter(model):
+        candidate = measure.replies(asked)
     numbers = GateNumbers(heldout_loss=measure.loss(heldout), baseline_loss=measure.loss(baseline))
     with _parent_context(model, parent_dir):
-        parent = measure.replies(asked)
+        if parent_dir is None:  # adapters disabled: the bare base
+            parent = measure.replies(asked)
+        else:
+            with merged_adapter(model):
+                parent = measure.replies(asked)
         numbers.parent_heldout_loss = measure.loss(heldout)
         numbers.parent_baseline_loss = measure.loss(baseline)
     judged = [

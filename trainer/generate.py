@@ -115,9 +115,12 @@ class ReplyGenerator:
             with self._model.disable_adapter():
                 yield self._model
             return
+        from trainer.evaluation import merged_adapter  # torch: loaded with the model
+
         self._load(version)
         self._model.set_adapter(version)
-        yield self._model
+        with merged_adapter(self._model):
+            yield self._model
 
     def _load(self, version: str) -> None:
         from peft import PeftModel

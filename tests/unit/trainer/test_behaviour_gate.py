@@ -11,7 +11,7 @@ from tests.trainer_fixtures import make_pool, tiny_train_config
 from tests.unit.trainer.fake_judge import taught
 from trainer.behaviour import GatePrompt, Source
 from trainer.config import GateConfig
-from trainer.evaluation import generate_replies, probe_prompt
+from trainer.evaluation import generate_replies, merged_adapter, probe_prompt
 from trainer.gate import GatePrompts, run_gate
 from trainer.launcher import PROGRESS_PREFIX, STAGE_GATE, STAGE_TRAIN, TrainProgress
 
@@ -61,6 +61,38 @@ def test_left_padded_batches_decode_like_single_prompts(tiny: tuple[Any, Any]) -
     assert all(alone)
     assert batches == [5, 5, 2]
     assert tokenizer.padding_side == side
+
+
+def test_a_merged_adapter_answers_like_the_unmerged_one_and_is_unmerged_after(
+    tiny_checkpoint: Path, tiny: tuple[Any, Any]
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trainer.lora import attach_adapter
+
+    _, tokenizer = tiny
+    base = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)
+    model = attach_adapter(base, tiny_train_config(tiny_checkpoint))
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:  # a trained-looking adapter: lora_B = 0 would change nothing
+            torch.nn.init.normal_(param, std=0.5)
+    model.eval()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    prompts = _prompts()
+    unmerged = generate_replies(model, tokenizer, prompts, max_new=MAX_NEW, batch_size=4)
+    with model.disable_adapter():
+        bare = generate_replies(model, tokenizer, prompts, max_new=MAX_NEW, batch_size=4)
+    assert unmerged != bare  # the adapter changes the replies
+    with merged_adapter(model) as merged:
+        assert any(getattr(m, "merged", False) for m in merged.modules())
+        assert generate_replies(merged, tokenizer, prompts, max_new=MAX_NEW, batch_size=4) == (
+            unmerged
+        )
+    assert not any(getattr(m, "merged", False) for m in model.modules())
+    for name, param in model.named_parameters():
+        assert torch.allclose(param, before[name], atol=1e-6), name
 
 
 def test_run_gate_reports_generation_progress(tiny_checkpoint: Path, tiny: tuple[Any, Any]) -> None:
