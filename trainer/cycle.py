@@ -25,7 +25,7 @@ from trainer.dataset import SPLIT_BASELINE, SPLIT_HELDOUT, SPLIT_TRAIN
 from trainer.encoding import EncodedSample, encode_rows
 from trainer.evalset import EVALUATION_FILE, read_evaluation_set
 from trainer.exceptions import DatasetError
-from trainer.gate import GateProgress, GateResult, gate_prompts, run_gate
+from trainer.gate import REPLIES_FILE, GateProgress, GateResult, gate_prompts, run_gate
 from trainer.judging import load_judge
 from trainer.lora import StepInfo, TrainMetrics, attach_adapter, train_adapter
 from trainer.manifest import MANIFEST_FILE, read_manifest, read_rows
@@ -134,5 +134,6 @@ def run_cycle(
         _write_json(staging / MANIFEST_FILE, manifest)
         _write_json(staging / METRICS_FILE, _metrics(metrics, train_config))
         _write_json(staging / GATE_FILE, gate.model_dump(mode="json"))
+        _write_json(staging / REPLIES_FILE, gate.replies)  # the next cycle's parent replies
         write_version(staging, info)
     return info

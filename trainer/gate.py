@@ -12,12 +12,14 @@ both versions too, as diagnostics: they no longer decide anything.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, Field
 
 from trainer.behaviour import (
@@ -38,6 +40,8 @@ from trainer.judging import Judge
 from trainer.records import Tier
 
 PARENT_ADAPTER = "parent"
+REPLIES_FILE = "gate_replies.json"
+"""A version's own gate replies, by :func:`reply_key`: read back when it is a parent."""
 
 GateProgress = Callable[[int, int], None]
 """Told (replies generated, replies to generate) after every generation batch."""
@@ -59,6 +63,8 @@ class GateResult(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     behaviour: BehaviourReport
     numbers: GateNumbers
+    replies: dict[str, str] = Field(default_factory=dict, exclude=True)
+    """The candidate's reply to every prompt, by :func:`reply_key` (written apart)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,21 @@ def gate_prompts(rows: Sequence[Mapping[str, Any]], evaluation: EvaluationSet) -
     ]
     baseline = [_row_prompt(r, Source.BASELINE) for r in rows if r["split"] == SPLIT_BASELINE]
     return GatePrompts(unseen=unseen, baseline=baseline, targeted=targeted)
+
+
+def reply_key(messages: Sequence[Mapping[str, str]], max_new: int) -> str:
+    """What a greedy reply depends on besides the weights: the conversation and its length cap."""
+    canonical = [[m["role"], m["content"]] for m in messages]
+    return hashlib.sha256(orjson.dumps([max_new, canonical])).hexdigest()
+
+
+def read_replies(version_dir: Path | None) -> dict[str, str]:
+    """A registered version's gate replies (empty for the bare base or an older version)."""
+    path = None if version_dir is None else version_dir / REPLIES_FILE
+    if path is None or not path.is_file():
+        return {}
+    replies: dict[str, str] = orjson.loads(path.read_bytes())
+    return replies
 
 
 def _parent_context(model: Any, parent_dir: Path | None) -> AbstractContextManager[Any]:
@@ -179,22 +200,33 @@ def run_gate(
     parent_dir: Path | None = None,
     on_progress: GateProgress | None = None,
 ) -> GateResult:
-    """Both versions answer every gate prompt (candidate: the active adapter); judge; decide."""
+    """Both versions answer every gate prompt (candidate: the active adapter); judge; decide.
+
+    The parent's replies to prompts it already answered as a candidate (its
+    ``gate_replies.json``: the evaluation set recurs every cycle) are read back instead
+    of generated again: greedy decoding of the same weights gives the same reply, up to
+    the rounding of a different batch.
+    """
     model.eval()
     asked = prompts.all
+    keys = [reply_key(p.messages, config.behaviour_max_new_tokens) for p in asked]
+    known = read_replies(parent_dir)
+    todo = [p for p, key in zip(asked, keys, strict=True) if key not in known]
     measure = _Measure(model, tokenizer, config, on_progress)
-    measure.start(2 * len(asked))
+    measure.start(len(asked) + len(todo))
     with merged_adapter(model):
         candidate = measure.replies(asked)
     numbers = GateNumbers(heldout_loss=measure.loss(heldout), baseline_loss=measure.loss(baseline))
     with _parent_context(model, parent_dir):
         if parent_dir is None:  # adapters disabled: the bare base
-            parent = measure.replies(asked)
+            generated = measure.replies(todo)
         else:
             with merged_adapter(model):
-                parent = measure.replies(asked)
+                generated = measure.replies(todo)
         numbers.parent_heldout_loss = measure.loss(heldout)
         numbers.parent_baseline_loss = measure.loss(baseline)
+    fresh = iter(generated)
+    parent = [known[key] if key in known else next(fresh) for key in keys]
     judged = [
         Judged(
             prompt=p,
@@ -212,6 +244,7 @@ def run_gate(
         reasons=verdict.reasons + loss_notes(numbers),
         behaviour=report(judged, counts, verdict),
         numbers=numbers,
+        replies=dict(zip(keys, candidate, strict=True)),
     )
 
 

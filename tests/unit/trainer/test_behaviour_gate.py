@@ -134,3 +134,58 @@ def test_progress_lines_carry_the_stage_and_old_lines_are_training_steps() -> No
     old = (PROGRESS_PREFIX + '{"step": 2, "total_steps": 6, "loss": 1.5}\n').encode()
     assert TrainProgress.parse(old) == TrainProgress(step=2, total_steps=6, loss=1.5)
     assert TrainProgress.parse(old).stage == STAGE_TRAIN  # type: ignore[union-attr]
+
+
+def test_the_parent_answers_from_its_own_gate_replies_and_only_new_prompts_are_generated(
+    tiny_checkpoint: Path, tiny: tuple[Any, Any], tmp_path: Path
+) -> None:
+    import orjson
+    from transformers import AutoModelForCausalLM
+
+    from trainer.gate import REPLIES_FILE, reply_key
+    from trainer.lora import attach_adapter
+
+    _, tokenizer = tiny
+    model = attach_adapter(
+        AutoModelForCausalLM.from_pretrained(tiny_checkpoint), tiny_train_config(tiny_checkpoint)
+    )
+    asked = [
+        GatePrompt(p, f"f{i}", ("over_promise",), Source.EVALUATION)
+        for i, p in enumerate(_prompts())
+    ]
+    config = GateConfig(eval_batch_size=4, behaviour_max_new_tokens=4)
+    first = run_gate(
+        model,
+        tokenizer,
+        prompts=GatePrompts(unseen=asked, baseline=[], targeted=frozenset({"over_promise"})),
+        judge=taught(),
+        heldout=[],
+        baseline=[],
+        config=config,
+    )
+    assert set(first.replies) == {reply_key(p.messages, 4) for p in asked}
+    assert "replies" not in first.model_dump(mode="json")  # gate.json stays the evidence
+    parent_dir = tmp_path / "model_v1"
+    model.save_pretrained(str(parent_dir))
+    known = {key: f"remembered {i}" for i, key in enumerate(first.replies)}
+    (parent_dir / REPLIES_FILE).write_bytes(orjson.dumps(known))
+    seen: list[tuple[int, int]] = []
+    new = GatePrompt([{"role": "user", "content": "A prompt no version answered yet"}], "fx",
+                     ("over_promise",), Source.EVALUATION)  # fmt: skip
+    again = run_gate(
+        model,
+        tokenizer,
+        prompts=GatePrompts(
+            unseen=[*asked, new], baseline=[], targeted=frozenset({"over_promise"})
+        ),
+        judge=taught(),
+        heldout=[],
+        baseline=[],
+        config=config,
+        parent_dir=parent_dir,
+        on_progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen[-1] == (len(asked) + 2, len(asked) + 2)  # the candidate's all, the parent's one
+    replies = [r.parent_reply for r in again.behaviour.prompts]
+    assert replies[: len(asked)] == [f"remembered {i}" for i in range(len(asked))]
+    assert not replies[-1].startswith("remembered")
