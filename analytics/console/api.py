@@ -8,17 +8,24 @@ lifecycle's rule for the move itself (a labeller cannot promote: 403).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from analytics import pool, pool_queries
+from analytics import pool, pool_queries, snapshots
 from analytics.console.auth import Principal, key_principal
 from analytics.console.context import ConsoleContext, context
 from analytics.console.users import SAMPLE_ROLES
-from analytics.pool_models import SampleFilter, mask_record, ref_key, sample_ref, transition_ref
+from analytics.pool_models import (
+    SampleFilter,
+    mask_record,
+    ref_digest,
+    ref_key,
+    sample_ref,
+    transition_ref,
+)
 from loraloop.exceptions import LoraloopError
 from loraloop.lifecycle import Role, SampleStatus, Transition
 from loraloop.pii import mask_pii
@@ -113,6 +120,75 @@ async def resolve_sample_id(ctx: ConsoleContext, caller: Principal, given: str) 
     return found
 
 
+TRANSCRIPT_CHANGED: Final = (
+    "the conversation changed since you opened it; reload the sample and label what it "
+    "says now (nothing was saved)"
+)
+"""What a label sent against an older transcript snapshot is told (409)."""
+
+
+def shown_snapshot(
+    ctx: ConsoleContext, caller: Principal, sample_id: str, given: str | None
+) -> str | None:
+    """The transcript snapshot (its SHA-256) a label was written against, as
+    :func:`analytics.pool.label` compares it; blocking (run it on the warehouse thread).
+
+    ``given`` is the ``transcript_sha256`` the sample was shown with (None: not sent, not
+    checked). A reader without the PII permission is shown it keyed by the console
+    (:meth:`~analytics.pool_models.SampleDetail.with_refs`), so it is matched against the
+    key of the snapshot stored now: a match names that snapshot, and anything else is
+    refused here, without the unkeyed hash in the message.
+    """
+    if given is None or caller.user.pii:
+        return given
+    found = pool_queries.summary(ctx.warehouse, sample_id)
+    if found is None:
+        return given  # the label then says the sample does not exist
+    cid = found.conversation_id
+    now = snapshots.take(ctx.warehouse, [cid])[cid].sha256
+    if given == ref_digest(now, ref_key(ctx.session_secret)):
+        return now
+    raise pool.TranscriptChanged(TRANSCRIPT_CHANGED)
+
+
+def snapshot_field(data: dict[str, Any]) -> str | None:
+    """Pop the optional ``transcript_sha256`` of a label body (blank: not sent)."""
+    given = data.pop("transcript_sha256", None)
+    if given is None:
+        return None
+    if not isinstance(given, str):
+        msg = "transcript_sha256 must be a string: the one GET /api/samples/{id} returned"
+        raise pool.InvalidAction(msg)
+    return given.strip() or None
+
+
+def label_as(
+    ctx: ConsoleContext,
+    caller: Principal,
+    sample_id: str,
+    data: dict[str, Any],
+    *,
+    transcript_sha256: str | None,
+    reason: str | None = None,
+) -> Transition:
+    """Label ``sample_id`` as ``caller`` (blocking): the API's and the label form's write.
+
+    A ``transcript_sha256`` that no longer names the conversation's transcript is
+    refused (:class:`~analytics.pool.TranscriptChanged`, 409) and nothing is written.
+    """
+    snapshot = shown_snapshot(ctx, caller, sample_id, transcript_sha256)
+    try:
+        return pool.label(
+            ctx.warehouse, sample_id, data, actor=caller.user.username,
+            roles=caller.user.roles, taxonomy=ctx.settings.taxonomy, reason=reason,
+            transcript_sha256=snapshot,
+        )  # fmt: skip
+    except pool.TranscriptChanged as error:
+        if caller.user.pii:
+            raise
+        raise pool.TranscriptChanged(TRANSCRIPT_CHANGED) from error
+
+
 @router.get("/health")
 async def health(ctx: Ctx) -> dict[str, str]:
     """Liveness and warehouse reachability; needs no key."""
@@ -165,18 +241,21 @@ async def get_sample(sample_id: str, ctx: Ctx, caller: Caller) -> dict[str, Any]
 @router.post("/samples/{sample_id}/label")
 async def label(sample_id: str, body: dict[str, Any], ctx: Ctx, caller: Caller) -> dict[str, Any]:
     """Label a sample (a :class:`~loraloop.lifecycle.Label` as JSON, plus an optional
-    ``reason``: an approver relabelling a closed sample as Risk or Reject reopens it)."""
+    ``reason``: an approver relabelling a closed sample as Risk or Reject reopens it).
+
+    An optional ``transcript_sha256`` (the one ``GET /api/samples/{id}`` returned) freezes
+    the label to that transcript: a conversation that changed since is 409, nothing written.
+    """
     data = dict(body)
     reason = data.pop("reason", None)
     if reason is not None and not isinstance(reason, str):
         msg = "reason must be a string"
         raise pool.InvalidAction(msg)
+    shown = snapshot_field(data)
     sid = await resolve_sample_id(ctx, caller, sample_id)
     row = await _run(
-        ctx, caller, pool.label, ctx.warehouse, sid, data,
-        actor=caller.user.username, roles=caller.user.roles, taxonomy=ctx.settings.taxonomy,
-        reason=reason,
-    )  # fmt: skip
+        ctx, caller, label_as, ctx, caller, sid, data, transcript_sha256=shown, reason=reason
+    )
     return _moved(ctx, caller, row)
 
 

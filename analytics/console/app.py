@@ -14,31 +14,22 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from analytics import pool
 from analytics.console import api, dashboards, pages
 from analytics.console.auth import key_principal
 from analytics.console.config import ConsoleSettings
 from analytics.console.context import ConsoleContext, LagProvider
 from analytics.console.exceptions import (
     BodyTooLarge,
-    ConsoleError,
     InvalidRequest,
     NotAuthenticated,
 )
+from analytics.console.statuses import SERVER_ERROR, status_of
 from analytics.console.users import bootstrap_key
-from analytics.exceptions import WarehouseError
 from analytics.warehouse import Warehouse
 from loraloop.exceptions import LoraloopError
 
 logger = logging.getLogger(__name__)
 
-STATUS_OF: Final[tuple[tuple[type[LoraloopError], int], ...]] = (
-    (pool.SampleNotFound, 404),
-    (pool.ActionForbidden, 403),
-    (pool.ActionConflict, 409),
-    (pool.InvalidAction, 422),
-    (WarehouseError, 503),
-)
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": (
         "default-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -49,20 +40,9 @@ SECURITY_HEADERS: Final = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-SERVER_ERROR = 500
 BODYLESS_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_API_PATHS: Final = frozenset({"/api/health"})
 """Paths under ``/api/`` that need no key."""
-
-
-def status_of(error: LoraloopError) -> int:
-    """The HTTP status of a loraloop error."""
-    if isinstance(error, ConsoleError):
-        return error.status_code
-    for kind, status in STATUS_OF:
-        if isinstance(error, kind):
-            return status
-    return SERVER_ERROR
 
 
 async def _error(request: Request, error: Exception) -> Response:

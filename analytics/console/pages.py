@@ -8,8 +8,9 @@ convenience). Texts are PII-masked for users without the PII permission.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from analytics import pool, pool_models
-from analytics.console.api import resolve_sample_id
+from analytics.console.api import TRANSCRIPT_CHANGED, label_as, resolve_sample_id
 from analytics.console.auth import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -36,11 +37,13 @@ from analytics.console.auth import (
 )
 from analytics.console.context import ConsoleContext, context
 from analytics.console.exceptions import InvalidRequest, NotAuthenticated
+from analytics.console.moves import approve_label, menu_moves, menu_target, promotion
+from analytics.console.statuses import status_of
 from analytics.console.users import SAMPLE_ROLES, fold_username
 from analytics.pool_models import SampleFilter, ref_key
 from loraloop.events import Acceptance, RiskLevel
 from loraloop.exceptions import LoraloopError
-from loraloop.lifecycle import BASELINE_TIERS, Role, SampleStatus
+from loraloop.lifecycle import Role, SampleStatus
 from loraloop.pii import mask_pii
 
 TEMPLATES = Jinja2Templates(
@@ -58,13 +61,19 @@ FILTER_FIELDS = (
     "status", "problem_type", "detector", "risk_level", "risk_min", "risk_max",
     "model_version", "search",
 )  # fmt: skip
-MOVES = {
-    "demote": SampleStatus.DEMOTED,
-    "retire": SampleStatus.RETIRED,
-    "downweight": SampleStatus.DOWNWEIGHTED,
-    "reopen": SampleStatus.PROBLEM,
+LABEL_FIELDS: Final = {
+    "acceptance": ("acceptance",),
+    "problem_types": ("problem_types", "problem type"),
+    "risk_level": ("risk_level",),
+    "corrected_response": ("corrected_response", "corrected response"),
+    "notes": ("notes",),
 }
-"""Approver moves the sample page offers (each needs a reason)."""
+"""The label form's fields and the words by which a refusal names each."""
+INVALID_LABEL: Final = "invalid label: "
+_NEXT_PROBLEM: Final = re.compile(r"; (?=[\w.]+: )")
+_WHERE: Final = re.compile(r"^[\w.]+: (?:Value error, )?")
+FORM_ERRORS: Final = (pool.InvalidAction, pool.ActionConflict, pool.ActionForbidden)
+"""Refusals of a label that the form shows on itself (4xx), keeping what was typed."""
 
 router = APIRouter()
 
@@ -89,6 +98,97 @@ class TurnPage:
     @property
     def next(self) -> int | None:
         return self.offset + self.size if self.offset + self.size < self.total else None
+
+
+def field_errors(message: str) -> dict[str, str]:
+    """The label form's fields a refusal is about, each with what it says of it.
+
+    :func:`analytics.pool.validate_label` joins one ``where: what`` per problem; each is
+    put next to every field it names (a problem naming none is only shown above the form).
+    """
+    found: dict[str, str] = {}
+    for problem in _NEXT_PROBLEM.split(message.removeprefix(INVALID_LABEL)):
+        said = _WHERE.sub("", problem)
+        for name, words in LABEL_FIELDS.items():
+            if any(word in problem for word in words):
+                found[name] = f"{found[name]}; {said}" if name in found else said
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class LabelForm:
+    """What the label form shows: the values it is filled with and, after a refused
+    submit, why (above the form and next to the fields concerned)."""
+
+    acceptance: str
+    problem_types: tuple[str, ...]
+    risk_level: str
+    corrected_response: str
+    notes: str
+    transcript_sha256: str
+    """The snapshot the form was first rendered against; kept across refusals, so a form
+    opened on an older transcript is never saved against a newer one."""
+    error: str = ""
+    field_errors: Mapping[str, str] = field(default_factory=dict)
+    stale: bool = False
+    """The refusal was about the sample or its conversation changing: reloading helps."""
+
+    @classmethod
+    def initial(cls, detail: pool_models.SampleDetail) -> LabelForm:
+        """The form of a sample page: its latest label, or the agent's reply after a handoff."""
+        lab = detail.label
+        if lab is None:
+            return cls(
+                acceptance=Acceptance.RISK.value, problem_types=(), risk_level="",
+                corrected_response=detail.prefill_corrected_response or "", notes="",
+                transcript_sha256=detail.transcript_sha256,
+            )  # fmt: skip
+        return cls(
+            acceptance=str(lab.acceptance), problem_types=tuple(lab.problem_types),
+            risk_level=str(lab.risk_level), corrected_response=lab.corrected_response or "",
+            notes=lab.notes or "", transcript_sha256=detail.transcript_sha256,
+        )  # fmt: skip
+
+    @classmethod
+    def posted(cls, form: FormData) -> LabelForm:
+        """The form as submitted, every value as typed."""
+
+        def raw(name: str) -> str:
+            value = form.get(name)
+            return value if isinstance(value, str) else ""
+
+        return cls(
+            acceptance=raw("acceptance").strip(),
+            problem_types=tuple(str(v) for v in form.getlist("problem_types")),
+            risk_level=raw("risk_level").strip(), corrected_response=raw("corrected_response"),
+            notes=raw("notes"), transcript_sha256=raw("transcript_sha256").strip(),
+        )  # fmt: skip
+
+    def label_data(self) -> dict[str, Any]:
+        """The label to write (:class:`~loraloop.lifecycle.Label` fields): Accept takes
+        no problem types or corrected response, so the ones left on the form are dropped."""
+        data: dict[str, Any] = {
+            "acceptance": self.acceptance,
+            "risk_level": self.risk_level,
+            "notes": self.notes.strip() or None,
+        }
+        if self.acceptance != Acceptance.ACCEPT.value:
+            data["problem_types"] = list(self.problem_types)
+            data["corrected_response"] = self.corrected_response.strip() or None
+        return data
+
+    def refused(self, error: LoraloopError) -> LabelForm:
+        """This form with the refusal of its submit: a label that does not validate says
+        what to fix next to each field; a sample that changed meanwhile says to reload."""
+        stale = isinstance(error, pool.ActionConflict)
+        if isinstance(error, pool.TranscriptChanged):
+            return replace(self, error=TRANSCRIPT_CHANGED, field_errors={}, stale=True)
+        message = str(error)
+        found = field_errors(message)
+        if found:
+            said = "; ".join(dict.fromkeys(found.values()))
+            message = f"Not saved: {said}. Fix the marked fields and save again."
+        return replace(self, error=message, field_errors=found, stale=stale)
 
 
 Ctx = Annotated[ConsoleContext, Depends(context)]
@@ -260,20 +360,37 @@ async def queue(request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
     )  # fmt: skip
 
 
-@router.get("/samples/{sample_id}")
-async def sample_page(sample_id: str, request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
+async def _sample_page(
+    request: Request,
+    ctx: ConsoleContext,
+    caller: Principal,
+    sample_id: str,
+    *,
+    status_code: int = 200,
+    label_form: LabelForm | None = None,
+) -> HTMLResponse:
+    """The sample page; ``label_form`` fills the label form (a refused submit's values)."""
     caller.require(*SAMPLE_ROLES)
     turn_offset = _offset(request, "turns")
     detail = await _detail(ctx, caller, sample_id)
     size = ctx.settings.transcript_page_size
     total = len(detail.transcript)
+    status = SampleStatus(detail.summary.status)
+    promote = promotion(status, caller.user.roles)
     return render(
-        request, "sample.html", caller, d=detail, s=detail.summary,
+        request, "sample.html", caller, status_code, d=detail, s=detail.summary,
         taxonomy=ctx.settings.taxonomy, acceptances=list(Acceptance),
-        risk_levels=list(RiskLevel), moves=MOVES, tiers=BASELINE_TIERS,
+        risk_levels=list(RiskLevel), moves=menu_moves(status, caller.user.roles),
+        approve=approve_label(promote) if promote else "",
+        f=label_form or LabelForm.initial(detail),
         transcript=detail.transcript[turn_offset : turn_offset + size],
         turns=TurnPage(offset=turn_offset, size=size, total=total),
     )  # fmt: skip
+
+
+@router.get("/samples/{sample_id}")
+async def sample_page(sample_id: str, request: Request, ctx: Ctx, caller: User) -> HTMLResponse:
+    return await _sample_page(request, ctx, caller, sample_id)
 
 
 @router.get("/samples/{sample_id}/audit")
@@ -285,24 +402,27 @@ async def audit_page(sample_id: str, request: Request, ctx: Ctx, caller: User) -
 
 @router.post("/samples/{sample_id}/label")
 async def label(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Response:
+    """Save a label; a refused one (incomplete, stale, not allowed) is shown on the form
+    with its 4xx status and everything typed kept, never on an error page.
+
+    The form carries the transcript snapshot it was rendered against: when the
+    conversation changed since, the label is refused (409) rather than written against
+    text the labeller never saw.
+    """
     form = await _form(request, caller)
-    acceptance = _text(form, "acceptance")
-    data: dict[str, Any] = {
-        "acceptance": acceptance,
-        "risk_level": _text(form, "risk_level"),
-        "notes": _text(form, "notes") or None,
-    }
-    if acceptance != Acceptance.ACCEPT.value:
-        data["problem_types"] = [str(v) for v in form.getlist("problem_types")]
-        data["corrected_response"] = _text(form, "corrected_response") or None
+    given = LabelForm.posted(form)
     sid = await resolve_sample_id(ctx, caller, sample_id)
-    row = await _as(
-        ctx, caller,
-        lambda: pool.label(
-            ctx.warehouse, sid, data, actor=caller.user.username,
-            roles=caller.user.roles, taxonomy=ctx.settings.taxonomy,
-        )
-    )  # fmt: skip
+    shown = given.transcript_sha256 or None
+    try:
+        row = await _as(
+            ctx, caller,
+            lambda: label_as(ctx, caller, sid, given.label_data(), transcript_sha256=shown),
+        )  # fmt: skip
+    except FORM_ERRORS as error:
+        return await _sample_page(
+            request, ctx, caller, sample_id, status_code=status_of(error),
+            label_form=given.refused(error),
+        )  # fmt: skip
     return _back(sample_id, f"labelled: now {row.to_status}")
 
 
@@ -338,9 +458,10 @@ async def decline(sample_id: str, request: Request, ctx: Ctx, caller: User) -> R
 @router.post("/samples/{sample_id}/move")
 async def move(sample_id: str, request: Request, ctx: Ctx, caller: User) -> Response:
     form = await _form(request, caller)
-    target = MOVES.get(_text(form, "action"))
+    action = _text(form, "action")
+    target = menu_target(_from_status(form), action)
     if target is None:
-        return _back(sample_id, "unknown action")
+        return _back(sample_id, f"{action!r} is no move from {_from_status(form)}: reload")
     sid = await resolve_sample_id(ctx, caller, sample_id)
     row = await _as(
         ctx, caller,
