@@ -1,4 +1,6 @@
-"""The review console in headless Chromium: log in, label a sample, check queue and audit.
+"""The review console in headless Chromium: log in, label a sample, check queue and audit;
+a new user's first login (admin key, a labeller made on /admin, a refused label kept on
+its form).
 
 Needs Debian's ``chromium`` and ``chromium-driver`` packages (``/usr/bin/chromium``,
 ``/usr/bin/chromedriver``) and the ``selenium`` Python package; nothing is
@@ -141,3 +143,42 @@ def test_label_in_the_browser(server: tuple[str, str], browser: webdriver.Chrome
     assert "labeller" in audit
     SCREENSHOTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(SCREENSHOTS / "console_audit.png"))
+
+
+def test_first_login_and_a_refused_label_keeps_its_form(
+    server: tuple[str, str], browser: webdriver.Chrome
+) -> None:
+    """Issue 18: the first user is ``admin`` with the admin key; it makes a labeller on
+    /admin, who labels with the corrected response left out and sees why on the form,
+    with what was typed still there, then completes it."""
+    base, sample_id = server
+    key = _create_labeller(browser, base)  # logs in as admin with ADMIN_KEY, logs out
+    WebDriverWait(browser, PAGE_WAIT_S).until(lambda b: b.current_url.endswith("/login"))
+    _login(browser, base, "lena", key)
+    assert "lena" in browser.find_element(By.ID, "whoami").text
+    browser.find_element(By.ID, "queue").find_element(By.LINK_TEXT, sample_id).click()
+
+    note = "promised a delivery date it cannot keep"
+    browser.find_element(By.ID, "acceptance-Reject").click()
+    browser.find_element(By.ID, "pt-over_promise").click()
+    browser.find_element(By.CSS_SELECTOR, "#risk_level option[value=high]").click()
+    browser.find_element(By.ID, "corrected_response").clear()  # the agent's reply, removed
+    browser.find_element(By.ID, "notes").send_keys(note)
+    browser.find_element(By.ID, "save-label").click()
+
+    error = browser.find_element(By.ID, "error-corrected_response")
+    assert "corrected_response" in error.text
+    assert "Not saved" in browser.find_element(By.ID, "label-error").text
+    assert browser.find_elements(By.ID, "error-detail") == []  # the form, not an error page
+    assert browser.find_element(By.ID, "notes").get_attribute("value") == note
+    assert browser.find_element(By.ID, "acceptance-Reject").is_selected()
+    assert browser.find_element(By.ID, "pt-over_promise").is_selected()
+    assert browser.find_element(By.CSS_SELECTOR, "#risk_level option[value=high]").is_selected()
+    assert browser.find_element(By.ID, "status").text == "captured"
+    SCREENSHOTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOTS / "console_label_refused.png"))
+
+    browser.find_element(By.ID, "corrected_response").send_keys("I cannot promise a date.")
+    browser.find_element(By.ID, "save-label").click()
+    assert "labelled: now problem" in browser.find_element(By.ID, "flash").text
+    assert browser.find_element(By.ID, "status").text == "problem"
