@@ -19,6 +19,7 @@ from loraloop.cli.demo_run.text import (
     gate_line,
     no_version_reason,
     pool_line,
+    rollout_reason,
     traffic_line,
 )
 from loraloop.cli.demo_run.traffic import SEEN, UNSEEN, BatchStats, run_batch
@@ -279,9 +280,7 @@ async def run_cycle(ctx: DemoContext, cycle: int, stable: str) -> dict[str, Any]
     status = summary["rollout"]["status"]
     summary["shipped"] = status == "completed"
     if not summary["shipped"]:
-        looks = summary["rollout"]["looks"]
-        last = looks[-1]["reason"] if looks else "no look"
-        summary["reason"] = f"rollout {status}: {last}"
+        summary["reason"] = rollout_reason(status, summary["rollout"]["looks"])
     summary["promotions"] = await approve_proposals(ctx, version)
     summary["pool_after"] = await tiers(ctx)
     return summary

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import takewhile
 from pathlib import Path
 from typing import Any, Final
@@ -19,6 +19,12 @@ NONE_TEXT: Final = "none"
 
 P_DIGITS: Final = 2
 """Significant digits of a p-value in a progress line (0.011, 0.00049)."""
+
+ROLLED_BACK: Final = "rolled_back"
+"""The rollout status (trainer/rollout.py ``RolloutStatus``) of a canary that was undone."""
+
+UNFINISHED: Final = {"running": "stayed", "held": "was held"}
+"""Unfinished rollout statuses, and how the canary's stop reads for each."""
 
 NO_GATE_REASON: Final = "the gate recorded no reason (its gate.json is missing or empty)"
 
@@ -128,6 +134,27 @@ def gate_line(cycle: int, version: str, gate: Mapping[str, Any]) -> str:
 def no_version_reason(status: str, error: str | None) -> str:
     """Why training registered no version: its status, and its error when it has one."""
     return f"no version trained ({status}: {error})" if error else f"no version trained ({status})"
+
+
+def rollout_reason(status: str, looks: Sequence[Mapping[str, Any]]) -> str:
+    """Why a canary did not complete: where it stopped, after how many looks, and the last word.
+
+    ``rolled back at 50 % (look 2): over_promise regressed``, or ``the canary stayed at
+    75 % after 4 looks: no target problem type is solved yet``.
+    """
+    if not looks:
+        return f"the rollout ended {status} before its first look"
+    last = looks[-1]
+    where = f"{last.get('step_percent', 0):g} %"
+    if status == ROLLED_BACK:
+        return f"rolled back at {where} (look {last.get('look')}): {last.get('reason')}"
+    if status in UNFINISHED:
+        return (
+            f"the canary {UNFINISHED[status]} at {where} after {len(looks)} "
+            f"look{'' if len(looks) == 1 else 's'}: "
+            f"{last.get('reason')}"
+        )
+    return f"rollout {status} at {where} (look {last.get('look')}): {last.get('reason')}"
 
 
 def not_shipped_line(cycle: Mapping[str, Any], *, last: bool) -> str:

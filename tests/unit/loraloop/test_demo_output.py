@@ -26,6 +26,7 @@ from loraloop.cli.demo_run.text import (
     no_version_reason,
     not_shipped_line,
     pool_line,
+    rollout_reason,
     seed_line,
     traffic_line,
 )
@@ -224,3 +225,19 @@ def test_the_demo_turns_hugging_face_progress_bars_off(monkeypatch: pytest.Monke
     finally:
         transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
         enable_progress_bars()
+
+
+def test_rollout_reason_says_where_the_canary_stopped_and_why() -> None:
+    looks = [
+        {"look": 1, "step_percent": 25.0, "action": "advance", "reason": "advanced to 50 %"},
+        {"look": 2, "step_percent": 50.0, "action": "stay", "reason": "nothing solved yet"},
+    ]
+    assert rollout_reason("running", looks) == (
+        "the canary stayed at 50 % after 2 looks: nothing solved yet"
+    )
+    assert rollout_reason("held", looks[:1]).startswith("the canary was held at 25 % after 1 look:")
+    back = [looks[0] | {"action": "roll_back", "reason": "over_promise regressed"}]
+    assert rollout_reason("rolled_back", back) == (
+        "rolled back at 25 % (look 1): over_promise regressed"
+    )
+    assert rollout_reason("running", []) == "the rollout ended running before its first look"
