@@ -398,7 +398,7 @@ def interval_chart(
     """A forest plot: one row per estimate, its interval as a whisker, a line at zero.
 
     The x axis has round ticks (:func:`nice_ticks`, labelled as percent unless
-    ``x_format``), thinned to fit.
+    ``x_format``), thinned to fit; the left margin widens to hold the longest row name.
     """
     box = size or ChartSize()
     known = [r for r in rows if r.value is not None]
@@ -407,6 +407,8 @@ def interval_chart(
     ends = [0.0] + [v for r in known for v in (r.value, r.low, r.high) if v is not None]
     ticks = nice_ticks(*_span(ends), target=X_TICKS)
     x0, x1 = ticks[0], ticks[-1]
+    longest = max(label_width(r.label) for r in rows)
+    box = replace(box, left=max(box.left, math.ceil(longest) + 2 * _LABEL_GAP))
 
     def px(x: float) -> float:
         return box.left + (x - x0) / (x1 - x0) * box.plot_width

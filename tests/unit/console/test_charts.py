@@ -146,3 +146,11 @@ def test_the_forest_plot_has_round_percent_ticks() -> None:
     assert labels[0] == "-4%"
     assert "0%" in labels
     assert all(re.fullmatch(r"-?\d+%", t) for t in labels)
+
+
+def test_the_forest_plot_makes_room_for_long_metric_names() -> None:
+    name = "problem:missing_knowledge"
+    svg = str(interval_chart([Estimate(name, -0.25, -0.28, -0.22)], title="d"))
+    row = re.search(rf'<text x="([\d.]+)" y="[\d.]+" class="tick" text-anchor="end">{name}<', svg)
+    assert row is not None
+    assert float(row[1]) - label_width(name) >= 0  # starts inside the chart
