@@ -24,7 +24,13 @@ class ConsoleSettings(BaseSettings):
     )
 
     host: str = Field("127.0.0.1", description="Bind address of `loraloop web`.")
-    port: int = Field(8600, ge=0, le=65535, description="Port of `loraloop web`.")
+    port: int = Field(
+        8600,
+        ge=0,
+        le=65535,
+        description="Port of the review console (`loraloop web`, `loraloop up`; 0 for `up`: "
+        "any free port).",
+    )
     data_dir: Path = Field(
         default_factory=_data_dir,
         description="Where a generated admin key is written (default: LORALOOP_DATA_DIR).",

@@ -12,8 +12,39 @@ from loraloop.cli.common import DataDir, console, fail, load_settings
 from loraloop.settings import Settings
 
 
-def up(data_dir: DataDir = None) -> None:
+def console_port(requested: int, host: str) -> int:
+    """The review console's port: ``requested``, or any free one for 0; a busy one is refused."""
+    import socket
+
+    from streams.broker import free_port
+
+    if requested == 0:
+        return free_port(host)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, requested))
+        except OSError:
+            fail(
+                f"port {requested} on {host} is in use (another `loraloop up` or `loraloop web`?): "
+                "pass --port N, or --port 0 for any free port (LORALOOP_CONSOLE__PORT)"
+            )
+    return requested
+
+
+def up(
+    data_dir: DataDir = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the review console (default: LORALOOP_CONSOLE__PORT, 8600; "
+            "0 picks a free one).",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
+) -> None:
     """Run the embedded stack (broker, worker, warehouse owner) until SIGINT/SIGTERM."""
+    from analytics.console.config import ConsoleSettings
     from loraloop.cli.gateway import gateway_service
     from loraloop.cli.services import (
         console_service,
@@ -21,11 +52,11 @@ def up(data_dir: DataDir = None) -> None:
         rollout_service,
         trainer_service,
     )
-    from streams.broker import free_port
     from streams.stack import RunningStack, run_stack
 
     settings = load_settings(data_dir)
-    port = free_port(settings.stream.web_host)
+    requested = ConsoleSettings(data_dir=settings.data_dir).port if port is None else port
+    port = console_port(requested, settings.stream.web_host)
     console_url = f"http://{settings.stream.web_host}:{port}"
 
     async def announce(_running: RunningStack) -> None:
