@@ -4,7 +4,9 @@ The pool has baseline price answers (a few paraphrases per plan) and two kinds o
 corrected problems, each about its own topic (one prompt family per problem). The tiny
 model (a 2-layer Llama with a byte-level BPE tokenizer and a ChatML template) is
 saved with ``save_pretrained`` and reloaded with ``from_pretrained``, so the
-trainer exercises the real loading path without any download. A test module or
+trainer exercises the real loading path without any download; ``FAMILIES`` names
+the same tiny model in the real families' shapes (a Qwen2 with Qwen2's template, a
+Llama with Llama 3's), built by :func:`family_checkpoint`. A test module or
 conftest pulls the fixtures in by importing them (``from tests.trainer_fixtures
 import tiny_checkpoint``).
 """
@@ -12,6 +14,7 @@ import tiny_checkpoint``).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,9 @@ import pytest
 from trainer.config import GateConfig, TrainConfig
 from trainer.records import ChatMessage, PoolSample, Tier
 from trainer.tiny_model import TinyModelConfig, build_tiny_checkpoint
+
+#: Position limit of every fixture model (the tests' max_seq_len is 128).
+MAX_POSITIONS = 256
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -95,7 +101,29 @@ def _corpus() -> list[str]:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved tiny Llama + byte-level BPE tokenizer with a ChatML template."""
     path = tmp_path_factory.mktemp("tiny-model")
-    return build_tiny_checkpoint(path, _corpus(), TinyModelConfig(max_positions=256))
+    return build_tiny_checkpoint(path, _corpus(), TinyModelConfig(max_positions=MAX_POSITIONS))
+
+
+#: Real families in tiny form: the architecture, its chat template and its quirks
+#: (Qwen2: tied embeddings, grouped-query attention, biased q/k/v, a default system turn;
+#: Llama 3: a bos once, header-delimited turns ending in ``<|eot_id|>``).
+FAMILIES: dict[str, TinyModelConfig] = {
+    "qwen2": TinyModelConfig(
+        max_positions=MAX_POSITIONS,
+        architecture="qwen2",
+        chat_format="qwen2",
+        kv_heads=1,
+        tie_embeddings=True,
+    ),
+    "llama3": TinyModelConfig(
+        max_positions=MAX_POSITIONS, architecture="llama", chat_format="llama3"
+    ),
+}
+
+
+def family_checkpoint(path: Path, family: str, **overrides: Any) -> Path:
+    """Build the tiny model of ``FAMILIES[family]`` (with ``overrides``) under ``path``."""
+    return build_tiny_checkpoint(path, _corpus(), replace(FAMILIES[family], **overrides))
 
 
 @pytest.fixture(scope="session")
