@@ -18,9 +18,10 @@ class GatewaySettings(BaseSettings):
     )
 
     in_stack: bool = Field(
-        False,
+        True,
         description="`loraloop up` serves the gateway too (on host:port, with the stack's own "
-        "router and broker); off: run `loraloop gateway` beside the stack.",
+        "router and broker; its address in stack.json under gateway_url); off: run "
+        "`loraloop gateway` beside the stack.",
     )
     host: str = Field("127.0.0.1", description="Bind address of `loraloop gateway`.")
     port: int = Field(8400, ge=0, le=65535, description="Port of `loraloop gateway`.")

@@ -69,6 +69,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether ``port`` on ``host`` can be bound now (a server would fail on a taken one)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def kafka_answers(host: str, port: int, timeout: float = 1.0) -> bool:
     """True when a Kafka ApiVersions request on host:port gets a well-formed reply."""
     client_id = b"loraloop"

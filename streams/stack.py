@@ -64,6 +64,8 @@ class StackInfo:
     data_dir: str
     started_at: str
     console_url: str = ""
+    gateway_url: str = ""
+    """The chat gateway's OpenAI base URL when ``up`` serves it (empty otherwise)."""
 
 
 @dataclass
@@ -192,6 +194,7 @@ def run_stack(
     on_ready: ReadyHook | None = None,
     services: Sequence[ReadyHook] = (),
     console_url: str = "",
+    gateway_url: str = "",
     qa_labeller: QaLabeller | None = None,
 ) -> Progress:
     """Run the stack in this process until it is stopped; returns the final progress.
@@ -206,6 +209,7 @@ def run_stack(
             on_ready=on_ready,
             services=services,
             console_url=console_url,
+            gateway_url=gateway_url,
             qa_labeller=qa_labeller,
         )
 
@@ -216,6 +220,7 @@ def _run_claimed(
     on_ready: ReadyHook | None,
     services: Sequence[ReadyHook],
     console_url: str,
+    gateway_url: str,
     qa_labeller: QaLabeller | None,
 ) -> Progress:
     store = _embedded_store(settings)
@@ -250,6 +255,7 @@ def _run_claimed(
             data_dir=str(settings.data_dir.resolve()),
             started_at=datetime.now(UTC).isoformat(),
             console_url=console_url,
+            gateway_url=gateway_url,
         )
         running = RunningStack(app, warehouse, progress, settings, bootstrap, service_key=key)
 

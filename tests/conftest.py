@@ -31,6 +31,7 @@ def isolated_env(tmp_path: Path, unique_id: str, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("LORALOOP_STREAM__TOPIC_PREFIX", f"t{unique_id}.")
     monkeypatch.setenv("LORALOOP_STREAM__APP_ID", f"loraloop-test-{unique_id}")
     monkeypatch.setenv("LORALOOP_CONSOLE__PORT", "0")  # tests run stacks side by side
+    monkeypatch.setenv("LORALOOP_GATEWAY__IN_STACK", "false")  # its own tests turn it on
     # `loraloop up` also runs the trainer and rollout services; stream tests leave them off
     # (their own tests start them explicitly).
     monkeypatch.setenv("LORALOOP_TRAINER__ENABLED", "false")

@@ -13,14 +13,15 @@ from loraloop.cli import gateway as gateway_cli
 from loraloop.cli.common import console, fail, plain_help
 from loraloop.exceptions import LoraloopError
 
-#: ``up``'s help names all six parts (its docstring, in stack.py, names three).
+#: ``up``'s help names all seven parts (its docstring, in stack.py, names three).
 UP_HELP = (
     "Run the whole loop on one machine until Ctrl-C (SIGINT/SIGTERM): the embedded Tansu "
     "broker, the stream worker (capture: detectors, sampling, warehouse writes), the owner "
     "of the embedded ClickHouse store, the review console (labelling, approvals, dashboards, "
-    "/api/, /v1/route), the trainer service (LoRA cycles) and the rollout service (canary "
-    "steps, rollback, completion). Writes <data-dir>/stack.json with the addresses; the "
-    "console's first user is admin, its key in <data-dir>/admin.key."
+    "/api/, /v1/route), the OpenAI-compatible chat gateway (/v1/chat/completions; "
+    "LORALOOP_GATEWAY__IN_STACK=false leaves it out), the trainer service (LoRA cycles) and "
+    "the rollout service (canary steps, rollback, completion). Writes <data-dir>/stack.json "
+    "with the addresses; the console's first user is admin, its key in <data-dir>/admin.key."
 )
 
 app = typer.Typer(

@@ -109,6 +109,8 @@ def status(data_dir: DataDir = None) -> None:
         out.print(f"stack: running (pid {info.pid}), broker {info.bootstrap}, web {info.web_url}")
         if info.console_url:
             out.print(f"review console: {info.console_url} (first user admin, key in admin.key)")
+        if info.gateway_url:
+            out.print(f"chat gateway: {info.gateway_url} (OpenAI base URL, key in gateway.key)")
         bootstrap = bootstrap or info.bootstrap
         counts = _counts_from_stack(info.web_url, settings)
     except StackNotRunningError:

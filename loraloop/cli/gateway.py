@@ -145,6 +145,16 @@ def gateway_service(settings: Settings) -> Callable[[RunningStack], Awaitable[No
         gw = GatewaySettings()
         if not gw.in_stack:
             return
+        from streams.broker import port_free
+
+        if not port_free(gw.host, gw.port):  # uvicorn would sys.exit() the whole stack
+            console.stderr_console.print(
+                f"[yellow]chat gateway not started[/]: port {gw.port} on {gw.host} is in use "
+                "(another `loraloop gateway`?); set LORALOOP_GATEWAY__PORT, or "
+                "LORALOOP_GATEWAY__IN_STACK=false to run it beside the stack",
+                highlight=False,
+            )
+            return
         router = await running.warehouse.run(router_for_stack, running.warehouse)
         registry = CollectorRegistry()
         parts = GatewayParts(

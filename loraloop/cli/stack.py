@@ -14,20 +14,15 @@ from loraloop.settings import Settings
 
 def console_port(requested: int, host: str) -> int:
     """The review console's port: ``requested``, or any free one for 0; a busy one is refused."""
-    import socket
-
-    from streams.broker import free_port
+    from streams.broker import free_port, port_free
 
     if requested == 0:
         return free_port(host)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, requested))
-        except OSError:
-            fail(
-                f"port {requested} on {host} is in use (another `loraloop up` or `loraloop web`?): "
-                "pass --port N, or --port 0 for any free port (LORALOOP_CONSOLE__PORT)"
-            )
+    if not port_free(host, requested):
+        fail(
+            f"port {requested} on {host} is in use (another `loraloop up` or `loraloop web`?): "
+            "pass --port N, or --port 0 for any free port (LORALOOP_CONSOLE__PORT)"
+        )
     return requested
 
 
@@ -45,6 +40,7 @@ def up(
 ) -> None:
     """Run the embedded stack (broker, worker, warehouse owner) until SIGINT/SIGTERM."""
     from analytics.console.config import ConsoleSettings
+    from gateway import GatewaySettings
     from loraloop.cli.gateway import gateway_service
     from loraloop.cli.services import (
         console_service,
@@ -58,6 +54,8 @@ def up(
     requested = ConsoleSettings(data_dir=settings.data_dir).port if port is None else port
     port = console_port(requested, settings.stream.web_host)
     console_url = f"http://{settings.stream.web_host}:{port}"
+    gw = GatewaySettings()
+    gateway_url = f"http://{gw.host}:{gw.port}/v1" if gw.in_stack else ""
 
     async def announce(_running: RunningStack) -> None:
         info = settings.stack_file.read_text()
@@ -79,6 +77,7 @@ def up(
             gateway_service(settings),
         ],
         console_url=console_url,
+        gateway_url=gateway_url,
         qa_labeller=qa_labeller(),
     )
     console.stdout_console.print("loraloop stopped cleanly")

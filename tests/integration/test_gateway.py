@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import stat
@@ -247,6 +248,8 @@ def test_up_serves_the_gateway_turns_and_feedback_land_in_the_warehouse(
                 url = f"http://127.0.0.1:{port}"
                 _wait_for(url + "/health", stack)
                 key = (isolated_env / "gateway.key").read_text().strip()
+                stack_info = json.loads((isolated_env / "stack.json").read_text())
+                assert stack_info["gateway_url"] == url + "/v1"  # clients find it there
                 client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
                 raw = client.chat.completions.with_raw_response.create(
                     model="loraloop", messages=[{"role": "user", "content": "hi"}], user="amy"
@@ -267,6 +270,7 @@ def test_up_serves_the_gateway_turns_and_feedback_land_in_the_warehouse(
                     assert time.monotonic() < deadline, status.stdout + status.stderr
                     time.sleep(1)
                     status = run_cli("status")
+                assert f"chat gateway: {url}/v1" in status.stdout
             finally:
                 stack.send_signal(signal.SIGTERM)
                 stack.wait(timeout=60)

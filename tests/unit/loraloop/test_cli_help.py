@@ -39,9 +39,9 @@ def test_usage_names_arguments_in_capitals() -> None:
     assert "[NEW] [PREV]" in compare.output
 
 
-def test_up_help_names_all_six_parts() -> None:
+def test_up_help_names_all_seven_parts() -> None:
     text = " ".join(CliRunner().invoke(app, ["up", "--help"]).output.split())
-    for part in ("broker", "worker", "ClickHouse", "console", "trainer", "rollout"):
+    for part in ("broker", "worker", "ClickHouse", "console", "gateway", "trainer", "rollout"):
         assert part in text, part
 
 
