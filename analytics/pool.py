@@ -4,7 +4,8 @@ Synchronous functions taking a :class:`~analytics.warehouse.Warehouse` (async
 callers wrap them in ``await warehouse.run(...)``). A sample's status lives in
 the append-only ``sample_transitions`` log (see :mod:`analytics.pool_log`), its
 label in ``sample_labels`` (latest revision wins); ``samples`` stays
-capture-owned and is never written here. Every move is validated by
+capture-owned and is written here only by :func:`import_baseline` (the capture of a
+conversation imported from a file). Every move is validated by
 :mod:`loraloop.lifecycle` against the acting roles before anything is written.
 
 Writes for one sample are serialised by the warehouse thread of the process
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -46,10 +47,11 @@ from analytics.pool_models import (
     TransitionView,
 )
 from analytics.proposals import withdrawn_proposal
-from analytics.rows import COLUMNS, dead_letter_row
+from analytics.rows import COLUMNS, SAMPLE_COLUMNS, dead_letter_row
 from analytics.snapshots import Snapshot
 from analytics.warehouse import Warehouse
-from loraloop.events import DeadLetter, QAVerdict
+from loraloop.baseline import BaselineConversation
+from loraloop.events import Acceptance, DeadLetter, QAVerdict, RiskLevel
 from loraloop.exceptions import LoraloopError
 from loraloop.lifecycle import (
     EDGES,
@@ -636,6 +638,233 @@ def _write_qa_labels(
     warehouse.insert("sample_transitions", moves, column_names=TRANSITION_COLUMNS)
 
 
+# ---------------------------------------------------------------------------- import
+
+IMPORT_SOURCE: Final = "import"
+"""``sample_labels.source`` and ``samples.sampled_by`` of an imported baseline sample."""
+
+IMPORT_RISK_LEVEL: Final = RiskLevel.LOW
+"""The risk level of an imported baseline's label: an accepted answer, no incident."""
+
+
+def import_reason(source: str) -> str:
+    """The reason every audit row of an import carries: which file it came from."""
+    return f"imported baseline ({source})"
+
+
+@dataclass
+class ImportOutcome:
+    """What :func:`import_baseline` did with each conversation (by its position)."""
+
+    imported: list[str] = field(default_factory=list)
+    """Sample ids written now (or, for a dry run, that would be)."""
+    already: list[str] = field(default_factory=list)
+    """Sample ids an earlier import (or an earlier line of this batch) wrote."""
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    """(position in the batch, why) of each conversation that cannot be imported."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    sample_id: str
+    conversation: BaselineConversation
+    label: Label
+    revision: int
+
+
+def import_baseline(
+    warehouse: Warehouse,
+    conversations: Sequence[BaselineConversation],
+    *,
+    actor: str,
+    roles: Iterable[Role],
+    taxonomy: Iterable[str],
+    source: str,
+    skip_bad: bool = False,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> ImportOutcome:
+    """Import an existing baseline: each conversation becomes a sample in its tier.
+
+    Per conversation (``import-<id or content hash>``, sample ``smp-<that>``): its turns,
+    a ``samples`` row (``sampled_by`` import), a label whose corrected response is the
+    accepted answer (Risk, problem types as given, frozen to the transcript snapshot like
+    every label) and the audit rows capture → label → promote … up to ``tier``, each by
+    ``actor`` as approver with the reason ``imported baseline (<source>)``. So the trainer
+    reads it exactly as a sample an approver promoted: context the messages before the
+    answer, target the answer.
+
+    Idempotent: a conversation already imported is counted in ``already`` and nothing is
+    written for it; one whose id was imported with other messages is refused (give the
+    corrected one a new id). A conversation is also refused when its problem types are
+    missing or not in ``taxonomy``. Refusals raise :class:`InvalidAction` (nothing written)
+    unless ``skip_bad``; ``dry_run`` checks everything and writes nothing. Only an approver
+    (a person) may import: :class:`ActionForbidden` otherwise.
+
+    The turns are stamped ``now``, so the raw-text TTL bounds their text like a captured
+    conversation's: once it expired the trainer skips the sample (no context left).
+    """
+    held = set(roles)
+    if Role.APPROVER not in held:
+        msg = (
+            f"importing a baseline needs role approver (a person): it moves samples into "
+            f"baseline tiers; {actor} has {sorted(r.value for r in held)}. Use an approver's key"
+        )
+        raise ActionForbidden(msg)
+    allowed = tuple(taxonomy)
+    outcome = ImportOutcome()
+    ids = [SAMPLE_ID_PREFIX + c.conversation_id for c in conversations]
+    states = read_states(warehouse, ids)
+    stored = snapshots.read_turns(warehouse, [states[s].conversation_id for s in states])
+    revisions = _label_revisions(warehouse, [s for s in ids if s in states])
+    planned: list[_Planned] = []
+    seen: dict[str, BaselineConversation] = {}
+    for index, (conversation, sample_id) in enumerate(zip(conversations, ids, strict=True)):
+        state = states.get(sample_id)
+        earlier = seen.get(sample_id)
+        if earlier is not None or (state is not None and _imported(state)):
+            before = (
+                [snapshots.Turn("", i, m.role, m.content) for i, m in enumerate(earlier.messages)]
+                if earlier is not None
+                else stored.get(conversation.conversation_id, [])
+            )
+            problem = _other_content(conversation, before)
+            if problem is None:
+                outcome.already.append(sample_id)
+            else:
+                outcome.refused.append((index, problem))
+            continue
+        try:
+            valid = _import_label(conversation, allowed, source)
+        except InvalidAction as e:
+            outcome.refused.append((index, str(e)))
+            continue
+        seen[sample_id] = conversation
+        planned.append(_Planned(sample_id, conversation, valid, revisions.get(sample_id, 0) + 1))
+        outcome.imported.append(sample_id)
+    if outcome.refused and not skip_bad:
+        listed = "; ".join(
+            f"#{i} ({conversations[i].conversation_id}): {why}" for i, why in outcome.refused
+        )
+        msg = f"nothing imported: {len(outcome.refused)} conversation(s) refused: {listed}"
+        raise InvalidAction(msg)
+    if planned and not dry_run:
+        _write_import(warehouse, planned, actor=actor, source=source, now=now)
+    return outcome
+
+
+def _imported(state: LogState) -> bool:
+    """Whether an import (or anything) moved the sample already; a sample left at captured
+    with no audit row is an import cut short, which is completed again."""
+    return state.next_seq > 0 or state.status is not SampleStatus.CAPTURED
+
+
+def _other_content(
+    conversation: BaselineConversation, stored: Sequence[snapshots.Turn]
+) -> str | None:
+    """Why a conversation cannot be the one stored under its id, or None when it is.
+
+    A stored text that expired (the raw-text TTL) is taken as matching: only its role
+    is compared."""
+    if conversation.id is None:
+        return None  # named by its content's hash: the same name is the same content
+    ordered = sorted(stored, key=lambda t: t.turn_index)
+    same = len(ordered) == len(conversation.messages) and all(
+        t.role == m.role and (not t.text or t.text == m.content)
+        for t, m in zip(ordered, conversation.messages, strict=True)
+    )
+    if same:
+        return None
+    return (
+        f"id {conversation.id!r} was imported before with other messages: give the corrected "
+        "conversation a new id (and demote the old sample with a reason)"
+    )
+
+
+def _import_label(
+    conversation: BaselineConversation, taxonomy: Sequence[str], source: str
+) -> Label:
+    if not conversation.problem_types:
+        msg = (
+            "problem_types: missing: a baseline sample needs at least one problem type it "
+            f"guards against (one of {sorted(taxonomy)}); add problem_types to the line "
+            "(`loraloop samples import --problem-type TYPE` sets it for lines without one)"
+        )
+        raise InvalidAction(msg)
+    data = {
+        "acceptance": Acceptance.RISK, "risk_level": IMPORT_RISK_LEVEL,
+        "problem_types": list(conversation.problem_types),
+        "corrected_response": conversation.answer, "notes": import_reason(source),
+    }  # fmt: skip
+    return validate_label(data, taxonomy)
+
+
+def _import_ladder(tier: SampleStatus) -> list[SampleStatus]:
+    """The statuses an imported sample passes through, capture to ``tier``."""
+    ladder = [SampleStatus.CAPTURED, SampleStatus.PROBLEM]
+    while ladder[-1] != tier:
+        ladder.append(NEXT_TIER[ladder[-1]])
+    return ladder
+
+
+def _write_import(
+    warehouse: Warehouse,
+    planned: Sequence[_Planned],
+    *,
+    actor: str,
+    source: str,
+    now: datetime | None,
+) -> None:
+    """Turns, samples, labels, then the audit rows (last: the import's commit point)."""
+    ts = now or datetime.now(UTC)
+    reason = import_reason(source)
+    first_seen = FirstSeen(
+        warehouse,
+        [p.sample_id for p in planned],
+        (t for p in planned for t in p.label.problem_types),
+    )
+    turns: list[list[Any]] = []
+    samples: list[list[Any]] = []
+    labels: list[list[Any]] = []
+    moves: list[list[Any]] = []
+    for item in planned:
+        cid = item.conversation.conversation_id
+        stored = [
+            snapshots.Turn(f"{cid}-t{i}", i, m.role, m.content)
+            for i, m in enumerate(item.conversation.messages)
+        ]
+        turns += [
+            [t.event_id, ts, cid, "", t.turn_index, t.role, t.text, "", False] for t in stored
+        ]
+        samples.append([
+            item.sample_id, cid, "", SampleStatus.CAPTURED.value, [], [], 0.0, 1.0, "", "", ts,
+            ts, 1, IMPORT_SOURCE,
+        ])  # fmt: skip
+        snapshot = Snapshot.of(stored, None)
+        seen_in = first_seen.of(item.sample_id, item.label.problem_types)
+        row = label_row(
+            item.sample_id, item.revision, item.label, actor=actor, role=Role.APPROVER,
+            source=IMPORT_SOURCE, first_seen=seen_in,
+        )  # fmt: skip
+        labels.append(row + snapshot.row())
+        evidence = {
+            "imported_from": source, "content_sha256": item.conversation.content_sha256(),
+            "label_revision": item.revision, "transcript_sha256": snapshot.sha256,
+        }  # fmt: skip
+        ladder = _import_ladder(item.conversation.status)
+        for seq, (before, after) in enumerate(zip([None, *ladder], ladder, strict=False)):
+            move = build_transition(
+                item.sample_id, before, after, actor=actor, role=Role.APPROVER,
+                actor_kind=ActorKind.HUMAN, seq=seq, ts=ts, reason=reason, evidence=evidence,
+            )  # fmt: skip
+            moves.append(transition_row(move))
+        logger.info("%s: imported into %s by %s (%s)", item.sample_id, ladder[-1], actor, source)
+    warehouse.insert("turns", turns, column_names=COLUMNS["turns"])
+    warehouse.insert("samples", samples, column_names=SAMPLE_COLUMNS)
+    warehouse.insert("sample_labels", labels, column_names=FROZEN_LABEL_COLUMNS)
+    warehouse.insert("sample_transitions", moves, column_names=TRANSITION_COLUMNS)
+
+
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -884,6 +1113,7 @@ def label_row(
 __all__ = [
     "ActionConflict",
     "ActionForbidden",
+    "ImportOutcome",
     "InvalidAction",
     "PoolError",
     "ProposalWithdrawn",
@@ -899,6 +1129,7 @@ __all__ = [
     "decline_proposals",
     "export_samples",
     "get_sample",
+    "import_baseline",
     "label",
     "first_seen_of",
     "label_from_qa",

@@ -26,6 +26,8 @@ from analytics.pool_models import (
     sample_ref,
     transition_ref,
 )
+from loraloop.baseline import BaselineConversation
+from loraloop.events import Id
 from loraloop.exceptions import LoraloopError
 from loraloop.lifecycle import Role, SampleStatus, Transition
 from loraloop.pii import mask_pii
@@ -69,6 +71,23 @@ class ProposeBody(_Body):
     to_status: SampleStatus
     rule: str = Field(min_length=1)
     evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+MAX_IMPORT_CONVERSATIONS: Final = 500
+"""Conversations in one ``POST /api/samples/import`` at most (the CLI sends batches);
+the body is bounded in bytes as well, like every request (``max_body_bytes``)."""
+
+
+class ImportBody(_Body):
+    """A batch of baseline conversations (lines of a baseline file) to import."""
+
+    source: Id
+    """The file's name: every audit row's reason says ``imported baseline (<source>)``."""
+    conversations: list[BaselineConversation] = Field(max_length=MAX_IMPORT_CONVERSATIONS)
+    skip_bad: bool = False
+    """Import the good conversations of a batch with refused ones (else nothing is written)."""
+    dry_run: bool = False
+    """Check everything, write nothing (the CLI checks a whole file before its first write)."""
 
 
 class NewUserBody(_Body):
@@ -329,6 +348,36 @@ async def propose(sample_id: str, body: ProposeBody, ctx: Ctx, caller: Caller) -
     if not caller.user.pii:
         out["sample_id"] = sample_ref(row.sample_id, ref_key(ctx.session_secret))
     return out
+
+
+@router.post("/samples/import")
+async def import_baseline(body: ImportBody, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+    """Import baseline conversations as samples in their tier (approver; 403 otherwise).
+
+    Answers the sample ids ``imported`` and ``already`` there (an earlier import wrote
+    them: nothing written) and the ``refused`` ones by position with the reason; with a
+    refusal and no ``skip_bad`` it is 422 and nothing is written.
+    """
+    caller.require(Role.APPROVER)
+    done = await _run(
+        ctx, caller, pool.import_baseline, ctx.warehouse, body.conversations,
+        actor=caller.user.username, roles=caller.user.roles, taxonomy=ctx.settings.taxonomy,
+        source=body.source, skip_bad=body.skip_bad, dry_run=body.dry_run,
+    )  # fmt: skip
+    name: Callable[[str], str] = (
+        (lambda sid: sid)
+        if caller.user.pii
+        else (lambda sid: sample_ref(sid, ref_key(ctx.session_secret)))
+    )
+    return {
+        "imported": [name(s) for s in done.imported],
+        "already": [name(s) for s in done.already],
+        "refused": [
+            {"index": i, "detail": why if caller.user.pii else mask_pii(why)}
+            for i, why in done.refused
+        ],
+        "dry_run": body.dry_run,
+    }
 
 
 @router.get("/proposals")

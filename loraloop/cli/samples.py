@@ -8,17 +8,33 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Sequence
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
+import orjson
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from loraloop.cli.common import DataDir, console, fail, load_settings
 
+if TYPE_CHECKING:
+    from loraloop.baseline import BaselineLine
+
 API_KEY_ENV: Final = "LORALOOP_API_KEY"
 TIMEOUT_S: Final = 30.0
 HTTP_ERROR: Final = 400
+IMPORT_BATCH: Final = 200
+"""Conversations per import request by default (the console takes 500 at most)."""
+IMPORT_MAX_BATCH: Final = 500
+"""The console's largest import request (``analytics.console.api.MAX_IMPORT_CONVERSATIONS``)."""
+IMPORT_BATCH_BYTES: Final = 512 * 1024
+"""Bytes of conversations per import request at most: half the console's default body
+limit (``LORALOOP_CONSOLE__MAX_BODY_BYTES``, 1 MiB), so a batch is never refused as 413."""
+MAX_LISTED: Final = 20
+"""Bad or refused lines spelled out at most; the rest are counted."""
 REVIEW_MARK: Final = "changed"
 """The ``review`` column of a sample whose conversation changed after its label."""
 
@@ -198,3 +214,183 @@ def demote(
     path = f"/api/samples/{sample_id}/demote"
     body = {"from_status": from_status, "reason": reason}
     _moved(_call("POST", path, url=url, key=key, data_dir=data_dir, body=body))
+
+
+class ImportTier(StrEnum):
+    """A baseline tier an imported conversation may go into."""
+
+    CORE_BASELINE = "core_baseline"
+    SECONDARY_BASELINE = "secondary_baseline"
+    CANDIDATE_BASELINE = "candidate_baseline"
+
+
+def _listed(lines: Sequence[str]) -> str:
+    shown = "\n".join(f"  {line}" for line in lines[:MAX_LISTED])
+    more = len(lines) - MAX_LISTED
+    return shown + (f"\n  … and {more} more" if more > 0 else "")
+
+
+def _with_defaults(
+    good: Sequence[BaselineLine], tier: ImportTier | None, problem_types: Sequence[str]
+) -> tuple[list[BaselineLine], list[str]]:
+    """Lines with ``--tier`` / ``--problem-type`` filled in where they name none, and the
+    lines those defaults made invalid (a --problem-type that is no type name)."""
+    from pydantic import ValidationError
+
+    from loraloop.baseline import BaselineConversation, BaselineLine
+    from loraloop.events import describe_error
+
+    out: list[BaselineLine] = []
+    bad: list[str] = []
+    for line in good:
+        given = line.conversation.model_fields_set
+        update: dict[str, Any] = {}
+        if tier is not None and "tier" not in given:
+            update["tier"] = tier.value
+        if problem_types and not line.conversation.problem_types:
+            update["problem_types"] = list(problem_types)
+        if not update:
+            out.append(line)
+            continue
+        data = {**line.conversation.model_dump(exclude_unset=True), **update}
+        try:
+            out.append(BaselineLine(line.line_no, BaselineConversation.model_validate(data)))
+        except ValidationError as e:
+            bad.append(f"line {line.line_no}: {describe_error(e)} (from the command line)")
+    return out, bad
+
+
+def _clashes(lines: Sequence[BaselineLine]) -> dict[int, str]:
+    """Line number → why, for lines whose id an earlier line uses with other messages."""
+    first: dict[str, BaselineLine] = {}
+    clashes: dict[int, str] = {}
+    for line in lines:
+        name = line.conversation.conversation_id
+        earlier = first.setdefault(name, line)
+        if earlier.conversation.content_sha256() != line.conversation.content_sha256():
+            clashes[line.line_no] = (
+                f"line {line.line_no}: id: {line.conversation.id!r} is line "
+                f"{earlier.line_no}'s id, with other messages: give one of them another id"
+            )
+    return clashes
+
+
+def _batches(lines: Sequence[BaselineLine], size: int) -> Iterator[list[BaselineLine]]:
+    """Runs of at most ``size`` lines and :data:`IMPORT_BATCH_BYTES` of JSON each."""
+    batch: list[BaselineLine] = []
+    used = 0
+    for line in lines:
+        weight = len(orjson.dumps(line.conversation.model_dump(mode="json")))
+        if batch and (len(batch) >= size or used + weight > IMPORT_BATCH_BYTES):
+            yield batch
+            batch, used = [], 0
+        batch.append(line)
+        used += weight
+    if batch:
+        yield batch
+
+
+def _send(
+    lines: Sequence[BaselineLine], *, source: str, size: int, dry_run: bool, skip_bad: bool,
+    url: str | None, key: str | None, data_dir: Path | None,
+) -> tuple[int, int, list[str]]:  # fmt: skip
+    """Every batch through ``POST /api/samples/import``: (imported, already, refused lines)."""
+    imported = already = 0
+    refused: list[str] = []
+    progress = Progress(
+        SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+        MofNCompleteColumn(), console=console.stderr_console, transient=True,
+    )  # fmt: skip
+    with progress:
+        task = progress.add_task("checking" if dry_run else "importing", total=len(lines))
+        for batch in _batches(lines, size):
+            body = {
+                "source": source, "dry_run": dry_run, "skip_bad": skip_bad,
+                "conversations": [b.conversation.model_dump(mode="json") for b in batch],
+            }  # fmt: skip
+            done = _call(
+                "POST", "/api/samples/import", url=url, key=key, data_dir=data_dir, body=body
+            )
+            imported += len(done["imported"])
+            already += len(done["already"])
+            refused += [f"line {batch[r['index']].line_no}: {r['detail']}" for r in done["refused"]]
+            progress.advance(task, len(batch))
+    return imported, already, refused
+
+
+@samples_app.command("import")
+def import_baseline(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True,
+            help="JSONL, one conversation a line: {\"messages\": [{\"role\": \"user\", "
+            "\"content\": …}, …, {\"role\": \"assistant\", \"content\": <the accepted "
+            "answer>}], \"tier\": …, \"problem_types\": […], \"id\": …} (see "
+            "examples/baseline.jsonl).",
+        ),
+    ],
+    tier: Annotated[
+        ImportTier | None,
+        typer.Option(help="The tier of lines that name none (default core_baseline)."),
+    ] = None,
+    problem_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--problem-type", help="Problem types of lines that name none; repeat for several."
+        ),
+    ] = None,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="Import the good lines and list the bad ones (default: a bad "
+            "line imports nothing)."
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=IMPORT_MAX_BATCH, help="Conversations per request.")
+    ] = IMPORT_BATCH,
+    url: Url = None,
+    key: Key = None,
+    data_dir: DataDir = None,
+) -> None:  # fmt: skip
+    """Import an existing baseline: conversations ending in their accepted answer (approver).
+
+    Each becomes a baseline sample in its tier, audited as your moves with the reason
+    "imported baseline (FILE)"; importing the same file again writes nothing.
+    """
+    from loraloop.baseline import BaselineLine, read_baseline
+
+    parsed = list(read_baseline(file))
+    good = [p for p in parsed if isinstance(p, BaselineLine)]
+    bad: list[str] = [str(p) for p in parsed if not isinstance(p, BaselineLine)]
+    good, made_bad = _with_defaults(good, tier, problem_type or [])
+    clashes = _clashes(good)
+    bad += [*made_bad, *clashes.values()]
+    good = [g for g in good if g.line_no not in clashes]
+    if bad and not skip_bad:
+        fail(
+            f"{file}: {len(bad)} bad line(s), nothing imported (fix them, or pass --skip-bad "
+            f"to import the other {len(good)}):\n{_listed(bad)}"
+        )
+    if not good:
+        fail(f"{file}: no conversation to import ({len(bad)} bad line(s))")
+    call: dict[str, Any] = {
+        "source": file.name, "size": batch_size, "url": url, "key": key, "data_dir": data_dir,
+    }  # fmt: skip
+    if not skip_bad:  # the whole file is checked before anything is written
+        _, _, refused = _send(good, dry_run=True, skip_bad=True, **call)
+        if refused:
+            fail(
+                f"{file}: the console refused {len(refused)} line(s), nothing imported (fix "
+                f"them, or pass --skip-bad to import the others):\n{_listed(refused)}"
+            )
+    imported, already, refused = _send(good, dry_run=False, skip_bad=skip_bad, **call)
+    out = console.stdout_console
+    out.print(
+        f"{file.name}: imported {imported}, already there {already}, refused "
+        f"{len(refused) + len(bad)}",
+        highlight=False,
+    )
+    if bad or refused:
+        out.print(_listed([*bad, *refused]), highlight=False, soft_wrap=True)
