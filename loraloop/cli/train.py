@@ -166,7 +166,9 @@ def _next_steps(pool: dict[str, int], error: str | None) -> list[tuple[str, str]
             "baseline samples (answers the model must keep; a dataset is never only problems)",
             "an approver promotes labelled samples whose corrected answer is right into "
             "candidate_baseline: the console's sample page, or `loraloop samples approve "
-            "SAMPLE_ID --from problem`",
+            "SAMPLE_ID --from problem`; or imports an existing baseline (JSONL of "
+            "conversations ending in their accepted answer, like examples/baseline.jsonl) "
+            "with `loraloop samples import FILE`",
         ))  # fmt: skip
     if not steps and error:
         steps.append((
