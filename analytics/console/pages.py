@@ -40,6 +40,7 @@ from analytics.console.exceptions import InvalidRequest, NotAuthenticated
 from analytics.console.moves import approve_label, menu_moves, menu_target, promotion
 from analytics.console.statuses import status_of
 from analytics.console.users import SAMPLE_ROLES, fold_username
+from analytics.console.users import User as ConsoleUserRecord
 from analytics.pool_models import SampleFilter, ref_key
 from loraloop.events import Acceptance, RiskLevel
 from loraloop.exceptions import LoraloopError
@@ -315,8 +316,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
         token = login_csrf(ctx, request)
         error = "unknown user or key (or the user is disabled)"
         return render(request, "login.html", None, 401, login_token=token, error=error)
-    home = "/admin" if not user.has(*SAMPLE_ROLES) else "/queue"
-    response = RedirectResponse(home, status_code=SEE_OTHER)
+    response = RedirectResponse(start_page(user), status_code=SEE_OTHER)
     response.set_cookie(
         ctx.settings.cookie_name, make_session(ctx, user), max_age=ctx.settings.session_ttl_s,
         httponly=True, samesite="strict", secure=ctx.settings.secure_cookie,
@@ -337,9 +337,15 @@ async def logout(request: Request, ctx: Ctx, caller: User) -> Response:
 # ---------------------------------------------------------------------------- pool
 
 
+def start_page(user: ConsoleUserRecord) -> str:
+    """The review queue, or /admin for an admin who reviews nothing (the queue is a 403)."""
+    return "/queue" if user.has(*SAMPLE_ROLES) else "/admin"
+
+
 @router.get("/")
-async def home() -> RedirectResponse:
-    return RedirectResponse("/queue", status_code=SEE_OTHER)
+async def home(caller: User) -> RedirectResponse:
+    """The brand link: the caller's start page."""
+    return RedirectResponse(start_page(caller.user), status_code=SEE_OTHER)
 
 
 @router.get("/queue")

@@ -111,3 +111,13 @@ def test_admin_page_forbidden_for_labeller(console: Console) -> None:
     response = console.client.get("/admin")
     assert response.status_code == 403
     assert "needs admin" in response.text
+
+
+def test_the_brand_link_takes_each_role_to_a_page_it_may_open(console: Console) -> None:
+    assert 'class="brand" href="/"' in console.login("admin").get("/admin").text
+    admin_start = console.client.get("/", follow_redirects=False)
+    assert admin_start.status_code == 303
+    assert admin_start.headers["location"] == "/admin"  # /queue would be a 403 for an admin
+    assert console.client.get("/", follow_redirects=True).status_code == 200
+    console.login("lena")
+    assert console.client.get("/", follow_redirects=False).headers["location"] == "/queue"
