@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, get_args
 
 import typer
 from rich.console import Console
@@ -35,11 +35,22 @@ DataDir = Annotated[
 
 
 def _untyped_flags(params: list[Any]) -> list[Any]:
-    """Leave a flag's type column empty: it takes no value, so ``<bool>`` misleads."""
+    """Leave a flag's type column empty: it takes no value, so ``<bool>`` misleads; a
+    repeatable option shows one value's type, repeated (``<str>...``, not ``<list[str]>``)."""
     for param in params:
-        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+        if not isinstance(param, TyperOption) or param.metavar is not None:
+            continue
+        if param.is_flag:
             param.metavar = ""
+        elif param.multiple:
+            param.metavar = f"<{_item_type(param)}>..."
     return params
+
+
+def _item_type(param: Any) -> str:
+    """The type name of one value of a repeatable option (``str`` for ``list[str]``)."""
+    args = get_args(getattr(getattr(param, "type_descriptor", None), "annotation", None))
+    return str(getattr(args[0], "__name__", "value")) if args else "value"
 
 
 class LoraloopCommand(TyperCommand):
