@@ -12,6 +12,7 @@ import pytest
 from analytics.warehouse import Warehouse
 
 TIMEOUT_S = 480
+STDOUT_FILE = "demo_stdout.txt"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,19 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (data / STDOUT_FILE).write_text(done.stdout, encoding="utf-8")
     return data
+
+
+def test_output_is_words_with_a_closing_hint(demo_dir: Path) -> None:
+    """No Python dict in a progress line, no Hugging Face bar, and how to browse afterwards."""
+    out = (demo_dir / STDOUT_FILE).read_text(encoding="utf-8")
+    assert "{'" not in out
+    assert "Counter(" not in out
+    assert "it/s]" not in out
+    assert "⚑" not in out
+    assert "seed baseline:" in out
+    assert f"loraloop up --data-dir {demo_dir}" in " ".join(out.split())  # rich wraps lines
 
 
 def test_summary_structure(demo_dir: Path) -> None:
