@@ -110,6 +110,13 @@ def attach_adapter(base_model: Any, config: TrainConfig) -> Any:
     from peft import get_peft_model
 
     torch.manual_seed(config.seed)
+    if config.gradient_checkpointing:
+        # Non-reentrant checkpointing works with frozen inputs; the input-grad hook lets
+        # gradients reach the adapters through checkpointed blocks of a frozen base.
+        base_model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+        base_model.enable_input_require_grads()
     return get_peft_model(base_model, lora_config(config, base_model))
 
 

@@ -191,3 +191,24 @@ def test_the_reference_path_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("LORALOOP_TRAIN__FAST_PATH", "false")
     assert TrainConfig().fast_path is False
     assert TrainConfig(batch_size=3, max_seq_len=100).micro_batch_tokens_value == 300
+
+
+def test_gradient_checkpointing_gives_the_same_loss_curve(
+    tiny_checkpoint: Path, rows: list[EncodedSample]
+) -> None:
+    reference = _curve(tiny_checkpoint, rows, precision="fp32")
+    checkpointed = _curve(tiny_checkpoint, rows, precision="fp32", gradient_checkpointing=True)
+    assert checkpointed == pytest.approx(reference, rel=1e-5)
+    assert reference[-1] < reference[0]
+
+
+def test_gradient_checkpointing_is_switched_on_in_the_base(tiny_checkpoint: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    config = TrainConfig(gradient_checkpointing=True, device="cpu", progress=False)
+    model = attach_adapter(AutoModelForCausalLM.from_pretrained(tiny_checkpoint), config)
+    assert model.base_model.model.is_gradient_checkpointing
+    plain = attach_adapter(
+        AutoModelForCausalLM.from_pretrained(tiny_checkpoint), TrainConfig(device="cpu")
+    )
+    assert not plain.base_model.model.is_gradient_checkpointing
