@@ -25,7 +25,14 @@ from trainer.dataset import SPLIT_BASELINE, SPLIT_HELDOUT, SPLIT_TRAIN
 from trainer.encoding import EncodedSample, encode_rows
 from trainer.evalset import EVALUATION_FILE, read_evaluation_set
 from trainer.exceptions import DatasetError
-from trainer.gate import REPLIES_FILE, GateProgress, GateResult, gate_prompts, run_gate
+from trainer.gate import (
+    REPLIES_FILE,
+    GateProgress,
+    GateResult,
+    gate_prompts,
+    read_replies,
+    run_gate,
+)
 from trainer.judging import load_judge
 from trainer.lora import StepInfo, TrainMetrics, attach_adapter, train_adapter
 from trainer.manifest import MANIFEST_FILE, read_manifest, read_rows
@@ -39,6 +46,9 @@ ADAPTER_NAME = "default"
 METRICS_FILE = "metrics.json"
 GATE_FILE = "gate.json"
 BASE_MODEL_CACHE = Path("cache") / "base-model"
+BASE_REPLIES_CACHE = Path("cache") / "base-gate-replies"
+"""The bare base's gate replies, one file per base (sha256): the parent of every cycle
+until a version ships."""
 
 
 def _split(rows: Sequence[Mapping[str, Any]], split: str) -> list[Mapping[str, Any]]:
@@ -58,6 +68,14 @@ def _encode(
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_bytes(orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2))
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    """Replace ``path`` whole (a cache read by later cycles): write a sibling, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".tmp")
+    _write_json(staging, data)
+    staging.replace(path)
 
 
 def _metrics(train: TrainMetrics, config: TrainConfig) -> dict[str, Any]:
@@ -103,6 +121,11 @@ def run_cycle(
     train = _encode(tokenizer, _split(rows, SPLIT_TRAIN), train_config)
     heldout = _encode(tokenizer, _split(rows, SPLIT_HELDOUT), train_config)
     baseline = _encode(tokenizer, _split(rows, SPLIT_BASELINE), train_config)
+    parent_replies_file = (
+        parent_dir / REPLIES_FILE
+        if parent_dir is not None
+        else data_dir / BASE_REPLIES_CACHE / f"{ref.sha256}.json"
+    )
     name = registry.reserve()
     logger.info("training %s on %s samples (parent %s)", name, len(train), parent or "base")
     with registry.staged(name) as staging:
@@ -121,7 +144,10 @@ def run_cycle(
             config=gate_config,
             parent_dir=parent_dir,
             on_progress=on_gate,
+            parent_replies=(known := read_replies(parent_replies_file)),
         )
+        if parent_dir is None:  # registered versions are immutable; the base's cache grows
+            _write_json_atomic(parent_replies_file, {**known, **gate.parent_replies})
         info = VersionInfo(
             name=name,
             parent=parent,

@@ -65,6 +65,8 @@ class GateResult(BaseModel):
     numbers: GateNumbers
     replies: dict[str, str] = Field(default_factory=dict, exclude=True)
     """The candidate's reply to every prompt, by :func:`reply_key` (written apart)."""
+    parent_replies: dict[str, str] = Field(default_factory=dict, exclude=True)
+    """The parent's, likewise (kept for the bare base, whose gate replies recur)."""
 
 
 @dataclass(frozen=True)
@@ -119,13 +121,13 @@ def reply_key(messages: Sequence[Mapping[str, str]], max_new: int) -> str:
     return hashlib.sha256(orjson.dumps([max_new, canonical])).hexdigest()
 
 
-def read_replies(version_dir: Path | None) -> dict[str, str]:
-    """A registered version's gate replies (empty for the bare base or an older version)."""
-    path = None if version_dir is None else version_dir / REPLIES_FILE
-    if path is None or not path.is_file():
+def read_replies(path: Path) -> dict[str, str]:
+    """Gate replies kept in ``path`` (empty when there are none, or they are unreadable)."""
+    try:
+        replies = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
         return {}
-    replies: dict[str, str] = orjson.loads(path.read_bytes())
-    return replies
+    return replies if isinstance(replies, dict) else {}
 
 
 def _parent_context(model: Any, parent_dir: Path | None) -> AbstractContextManager[Any]:
@@ -199,18 +201,20 @@ def run_gate(
     config: GateConfig,
     parent_dir: Path | None = None,
     on_progress: GateProgress | None = None,
+    parent_replies: Mapping[str, str] | None = None,
 ) -> GateResult:
     """Both versions answer every gate prompt (candidate: the active adapter); judge; decide.
 
-    The parent's replies to prompts it already answered as a candidate (its
-    ``gate_replies.json``: the evaluation set recurs every cycle) are read back instead
-    of generated again: greedy decoding of the same weights gives the same reply, up to
-    the rounding of a different batch.
+    ``parent_replies`` (by :func:`reply_key`) are the parent's replies to prompts it
+    already answered (as a candidate, or as the base in an earlier gate: the evaluation
+    set recurs every cycle); they are used instead of generated again, since greedy
+    decoding of the same weights gives the same reply, up to the rounding of another
+    batch. The result carries both versions' replies for the caller to keep.
     """
     model.eval()
     asked = prompts.all
     keys = [reply_key(p.messages, config.behaviour_max_new_tokens) for p in asked]
-    known = read_replies(parent_dir)
+    known = parent_replies or {}
     todo = [p for p, key in zip(asked, keys, strict=True) if key not in known]
     measure = _Measure(model, tokenizer, config, on_progress)
     measure.start(len(asked) + len(todo))
@@ -245,6 +249,7 @@ def run_gate(
         behaviour=report(judged, counts, verdict),
         numbers=numbers,
         replies=dict(zip(keys, candidate, strict=True)),
+        parent_replies=dict(zip(keys, parent, strict=True)),
     )
 
 

@@ -142,7 +142,7 @@ def test_the_parent_answers_from_its_own_gate_replies_and_only_new_prompts_are_g
     import orjson
     from transformers import AutoModelForCausalLM
 
-    from trainer.gate import REPLIES_FILE, reply_key
+    from trainer.gate import REPLIES_FILE, read_replies, reply_key
     from trainer.lora import attach_adapter
 
     _, tokenizer = tiny
@@ -165,10 +165,13 @@ def test_the_parent_answers_from_its_own_gate_replies_and_only_new_prompts_are_g
     )
     assert set(first.replies) == {reply_key(p.messages, 4) for p in asked}
     assert "replies" not in first.model_dump(mode="json")  # gate.json stays the evidence
+    assert set(first.parent_replies) == set(first.replies)  # the base's, to keep
     parent_dir = tmp_path / "model_v1"
     model.save_pretrained(str(parent_dir))
     known = {key: f"remembered {i}" for i, key in enumerate(first.replies)}
     (parent_dir / REPLIES_FILE).write_bytes(orjson.dumps(known))
+    assert read_replies(parent_dir / REPLIES_FILE) == known
+    assert read_replies(tmp_path / "missing.json") == {}
     seen: list[tuple[int, int]] = []
     new = GatePrompt([{"role": "user", "content": "A prompt no version answered yet"}], "fx",
                      ("over_promise",), Source.EVALUATION)  # fmt: skip
@@ -184,6 +187,7 @@ def test_the_parent_answers_from_its_own_gate_replies_and_only_new_prompts_are_g
         config=config,
         parent_dir=parent_dir,
         on_progress=lambda done, total: seen.append((done, total)),
+        parent_replies=known,
     )
     assert seen[-1] == (len(asked) + 2, len(asked) + 2)  # the candidate's all, the parent's one
     replies = [r.parent_reply for r in again.behaviour.prompts]

@@ -179,6 +179,7 @@ def test_next_cycle_is_gated_against_its_parent_adapter(
     trained: tuple[Registry, str], tiny_checkpoint: Path, dataset_dir: Path
 ) -> None:
     registry, parent = trained
+    progress: list[tuple[int, int]] = []
     info = run_cycle(
         dataset_dir,
         registry_root=registry.root,
@@ -186,10 +187,18 @@ def test_next_cycle_is_gated_against_its_parent_adapter(
         train_config=tiny_train_config(tiny_checkpoint, epochs=1, learning_rate=1e-3),
         gate_config=GATE,
         parent=parent,
+        on_gate=lambda done, total: progress.append((done, total)),
     )
     assert (info.name, info.parent) == ("model_v2", parent)
     parent_gate = orjson.loads((registry.path(parent) / "gate.json").read_bytes())
     gate = orjson.loads((registry.path(info.name) / "gate.json").read_bytes())
+    # The parent answered these prompts as cycle 1's candidate: its replies are read back
+    # from its gate_replies.json, only the candidate's are generated.
+    asked = len(gate["behaviour"]["prompts"])
+    assert progress[-1] == (asked, asked)
+    assert [p["parent_reply"] for p in gate["behaviour"]["prompts"]] == [
+        p["candidate_reply"] for p in parent_gate["behaviour"]["prompts"]
+    ]
     # The parent's numbers are the parent adapter's, not the bare base model's.
     assert gate["numbers"]["parent_heldout_loss"] == pytest.approx(
         parent_gate["numbers"]["heldout_loss"], rel=1e-4
@@ -323,3 +332,27 @@ def test_async_launcher_reports_a_failed_worker_without_blocking(
     assert isinstance(error, TrainingFailedError)
     assert ticks > 0  # the event loop kept running while the worker did
     assert Registry(tmp_path).versions() == []
+
+
+def test_the_bare_base_answers_a_recurring_gate_from_its_cache(
+    trained: tuple[Registry, str], tiny_checkpoint: Path, dataset_dir: Path
+) -> None:
+    registry, _ = trained
+    (cached,) = (registry.root / "cache" / "base-gate-replies").glob("*.json")
+    first = orjson.loads((registry.path("model_v1") / "gate.json").read_bytes())
+    assert len(orjson.loads(cached.read_bytes())) == len(first["behaviour"]["prompts"])
+    progress: list[tuple[int, int]] = []
+    info = run_cycle(
+        dataset_dir,
+        registry_root=registry.root,
+        data_dir=registry.root,
+        train_config=tiny_train_config(tiny_checkpoint, epochs=1),
+        gate_config=GATE,
+        on_gate=lambda done, total: progress.append((done, total)),
+    )
+    gate = orjson.loads((registry.path(info.name) / "gate.json").read_bytes())
+    asked = len(gate["behaviour"]["prompts"])
+    assert progress[-1] == (asked, asked)  # the base's replies came from the cache
+    assert [p["parent_reply"] for p in gate["behaviour"]["prompts"]] == [
+        p["parent_reply"] for p in first["behaviour"]["prompts"]
+    ]
