@@ -117,6 +117,12 @@ def _dataset(cycle: dict[str, Any]) -> str:
     )
 
 
+def _headline(reason: object) -> str:
+    """A reason's first clause ('gate failed', 'the canary stayed at 75 % after 4 looks'):
+    the whole reason is the 'did not ship' line under the tables."""
+    return str(reason).split(":", 1)[0] if reason else "–"
+
+
 def overview_table(summary: dict[str, Any]) -> Table:
     """One row per cycle: capture, labels, dataset, gate, rollout, shipped, promotions."""
     table = Table(title=f"closed-loop demo ({summary['model']}, {summary['seconds']}s)")
@@ -134,7 +140,7 @@ def overview_table(summary: dict[str, Any]) -> Table:
             _dataset(cycle),
             _gate(cycle),
             f"{steps} ({(cycle.get('rollout') or {}).get('status', '–')})" if looks else "–",
-            "yes" if cycle.get("shipped") else f"no: {cycle.get('reason')}",
+            "yes" if cycle.get("shipped") else f"no: {_headline(cycle.get('reason'))}",
             (
                 f"{promo.get('proposed', 0)} proposed, {promo.get('approved', 0)} approved, "
                 f"{promo.get('pending', 0)} pending"

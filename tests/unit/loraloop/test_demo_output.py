@@ -241,3 +241,19 @@ def test_rollout_reason_says_where_the_canary_stopped_and_why() -> None:
         "rolled back at 25 % (look 1): over_promise regressed"
     )
     assert rollout_reason("running", []) == "the rollout ended running before its first look"
+
+
+def test_the_overview_says_why_not_shipped_in_a_few_words_and_the_line_below_says_all() -> None:
+    from loraloop.cli.demo_run.summary import overview_table
+
+    reason = "gate failed: no decisive type improved on unseen prompts: " + "x " * 200
+    summary = {
+        "model": "m",
+        "seconds": 1.0,
+        "cycles": [{"cycle": 2, "shipped": False, "reason": reason, "gate": {}}],
+    }
+    out = Console(width=200, record=True)
+    out.print(overview_table(summary))
+    text = out.export_text()
+    assert "no: gate failed" in text
+    assert "decisive" not in text  # the full reason is the 'did not ship' line, not a cell
