@@ -46,7 +46,7 @@ from loraloop.exceptions import LoraloopError
 from loraloop.settings import Settings
 from streams import metrics
 from streams.capture import QaLabeller, TierLookup
-from streams.capture_core import CaptureRunner, Processed, RawMessage
+from streams.capture_core import CONVERSATION_TOPICS, Busy, CaptureRunner, Processed, RawMessage
 from streams.capture_process import CaptureProcessExitedError
 from streams.dlq import send_dead_letter
 from streams.ingest import dead_letter
@@ -149,6 +149,16 @@ class CaptureAgent:
             pipeline.append(stage)
             self._previous = stage
             self._last_enqueued = asyncio.get_running_loop().time()
+
+    def _busy(self) -> list[Busy]:
+        """Conversation topic-partitions with records still to read (the lag monitor's)."""
+        topics = set(CONVERSATION_TOPICS)
+        busy = []
+        for (topic, partition), lag in self._progress.lag.items():
+            name = base_name(self._settings, topic)
+            if lag > 0 and name in topics:
+                busy.append((partition, name))
+        return busy
 
     async def _tick(self, stream: Any) -> None:
         """While no batch comes, send an empty one every half ``watermark_idle_s``.
@@ -280,7 +290,7 @@ class CaptureAgent:
     async def _prepare_once(
         self, events: Sequence[Any], messages: list[RawMessage], previous: _Stage | None
     ) -> Prepared:
-        needs = await self._capture.begin(messages)
+        needs = await self._capture.begin(messages, self._busy())
         for letter in needs.letters:
             await send_dead_letter(self._dlq, letter)
         if needs.tier_users:

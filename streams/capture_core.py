@@ -36,6 +36,8 @@ from streams.topics import base_name
 from streams.watermark import Watermarks
 
 CONVERSATION_TOPICS = tuple(k.topic for k in KINDS.values() if k.name != "user")
+Busy = tuple[int, str]
+"""A (partition, topic base name) with records still to read."""
 """The base topics whose events belong to a conversation (they hold the watermarks)."""
 
 
@@ -138,11 +140,14 @@ class CaptureCore:
         """Conversations with events held for event order."""
         return len(self._pending)
 
-    def begin(self, messages: Sequence[RawMessage]) -> Needs:
+    def begin(self, messages: Sequence[RawMessage], busy: Sequence[Busy] = ()) -> Needs:
+        """Decode a batch and say what finishing it needs; ``busy``: the (partition, topic
+        base name)s with records still to read, which a watermark never treats as idle."""
         decoded, letters = self._capture.decode(messages)
         stream = self._stream
         self._watermarks.observe(
-            (m.partition, base_name(stream, m.topic), event_key(e)[0]) for m, e in decoded
+            ((m.partition, base_name(stream, m.topic), event_key(e)[0]) for m, e in decoded),
+            busy,
         )
         partitions = {m.partition for m, _ in decoded} | {p for p, _ in self._pending.values()}
         marks = {partition: self._watermark(partition) for partition in partitions}
@@ -243,7 +248,7 @@ class CaptureCore:
 class CaptureRunner(Protocol):
     """Where a :class:`CaptureCore` runs, as the agent sees it."""
 
-    async def begin(self, messages: Sequence[RawMessage]) -> Needs: ...
+    async def begin(self, messages: Sequence[RawMessage], busy: Sequence[Busy] = ()) -> Needs: ...
 
     async def finish(self, stored: Mapping[str, str], tiers: Mapping[str, Tier]) -> Processed: ...
 
@@ -258,8 +263,8 @@ class InlineCapture:
     def __init__(self, core: CaptureCore) -> None:
         self.core = core
 
-    async def begin(self, messages: Sequence[RawMessage]) -> Needs:
-        return self.core.begin(messages)
+    async def begin(self, messages: Sequence[RawMessage], busy: Sequence[Busy] = ()) -> Needs:
+        return self.core.begin(messages, busy)
 
     async def finish(self, stored: Mapping[str, str], tiers: Mapping[str, Tier]) -> Processed:
         return self.core.finish(stored, tiers)

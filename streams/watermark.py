@@ -8,12 +8,14 @@ event at or before it is final, for no topic is expected to bring an earlier one
 topic read ahead of the others (a backfill published topic by topic, a fast producer)
 holds nothing back wrongly, and the slowest topic decides.
 
-A topic-partition that delivered nothing for ``idle_s`` stops holding its partition back
-(Flink's idleness): the handoffs of a stream without handoffs, a quiet QA tool. When none of
-a partition's topics delivered for that long, everything pending there is final: the
-end of a stream. A topic not read since a start or a rebalance counts from the first
-event read (from the first reading of the clock while none comes), so the topics read
-first after a restart cannot release what a slower topic still brings.
+A topic-partition that delivered nothing for ``idle_s`` and has nothing left to read (no
+consumer lag) stops holding its partition back (Flink's idleness): the handoffs of a
+stream without handoffs, a quiet QA tool. When none of a partition's topics delivered for
+that long, everything pending there is final: the end of a stream. A topic not read since
+a start or a rebalance counts from the first event read (from the first reading of the
+clock while none comes), so the topics read first after a restart cannot release what a
+slower topic still brings; one with lag (a backlog read behind the others) never counts
+as idle.
 
 With an infinite lateness nothing is final until the partition goes idle: a replay orders
 its file as a whole.
@@ -52,8 +54,16 @@ class Watermarks:
         self._heard: dict[tuple[int, str], float] = {}
         self._now = 0.0
 
-    def observe(self, seen: Iterable[tuple[int, str, int]]) -> None:
-        """Record a batch's (partition, topic, event time in µs); also moves the clock."""
+    def observe(
+        self, seen: Iterable[tuple[int, str, int]], busy: Iterable[tuple[int, str]] = ()
+    ) -> None:
+        """Record a batch's (partition, topic, event time in µs); also moves the clock.
+
+        ``busy`` are the (partition, topic)s that still have records to read (consumer
+        lag): they are not idle, however long since they last delivered. Without it a
+        topic read behind the others after a restart (a backlog) would stop holding its
+        partition back after ``idle_s`` and its events would arrive late.
+        """
         now = self.tick()
         latest, heard = self._latest, self._heard
         for partition, topic, ts_us in seen:
@@ -62,6 +72,8 @@ class Watermarks:
             key = (partition, topic)
             if ts_us > latest.get(key, -END_OF_TIME):
                 latest[key] = ts_us
+            heard[key] = now
+        for key in busy:
             heard[key] = now
 
     def tick(self) -> float:

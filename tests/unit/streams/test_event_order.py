@@ -198,3 +198,20 @@ def test_a_watermark_is_the_slowest_topics_time_minus_the_lateness() -> None:
     marks.tick()
     assert marks.of(0) == END_OF_TIME  # nothing read for the idle time: all final
     assert marks.of(1) == END_OF_TIME
+
+
+def test_a_topic_with_records_left_to_read_is_never_idle() -> None:
+    """After a restart one topic's backlog may be read long after the others': while it
+    has lag it holds its partition back, so its events are not made late by idleness."""
+    clock = FakeClock()
+    marks = Watermarks(["a", "b"], lateness_s=2.0, idle_s=IDLE_S, clock=clock)
+    marks.observe([(0, "a", 10_000_000)], busy=[(0, "b")])
+    for _ in range(3):
+        clock.now += IDLE_S
+        marks.observe([(0, "a", 20_000_000)], busy=[(0, "b")])
+        assert marks.of(0) is None  # "b" has a backlog and delivered nothing yet
+    marks.observe([(0, "b", 9_000_000)], busy=[(0, "b")])
+    assert marks.of(0) == 7_000_000  # b's own time decides
+    clock.now += IDLE_S
+    marks.observe([(0, "a", 21_000_000)])  # b caught up: no lag, nothing new for idle_s
+    assert marks.of(0) == 19_000_000
