@@ -36,9 +36,9 @@ from streams.topics import base_name
 from streams.watermark import Watermarks
 
 CONVERSATION_TOPICS = tuple(k.topic for k in KINDS.values() if k.name != "user")
+"""The base topics whose events belong to a conversation (they hold the watermarks)."""
 Busy = tuple[int, str]
 """A (partition, topic base name) with records still to read."""
-"""The base topics whose events belong to a conversation (they hold the watermarks)."""
 
 
 class RawMessage(NamedTuple):
