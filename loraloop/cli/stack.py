@@ -48,6 +48,7 @@ def up(
         rollout_service,
         trainer_service,
     )
+    from streams.broker import port_free
     from streams.stack import RunningStack, run_stack
 
     settings = load_settings(data_dir)
@@ -55,7 +56,8 @@ def up(
     port = console_port(requested, settings.stream.web_host)
     console_url = f"http://{settings.stream.web_host}:{port}"
     gw = GatewaySettings()
-    gateway_url = f"http://{gw.host}:{gw.port}/v1" if gw.in_stack else ""
+    serves_gateway = gw.in_stack and port_free(gw.host, gw.port)  # else: it says why, later
+    gateway_url = f"http://{gw.host}:{gw.port}/v1" if serves_gateway else ""
 
     async def announce(_running: RunningStack) -> None:
         info = settings.stack_file.read_text()
