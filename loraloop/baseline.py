@@ -33,8 +33,8 @@ from pydantic import (
     field_validator,
 )
 
-from loraloop.eventfile import LineError
-from loraloop.events import Id, ProblemType, Text, describe_error, first_field, oversize_error
+from loraloop.eventfile import LineError, decode_object
+from loraloop.events import Id, ProblemType, Text, describe_error, first_field
 from loraloop.lifecycle import BASELINE_TIERS, SampleStatus
 
 MIN_MESSAGES: Final = 2
@@ -135,18 +135,14 @@ class BaselineLine:
 
 def parse_baseline_line(line_no: int, raw: bytes) -> BaselineLine | LineError:
     """Decode and validate one line of a baseline file."""
-    if (too_big := oversize_error(len(raw))) is not None:
-        return LineError(line_no, None, too_big, raw)
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        msg = (
-            'not JSON: each line must be one JSON object with "messages"; this one is not '
-            f"valid JSON (at column {e.colno})"
-        )
-        return LineError(line_no, None, msg, raw)
-    if not isinstance(obj, dict):
-        return LineError(line_no, None, '<payload>: expected a JSON object with "messages"', raw)
+    obj = decode_object(
+        line_no,
+        raw,
+        needs='"messages"',
+        not_object='<payload>: expected a JSON object with "messages"',
+    )
+    if isinstance(obj, LineError):
+        return obj
     try:
         conversation = BaselineConversation.model_validate(obj)
     except ValidationError as e:

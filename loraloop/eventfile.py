@@ -10,6 +10,7 @@ import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -45,20 +46,33 @@ class LineError:
         return f"line {self.line_no}: {self.message}"
 
 
-def parse_line(line_no: int, raw: bytes) -> ParsedLine | LineError:
-    """Decode and validate one line of a JSONL event file."""
+def decode_object(
+    line_no: int, raw: bytes, *, needs: str, not_object: str
+) -> dict[str, Any] | LineError:
+    """One line as a JSON object, or the error naming what was wrong: too large, not JSON
+    (``needs`` says what the object must hold), or not an object (``not_object``)."""
     if (too_big := oversize_error(len(raw))) is not None:
         return LineError(line_no, None, too_big, raw)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         msg = (
-            'not JSON: each line must be one JSON object with a "type"; this one is not '
+            f"not JSON: each line must be one JSON object with {needs}; this one is not "
             f"valid JSON (at column {e.colno})"
         )
         return LineError(line_no, None, msg, raw)
     if not isinstance(obj, dict):
-        return LineError(line_no, None, "<payload>: expected a JSON object", raw)
+        return LineError(line_no, None, not_object, raw)
+    return obj
+
+
+def parse_line(line_no: int, raw: bytes) -> ParsedLine | LineError:
+    """Decode and validate one line of a JSONL event file."""
+    obj = decode_object(
+        line_no, raw, needs='a "type"', not_object="<payload>: expected a JSON object"
+    )
+    if isinstance(obj, LineError):
+        return obj
     type_name = obj.pop("type", None)
     if type_name is None:
         msg = f"type: missing; use one of {', '.join(KINDS)}"

@@ -6,10 +6,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
 from analytics.console.app import create_console
 from analytics.console.config import ConsoleSettings
@@ -76,3 +79,15 @@ def console(tmp_path: Path) -> Iterator[Console]:
                 assert made.status_code == 201, made.text
                 keys[name] = made.json()["api_key"]
             yield Console(client, warehouse, keys, sample_id)
+
+
+def cli_as(console: Console, monkeypatch: pytest.MonkeyPatch, user: str) -> CliRunner:
+    """A CLI runner whose HTTP calls go to the test console, with ``user``'s API key."""
+
+    def request(method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.pop("timeout", None)
+        return console.client.request(method, url, **kwargs)
+
+    monkeypatch.setattr(httpx, "request", request)
+    monkeypatch.setenv("LORALOOP_API_KEY", console.keys[user])
+    return CliRunner()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -14,20 +12,14 @@ from analytics.rows import COLUMNS
 from loraloop.cli.samples import REVIEW_MARK, samples_app
 from loraloop.lifecycle import DEFAULT_TAXONOMY, Role
 from tests.pool_seed import T0, seed_sample
-from tests.unit.console.conftest import Console
+from tests.unit.console.conftest import Console, cli_as
 
 URL = ("--url", "http://testserver")
 
 
 @pytest.fixture
 def cli(console: Console, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    def request(method: str, url: str, **kwargs: Any) -> Any:
-        kwargs.pop("timeout", None)
-        return console.client.request(method, url, **kwargs)
-
-    monkeypatch.setattr(httpx, "request", request)
-    monkeypatch.setenv("LORALOOP_API_KEY", console.keys["lena"])
-    return CliRunner()
+    return cli_as(console, monkeypatch, "lena")
 
 
 def test_list_marks_a_conversation_changed_after_labelling(

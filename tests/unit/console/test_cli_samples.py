@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
 import pytest
 from typer.testing import CliRunner
 
 from loraloop.cli.samples import samples_app
-from tests.unit.console.conftest import Console
+from tests.unit.console.conftest import Console, cli_as
 
 
 @pytest.fixture
 def cli(console: Console, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    def request(method: str, url: str, **kwargs: Any) -> Any:
-        kwargs.pop("timeout", None)
-        return console.client.request(method, url, **kwargs)
-
-    monkeypatch.setattr(httpx, "request", request)
-    monkeypatch.setenv("LORALOOP_API_KEY", console.keys["lena"])
-    return CliRunner()
+    return cli_as(console, monkeypatch, "lena")
 
 
 def test_list_label_show(cli: CliRunner, console: Console) -> None:

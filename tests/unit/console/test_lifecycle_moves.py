@@ -5,14 +5,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
 from analytics import pool
 from loraloop.cli.samples import samples_app
 from loraloop.lifecycle import Role
-from tests.unit.console.conftest import Console
+from tests.unit.console.conftest import Console, cli_as
 
 LABEL = {
     "acceptance": "Reject",
@@ -179,13 +178,7 @@ def test_stale_page_form_is_409(console: Console) -> None:
 
 @pytest.fixture
 def cli(console: Console, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    def request(method: str, url: str, **kwargs: Any) -> Any:
-        kwargs.pop("timeout", None)
-        return console.client.request(method, url, **kwargs)
-
-    monkeypatch.setattr(httpx, "request", request)
-    monkeypatch.setenv("LORALOOP_API_KEY", console.keys["ari"])
-    return CliRunner()
+    return cli_as(console, monkeypatch, "ari")
 
 
 def test_cli_approve_names_the_status_it_expects(cli: CliRunner, console: Console) -> None:

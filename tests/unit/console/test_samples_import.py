@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from typer.testing import CliRunner
@@ -17,7 +16,7 @@ from loraloop.baseline import BaselineConversation, BaselineLine, parse_baseline
 from loraloop.cli.samples import samples_app
 from loraloop.eventfile import LineError
 from loraloop.lifecycle import Role, SampleStatus
-from tests.unit.console.conftest import Console
+from tests.unit.console.conftest import Console, cli_as
 from trainer.dataset import DatasetConfig, build_dataset
 from trainer.pool import read_pool
 from trainer.records import Tier
@@ -272,13 +271,7 @@ def test_a_batch_over_the_limit_is_refused(console: Console) -> None:
 
 @pytest.fixture
 def cli(console: Console, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    def request(method: str, url: str, **kwargs: Any) -> Any:
-        kwargs.pop("timeout", None)
-        return console.client.request(method, url, **kwargs)
-
-    monkeypatch.setattr(httpx, "request", request)
-    monkeypatch.setenv("LORALOOP_API_KEY", console.keys["ari"])
-    return CliRunner()
+    return cli_as(console, monkeypatch, "ari")
 
 
 def test_cli_imports_then_finds_it_all_there(cli: CliRunner, console: Console) -> None:
