@@ -75,9 +75,10 @@ class StreamSettings(BaseSettings):
         5.0,
         gt=0,
         description=(
-            "A topic-partition that delivered nothing for this long no longer holds its "
-            "partition's watermark back; when none of a partition's topics delivered, every "
-            "pending event there is final (the end of a stream, a quiet producer)."
+            "A topic-partition read to its end that delivered nothing for this long no "
+            "longer holds its partition's watermark back; when none of a partition's topics "
+            "delivered, every pending event there is final (the end of a stream, a quiet "
+            "producer)."
         ),
     )
     replay_watermark_idle_s: float = Field(

@@ -11,6 +11,7 @@ address (probes, Prometheus); every other page, ``/api/counts`` and Faust's own
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -257,10 +258,14 @@ def add_lag_monitor(app: faust.App, progress: Progress, interval_s: float) -> No
     first offset taken (nothing from there on is written: a lower bound, so a worker
     that takes and never writes is seen lagging). Partitions it has neither written nor
     taken from are left out (their committed offset is not known here), so the figure
-    is never an invented zero; partitions no longer assigned are dropped, and one that
-    comes from another worker is measured afresh.
+    is never an invented zero; their fetch position is read instead, which says whether
+    they have anything left to read (:meth:`Progress.caught_up`). Partitions no longer
+    assigned are dropped, and one that comes from another worker is measured afresh.
+    The assignment itself is kept in ``progress.assigned`` as the consumer reports it.
     """
     app.sensors.add(TakenOffsets(progress))
+    progress.assigned = set()
+    progress.highwater = lambda key: _highwater(app, key)
     held: set[tuple[str, int]] = set()
 
     async def take_over(*args: Any, **_kwargs: Any) -> None:
@@ -272,14 +277,21 @@ def add_lag_monitor(app: faust.App, progress: Progress, interval_s: float) -> No
         progress.moved_in(now - held)
         held.clear()
         held.update(now)
+        progress.assigned = set(now)
+
+    async def give_up(*_args: Any, **_kwargs: Any) -> None:
+        progress.assigned = set()
 
     app.on_partitions_assigned.connect(take_over)
+    app.on_partitions_revoked.connect(give_up)
 
     async def measure_lag() -> None:
         assigned = app.consumer.assignment()
         progress.forget({(tp.topic, tp.partition) for tp in assigned})
         for tp in assigned:
             unwritten = progress.unwritten_from(tp.topic, tp.partition)
+            if unwritten is None:
+                await _read_position(app, progress, tp, timeout_s=interval_s)
             highwater = app.consumer.highwater(tp)
             if unwritten is None or highwater is None:
                 continue
@@ -288,6 +300,25 @@ def add_lag_monitor(app: faust.App, progress: Progress, interval_s: float) -> No
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     app.timer(interval_s, name="measure-lag")(measure_lag)
+
+
+def _highwater(app: faust.App, key: tuple[str, int]) -> int | None:
+    """The consumer's high watermark of a partition; None while unknown or not assigned."""
+    try:
+        highwater = app.consumer.highwater(TP(*key))
+    except Exception:  # not assigned (any more), or the consumer not started
+        return None
+    return None if highwater is None else int(highwater)
+
+
+async def _read_position(app: faust.App, progress: Progress, tp: TP, *, timeout_s: float) -> None:
+    """Record the fetch position of a partition nothing was taken from (when it answers)."""
+    try:
+        position = await asyncio.wait_for(app.consumer.position(tp), timeout=timeout_s)
+    except Exception:  # revoked meanwhile, or no position yet: try next time
+        return
+    if position is not None:
+        progress.positions[(tp.topic, tp.partition)] = int(position)
 
 
 def add_broker_watch(

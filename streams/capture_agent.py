@@ -46,7 +46,7 @@ from loraloop.exceptions import LoraloopError
 from loraloop.settings import Settings
 from streams import metrics
 from streams.capture import QaLabeller, TierLookup
-from streams.capture_core import CONVERSATION_TOPICS, Busy, CaptureRunner, Processed, RawMessage
+from streams.capture_core import CONVERSATION_TOPICS, CaptureRunner, Processed, RawMessage
 from streams.capture_process import CaptureProcessExitedError
 from streams.dlq import send_dead_letter
 from streams.ingest import dead_letter
@@ -54,6 +54,7 @@ from streams.progress import Progress
 from streams.sink import WarehouseSink
 from streams.state_store import read_pending_states, read_states
 from streams.topics import base_name
+from streams.watermark import Reading
 
 logger = logging.getLogger(__name__)
 
@@ -150,15 +151,22 @@ class CaptureAgent:
             self._previous = stage
             self._last_enqueued = asyncio.get_running_loop().time()
 
-    def _busy(self) -> list[Busy]:
-        """Conversation topic-partitions with records still to read (the lag monitor's)."""
+    def _reading(self) -> Reading | None:
+        """The conversation topic-partitions held here and those read to their end, as the
+        consumer reports them (None where none does: an agent fed by hand)."""
+        progress = self._progress
+        if progress.assigned is None:
+            return None
         topics = set(CONVERSATION_TOPICS)
-        busy = []
-        for (topic, partition), lag in self._progress.lag.items():
+        assigned, caught_up = set(), set()
+        for key in progress.assigned:
+            topic, partition = key
             name = base_name(self._settings, topic)
-            if lag > 0 and name in topics:
-                busy.append((partition, name))
-        return busy
+            if name in topics:
+                assigned.add((partition, name))
+                if progress.caught_up(key):
+                    caught_up.add((partition, name))
+        return Reading(frozenset(assigned), frozenset(caught_up))
 
     async def _tick(self, stream: Any) -> None:
         """While no batch comes, send an empty one every half ``watermark_idle_s``.
@@ -290,7 +298,7 @@ class CaptureAgent:
     async def _prepare_once(
         self, events: Sequence[Any], messages: list[RawMessage], previous: _Stage | None
     ) -> Prepared:
-        needs = await self._capture.begin(messages, self._busy())
+        needs = await self._capture.begin(messages, self._reading())
         for letter in needs.letters:
             await send_dead_letter(self._dlq, letter)
         if needs.tier_users:

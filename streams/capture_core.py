@@ -33,12 +33,10 @@ from streams import ingest
 from streams.capture import Capture, Entry, needs_tier
 from streams.state_store import STATE_TABLE, StateCache, state_rows
 from streams.topics import base_name
-from streams.watermark import Watermarks
+from streams.watermark import Reading, Watermarks
 
 CONVERSATION_TOPICS = tuple(k.topic for k in KINDS.values() if k.name != "user")
 """The base topics whose events belong to a conversation (they hold the watermarks)."""
-Busy = tuple[int, str]
-"""A (partition, topic base name) with records still to read."""
 
 
 class RawMessage(NamedTuple):
@@ -63,7 +61,8 @@ class Needs:
     """Every user of the batch: pass back the tiers known for them."""
     restore: bool = False
     """Pass back, with the missing states, every stored state with pending events (after a
-    start or a rebalance: their events are acked, so no redelivery brings them back)."""
+    start or a rebalance: their events are acked, so no redelivery brings them back).
+    Asked once partitions are assigned; those of partitions held elsewhere are ignored."""
 
 
 @dataclass
@@ -98,6 +97,7 @@ class _Begun:
     restore: bool
     marks: dict[int, int | None]
     """The watermark of each partition of the batch, taken when it began."""
+    reading: Reading | None
 
 
 class CaptureCore:
@@ -140,14 +140,17 @@ class CaptureCore:
         """Conversations with events held for event order."""
         return len(self._pending)
 
-    def begin(self, messages: Sequence[RawMessage], busy: Sequence[Busy] = ()) -> Needs:
-        """Decode a batch and say what finishing it needs; ``busy``: the (partition, topic
-        base name)s with records still to read, which a watermark never treats as idle."""
+    def begin(self, messages: Sequence[RawMessage], reading: Reading | None = None) -> Needs:
+        """Decode a batch and say what finishing it needs.
+
+        ``reading``: the consumer's assignment and which topic-partitions it read to their
+        end (see :class:`streams.watermark.Reading`); None for a core fed by hand.
+        """
         decoded, letters = self._capture.decode(messages)
         stream = self._stream
         self._watermarks.observe(
             ((m.partition, base_name(stream, m.topic), event_key(e)[0]) for m, e in decoded),
-            busy,
+            reading,
         )
         partitions = {m.partition for m, _ in decoded} | {p for p, _ in self._pending.values()}
         marks = {partition: self._watermark(partition) for partition in partitions}
@@ -156,8 +159,9 @@ class CaptureCore:
         conversation_ids = {event.conversation_id for _, event in decoded} | release
         # Taken now, so a clear() before finish (a rebalance) cannot drop them mid-batch.
         cached = self._cache.cached(conversation_ids)
-        restore = not self._restored and self._stream.event_order
-        self._begun = _Begun(decoded, cached, release, force, restore, marks)
+        held = reading is None or bool(reading.assigned)
+        restore = not self._restored and self._stream.event_order and held
+        self._begun = _Begun(decoded, cached, release, force, restore, marks, reading)
         user_ids = {user for _, event in decoded if (user := getattr(event, "user_id", None))}
         return Needs(
             letters=letters,
@@ -194,7 +198,11 @@ class CaptureCore:
         if begun is None:
             msg = "CaptureCore.finish called without begin: call begin(messages) first"
             raise CaptureOrderError(msg)
-        loaded = self._cache.load(dict(stored))
+        reading = begun.reading
+        # Restored states of partitions another worker holds are its to release.
+        loaded = self._cache.load(
+            dict(stored), keep=None if reading is None else lambda e: reading.holds(e.partition)
+        )
         if begun.restore:
             self._restored = True
         self._index(loaded)
@@ -248,7 +256,9 @@ class CaptureCore:
 class CaptureRunner(Protocol):
     """Where a :class:`CaptureCore` runs, as the agent sees it."""
 
-    async def begin(self, messages: Sequence[RawMessage], busy: Sequence[Busy] = ()) -> Needs: ...
+    async def begin(
+        self, messages: Sequence[RawMessage], reading: Reading | None = None
+    ) -> Needs: ...
 
     async def finish(self, stored: Mapping[str, str], tiers: Mapping[str, Tier]) -> Processed: ...
 
@@ -263,8 +273,8 @@ class InlineCapture:
     def __init__(self, core: CaptureCore) -> None:
         self.core = core
 
-    async def begin(self, messages: Sequence[RawMessage], busy: Sequence[Busy] = ()) -> Needs:
-        return self.core.begin(messages, busy)
+    async def begin(self, messages: Sequence[RawMessage], reading: Reading | None = None) -> Needs:
+        return self.core.begin(messages, reading)
 
     async def finish(self, stored: Mapping[str, str], tiers: Mapping[str, Tier]) -> Processed:
         return self.core.finish(stored, tiers)

@@ -33,7 +33,8 @@ from detectors.config import DetectorSettings
 from loraloop.events import Tier
 from loraloop.exceptions import LoraloopError
 from loraloop.settings import StreamSettings
-from streams.capture_core import Busy, CaptureCore, Needs, Processed, RawMessage
+from streams.capture_core import CaptureCore, Needs, Processed, RawMessage
+from streams.watermark import Reading
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ def serve(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group
     core = CaptureCore(stream, detectors, cache_size=cache_size)
 
-    def begin(messages: list[tuple[str, int, int, Any]], busy: list[Busy]) -> Needs:
-        return core.begin([RawMessage._make(m) for m in messages], busy)
+    def begin(messages: list[tuple[str, int, int, Any]], reading: Reading | None) -> Needs:
+        return core.begin([RawMessage._make(m) for m in messages], reading)
 
     operations: dict[str, Callable[..., Any]] = {"begin": begin, "finish": core.finish}
     while True:
@@ -126,8 +127,8 @@ class CaptureProcess:
             self._clear_next = False  # a new child starts with an empty cache
         return self
 
-    async def begin(self, messages: Sequence[RawMessage], busy: Sequence[Busy] = ()) -> Needs:
-        needs: Needs = await self._call("begin", [tuple(m) for m in messages], list(busy))
+    async def begin(self, messages: Sequence[RawMessage], reading: Reading | None = None) -> Needs:
+        needs: Needs = await self._call("begin", [tuple(m) for m in messages], reading)
         return needs
 
     async def finish(self, stored: Mapping[str, str], tiers: Mapping[str, Tier]) -> Processed:

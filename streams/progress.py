@@ -15,6 +15,10 @@ the high watermark minus the first offset taken, since nothing from there on is 
 A partition that comes (back) from another worker starts afresh
 (:meth:`Progress.moved_in`): what this worker wrote there before is stale, and an idle
 partition measured from a stale offset would look stuck forever.
+
+It also says which partitions the worker holds and which it has read to their end
+(:meth:`Progress.caught_up`): capture's watermarks let only those go idle (see
+:mod:`streams.watermark`).
 """
 
 from __future__ import annotations
@@ -69,6 +73,13 @@ class Progress:
     """When (``clock``) each partition's written offset last moved."""
     lagging_since: dict[TopicPartition, float] = field(default_factory=dict)
     """When (``clock``) each partition's lag was last seen rise above zero."""
+    assigned: set[TopicPartition] | None = None
+    """The partitions the consumer holds now (empty between a revocation and the next
+    assignment); None where no consumer reports it (an agent fed by hand in a test)."""
+    highwater: Callable[[TopicPartition], int | None] = lambda _tp: None
+    """The consumer's high watermark of a partition (None until a fetch brought it)."""
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    """The fetch position of held partitions nothing was taken from yet (the lag monitor's)."""
     clock: Callable[[], float] = time.monotonic
 
     def take(self, topic: str, partition: int, offset: int) -> None:
@@ -91,13 +102,32 @@ class Progress:
         """The first offset not known written: the next offset written, else the first taken."""
         return self.lag_from.get((topic, partition))
 
+    def caught_up(self, key: TopicPartition) -> bool:
+        """Everything the broker holds on the partition is written here (or none is there).
+
+        Measured from the first offset not known written, or, for a partition nothing was
+        taken from since it was assigned, from its fetch position: either reaching the
+        high watermark means nothing is left to read. Unknown counts as not caught up.
+        """
+        end = self.highwater(key)
+        if end is None:
+            return False
+        start = self.lag_from.get(key, self.positions.get(key))
+        return end == 0 or (start is not None and start >= end)
+
     def moved_in(self, partitions: set[TopicPartition]) -> None:
         """``partitions`` were just assigned from elsewhere: measure their lag afresh.
 
         ``next_offsets`` stays (``reached`` reads what was written, whoever holds it now).
         """
         for key in partitions:
-            for known in (self.lag_from, self.advanced_at, self.lagging_since, self.lag):
+            for known in (
+                self.lag_from,
+                self.advanced_at,
+                self.lagging_since,
+                self.lag,
+                self.positions,
+            ):
                 known.pop(key, None)
 
     def observe_lag(self, topic: str, partition: int, lag: int) -> None:
@@ -114,6 +144,8 @@ class Progress:
         for key in [k for k in self.lag if k not in keep]:
             del self.lag[key]
             self.lagging_since.pop(key, None)
+        for key in [k for k in self.positions if k not in keep]:
+            del self.positions[key]
 
     def stuck(self, after_s: float) -> Stuck | None:
         """Partitions with lag above zero and no offset advance for ``after_s``, or None.

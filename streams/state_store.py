@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -84,8 +84,10 @@ class StateCache:
                 found[cid] = entry
         return found
 
-    def load(self, stored: dict[str, str]) -> dict[str, Entry]:
-        """Parse states read by :func:`read_states` and cache them.
+    def load(
+        self, stored: dict[str, str], *, keep: Callable[[Entry], bool] | None = None
+    ) -> dict[str, Entry]:
+        """Parse states read by :func:`read_states` and cache those ``keep`` accepts (all).
 
         An unreadable state (e.g. written by an older format) is dropped with a
         warning: the conversation starts afresh rather than stopping the agent.
@@ -93,9 +95,12 @@ class StateCache:
         found = {}
         for cid, state in stored.items():
             try:
-                found[cid] = Entry.from_dict(orjson.loads(state))
+                entry = Entry.from_dict(orjson.loads(state))
             except (StateFormatError, orjson.JSONDecodeError, KeyError, TypeError) as e:
                 logger.warning("conversation %s: unreadable stored state (%s); afresh", cid, e)
+                continue
+            if keep is None or keep(entry):
+                found[cid] = entry
         self.remember(found)
         return found
 

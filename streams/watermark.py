@@ -8,14 +8,17 @@ event at or before it is final, for no topic is expected to bring an earlier one
 topic read ahead of the others (a backfill published topic by topic, a fast producer)
 holds nothing back wrongly, and the slowest topic decides.
 
-A topic-partition that delivered nothing for ``idle_s`` and has nothing left to read (no
-consumer lag) stops holding its partition back (Flink's idleness): the handoffs of a
-stream without handoffs, a quiet QA tool. When none of a partition's topics delivered for
-that long, everything pending there is final: the end of a stream. A topic not read since
-a start or a rebalance counts from the first event read (from the first reading of the
-clock while none comes), so the topics read first after a restart cannot release what a
-slower topic still brings; one with lag (a backlog read behind the others) never counts
-as idle.
+A topic-partition that delivered nothing for ``idle_s`` and has been read to its end stops
+holding its partition back (Flink's idleness): the handoffs of a stream without handoffs,
+a quiet QA tool. When every topic of a partition is idle, everything pending there is
+final: the end of a stream. "Read to its end" is the consumer's word (a
+:class:`Reading`: everything the broker holds there is written here); silence alone is
+not, for a partition is silent too while it is not yet assigned (a restarted worker
+waits out the dead member's session) or while its backlog waits behind the other
+topics'. A partition not assigned here has no watermark at all, so the pending events
+of a conversation another worker owns are never released here. A topic-partition is
+silent from its assignment on (for a core fed by hand, without a consumer's word: from
+the first event read, or the first reading of the clock while none comes).
 
 With an infinite lateness nothing is final until the partition goes idle: a replay orders
 its file as a whole.
@@ -26,11 +29,29 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Final
 
 from detectors.order import END_OF_TIME
 
 _US_PER_S: Final = 1_000_000
+
+TopicPartition = tuple[int, str]
+"""(partition, topic base name)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the consumer says of the conversation topic-partitions (picklable: it crosses
+    to the capture process)."""
+
+    assigned: frozenset[TopicPartition]
+    """Those this worker holds now (empty before the first assignment, after a revocation)."""
+    caught_up: frozenset[TopicPartition]
+    """Those read and written here up to the broker's end (the only ones that may go idle)."""
+
+    def holds(self, partition: int) -> bool:
+        return any(p == partition for p, _ in self.assigned)
 
 
 class Watermarks:
@@ -53,17 +74,16 @@ class Watermarks:
         self._latest: dict[tuple[int, str], int] = {}
         self._heard: dict[tuple[int, str], float] = {}
         self._now = 0.0
+        self._reading: Reading | None = None
 
-    def observe(
-        self, seen: Iterable[tuple[int, str, int]], busy: Iterable[tuple[int, str]] = ()
-    ) -> None:
+    def observe(self, seen: Iterable[tuple[int, str, int]], reading: Reading | None = None) -> None:
         """Record a batch's (partition, topic, event time in µs); also moves the clock.
 
-        ``busy`` are the (partition, topic)s that still have records to read (consumer
-        lag): they are not idle, however long since they last delivered. Without it a
-        topic read behind the others after a restart (a backlog) would stop holding its
-        partition back after ``idle_s`` and its events would arrive late.
+        ``reading``: the consumer's assignment and the topic-partitions read to their end,
+        as of this batch. None (a core fed by hand, without a consumer): every partition
+        counts as held, and a silent topic-partition as read to its end.
         """
+        self._reading = reading
         now = self.tick()
         latest, heard = self._latest, self._heard
         for partition, topic, ts_us in seen:
@@ -73,8 +93,9 @@ class Watermarks:
             if ts_us > latest.get(key, -END_OF_TIME):
                 latest[key] = ts_us
             heard[key] = now
-        for key in busy:
-            heard[key] = now
+        if reading is not None:  # a topic-partition just assigned is silent from now on
+            for key in reading.assigned:
+                heard.setdefault(key, now)
 
     def tick(self) -> float:
         """Read the clock (once per batch: every watermark of a batch uses the same now)."""
@@ -85,11 +106,15 @@ class Watermarks:
 
     def of(self, partition: int) -> int | None:
         """The partition's watermark in µs; None while nothing there is final."""
+        reading = self._reading
+        if reading is not None and not reading.holds(partition):
+            return None
         started = self._first_event or self._started or self._now
         active = [
             topic
             for topic in self._topics
             if self._now - self._heard.get((partition, topic), started) < self._idle_s
+            or (reading is not None and (partition, topic) not in reading.caught_up)
         ]
         if not active:
             return END_OF_TIME
@@ -105,3 +130,4 @@ class Watermarks:
         self._started = self._first_event = None
         self._latest.clear()
         self._heard.clear()
+        self._reading = None

@@ -20,10 +20,11 @@ from detectors.config import DetectorSettings
 from loraloop.settings import Settings, StreamSettings
 from streams.capture import TierLookup
 from streams.capture_agent import CaptureAgent
-from streams.capture_core import Busy, CaptureCore, InlineCapture, Needs, RawMessage
+from streams.capture_core import CaptureCore, InlineCapture, Needs, RawMessage
 from streams.capture_process import CaptureProcessExitedError
 from streams.progress import Progress
 from streams.sink import WarehouseSink
+from streams.watermark import Reading
 
 
 @dataclass
@@ -114,20 +115,20 @@ class FlakyCapture(InlineCapture):
         self.errors = errors
         self.begun = 0
 
-    async def begin(self, messages: Sequence[RawMessage], busy: Sequence[Busy] = ()) -> Needs:
+    async def begin(self, messages: Sequence[RawMessage], reading: Reading | None = None) -> Needs:
         self.begun += 1
         if self.errors:
             raise self.errors.pop(0)
-        return await super().begin(messages, busy)
+        return await super().begin(messages, reading)
 
 
 class ClearingCapture(InlineCapture):
     """An inline core whose cache is cleared before every batch but the first (rebalances)."""
 
-    async def begin(self, messages: Sequence[RawMessage], busy: Sequence[Busy] = ()) -> Needs:
+    async def begin(self, messages: Sequence[RawMessage], reading: Reading | None = None) -> Needs:
         if len(self.core):
             self.core.clear()
-        return await super().begin(messages, busy)
+        return await super().begin(messages, reading)
 
 
 @dataclass
@@ -239,11 +240,11 @@ class PoisonCapture(InlineCapture):
         super().__init__(core)
         self.poison_offset = poison_offset
 
-    async def begin(self, messages: Sequence[RawMessage], busy: Sequence[Busy] = ()) -> Needs:
+    async def begin(self, messages: Sequence[RawMessage], reading: Reading | None = None) -> Needs:
         if any(m.offset == self.poison_offset for m in messages):
             msg = "cannot encode this event"
             raise OverflowError(msg)
-        return await super().begin(messages, busy)
+        return await super().begin(messages, reading)
 
 
 def test_a_poison_event_is_dead_lettered_and_the_events_behind_it_are_written(

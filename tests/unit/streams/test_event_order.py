@@ -14,7 +14,7 @@ from detectors.order import END_OF_TIME
 from loraloop.settings import StreamSettings
 from streams.capture_core import CaptureCore, Processed, RawMessage
 from streams.state_store import STATE_TABLE
-from streams.watermark import Watermarks
+from streams.watermark import Reading, Watermarks
 from tests.unit.streams.test_capture_core import FakeClock, past_the_start
 
 T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
@@ -200,18 +200,95 @@ def test_a_watermark_is_the_slowest_topics_time_minus_the_lateness() -> None:
     assert marks.of(1) == END_OF_TIME
 
 
-def test_a_topic_with_records_left_to_read_is_never_idle() -> None:
-    """After a restart one topic's backlog may be read long after the others': while it
-    has lag it holds its partition back, so its events are not made late by idleness."""
+def _reading(
+    assigned: list[tuple[int, str]], caught_up: list[tuple[int, str]] | None = None
+) -> Reading:
+    return Reading(frozenset(assigned), frozenset(assigned if caught_up is None else caught_up))
+
+
+TOPICS = ["llm.turns", "llm.feedback", "llm.handoffs", "llm.qa", "llm.outcomes"]
+
+
+def test_a_topic_not_read_to_its_end_is_never_idle() -> None:
+    """After a restart one topic's backlog may be read long after the others': until the
+    consumer has read it to its end it holds its partition back, however long it is silent,
+    so its events are not made late by idleness."""
     clock = FakeClock()
     marks = Watermarks(["a", "b"], lateness_s=2.0, idle_s=IDLE_S, clock=clock)
-    marks.observe([(0, "a", 10_000_000)], busy=[(0, "b")])
+    behind = _reading([(0, "a"), (0, "b")], caught_up=[(0, "a")])
+    marks.observe([(0, "a", 10_000_000)], behind)
     for _ in range(3):
         clock.now += IDLE_S
-        marks.observe([(0, "a", 20_000_000)], busy=[(0, "b")])
+        marks.observe([(0, "a", 20_000_000)], behind)
         assert marks.of(0) is None  # "b" has a backlog and delivered nothing yet
-    marks.observe([(0, "b", 9_000_000)], busy=[(0, "b")])
+    marks.observe([(0, "b", 9_000_000)], behind)
     assert marks.of(0) == 7_000_000  # b's own time decides
     clock.now += IDLE_S
-    marks.observe([(0, "a", 21_000_000)])  # b caught up: no lag, nothing new for idle_s
-    assert marks.of(0) == 19_000_000
+    marks.observe([(0, "a", 21_000_000)], _reading([(0, "a"), (0, "b")]))
+    assert marks.of(0) == 19_000_000  # b read to its end and silent for idle_s: idle
+    clock.now += IDLE_S
+    marks.observe([], behind)  # new records on b, not delivered yet: it holds again
+    assert marks.of(0) == 7_000_000
+
+
+def test_a_partition_not_held_here_has_no_watermark_however_long_it_is_silent() -> None:
+    clock = FakeClock()
+    marks = Watermarks(["a", "b"], lateness_s=2.0, idle_s=IDLE_S, clock=clock)
+    for _ in range(5):  # a restarted worker waiting out the dead member's session
+        clock.now += IDLE_S
+        marks.observe([], _reading([]))
+        assert marks.of(0) is None
+    marks.observe([], _reading([(1, "a"), (1, "b")]))
+    assert marks.of(0) is None  # partition 0 went to another worker
+    assert marks.of(1) is None  # just assigned: its topics count from now
+    clock.now += IDLE_S
+    marks.observe([], _reading([(1, "a"), (1, "b")]))
+    assert marks.of(1) == END_OF_TIME  # read to their end and silent: the stream ended
+
+
+def _restored_complaint() -> str:
+    """The stored state of a conversation whose complaint is pending, its turns unread."""
+    before = _core(_stream())
+    held = _batch(before, [_complaint(20)])
+    (state,) = _rows(held, STATE_TABLE)
+    assert state["pending"] == 1
+    return str(state["state"])
+
+
+def test_a_restarted_worker_releases_nothing_before_its_partitions_are_read() -> None:
+    """The SIGKILL flake of issue 17: a restarted worker ticked for longer than the idle
+    time before its partitions were assigned, called every partition idle and released
+    the restored complaint before the turn it follows, whose complaint then came second."""
+    stored = _restored_complaint()
+    clock = FakeClock()
+    after = CaptureCore(_stream(), DetectorSettings(), cache_size=100, clock=clock)
+    for _ in range(5):  # no assignment yet: nothing to restore, nothing released
+        clock.now += IDLE_S
+        needs = after.begin([], _reading([]))
+        assert not needs.restore
+        assert _signals(after.finish({}, {})) == []
+    everything = [(0, t) for t in TOPICS]
+    backlog = _reading(everything, caught_up=[(0, t) for t in TOPICS if t != "llm.turns"])
+    assert after.begin([], backlog).restore
+    assert _signals(after.finish({CID: stored}, {})) == []
+    assert after.pending == 1
+    for _ in range(3):  # the turns' backlog is still being read: the complaint waits
+        clock.now += IDLE_S
+        after.begin([], backlog)
+        assert _signals(after.finish({}, {})) == []
+    after.begin([_turn(0, text="I want a refund now")], backlog)
+    after.finish({}, {})
+    clock.now += IDLE_S
+    after.begin([], _reading(everything))
+    released = after.finish({}, {})
+    assert _signals(released) == [("complaint", 0)]  # the turn's, as in the clean run
+    assert released.pending == 0
+
+
+def test_restored_states_of_partitions_held_elsewhere_are_left_to_their_worker() -> None:
+    stored = _restored_complaint()  # partition 0
+    core = CaptureCore(_stream(), DetectorSettings(), cache_size=100, clock=FakeClock(IDLE_S))
+    assert core.begin([], _reading([(1, t) for t in TOPICS])).restore
+    core.finish({CID: stored}, {})
+    assert core.pending == 0
+    assert len(core) == 0
