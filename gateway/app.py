@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 import orjson
@@ -22,7 +23,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.backends.base import ChatBackend
+from gateway.backends.base import AdapterHost, ChatBackend
 from gateway.config import GatewaySettings
 from gateway.errors import (
     AuthenticationError,
@@ -35,6 +36,8 @@ from gateway.limits import RateLimiter
 from gateway.routing import VersionSource
 from gateway.schemas import (
     ChatRequest,
+    LoadAdapter,
+    UnloadAdapter,
     Usage,
     chunk_body,
     completion_body,
@@ -138,7 +141,13 @@ class Gateway:
             raise AuthenticationError(msg)
 
     async def models(self) -> dict[str, Any]:
-        return {"object": "list", "data": [self._model(a) for a in self.settings.model_aliases]}
+        """The aliases clients ask for and, as vLLM lists them, the adapters loaded now."""
+        data = [self._model(a) for a in self.settings.model_aliases]
+        host = self._adapter_host()
+        if host is not None:
+            parent = self.settings.model_aliases[0]
+            data += [{**self._model(name), "parent": parent} for name in host.loaded]
+        return {"object": "list", "data": data}
 
     async def model(self, model_id: str) -> dict[str, Any]:
         if model_id not in self.settings.model_aliases:
@@ -146,7 +155,43 @@ class Gateway:
         return self._model(model_id)
 
     def _model(self, name: str) -> dict[str, Any]:
-        return {"id": name, "object": "model", "created": self.created, "owned_by": "loraloop"}
+        body = {"id": name, "object": "model", "created": self.created, "owned_by": "loraloop"}
+        host = self._adapter_host()
+        if host is not None and host.max_lora_rank is not None:
+            body["max_lora_rank"] = host.max_lora_rank
+        return body
+
+    def _adapter_host(self) -> AdapterHost | None:
+        backend = self.parts.backend
+        return backend if isinstance(backend, AdapterHost) else None
+
+    async def load_adapter(self, request: Request) -> Response:
+        """``POST /v1/load_lora_adapter``: load an adapter from a path, as vLLM does."""
+        host = self._require_host()
+        body = parse(
+            LoadAdapter, parse_object(await read_body(request, self.settings.max_request_bytes))
+        )
+        await host.load_adapter(body.lora_name, Path(body.lora_path))
+        return Response(f"Success: LoRA adapter '{body.lora_name}' added successfully.")
+
+    async def unload_adapter(self, request: Request) -> Response:
+        """``POST /v1/unload_lora_adapter``."""
+        host = self._require_host()
+        body = parse(
+            UnloadAdapter, parse_object(await read_body(request, self.settings.max_request_bytes))
+        )
+        await host.unload_adapter(body.lora_name)
+        return Response(f"Success: LoRA adapter '{body.lora_name}' removed successfully.")
+
+    def _require_host(self) -> AdapterHost:
+        host = self._adapter_host()
+        if host is None:
+            msg = (
+                "this gateway's backend does not load adapters at runtime: load them into the "
+                "upstream (vLLM's /v1/load_lora_adapter) instead"
+            )
+            raise NotFoundError(msg, code="not_supported")
+        return host
 
     def _unknown_model(self, name: str) -> NotFoundError:
         names = ", ".join(repr(a) for a in self.settings.model_aliases)
@@ -336,6 +381,11 @@ def create_gateway(parts: GatewayParts) -> FastAPI:
     app.add_api_route("/v1/models", gateway.models, methods=["GET"], dependencies=keyed)
     app.add_api_route("/v1/models/{model_id}", gateway.model, methods=["GET"], dependencies=keyed)
     app.add_api_route("/v1/chat/completions", gateway.chat, methods=["POST"], dependencies=keyed)
+    for path, handler in (
+        ("/v1/load_lora_adapter", gateway.load_adapter),
+        ("/v1/unload_lora_adapter", gateway.unload_adapter),
+    ):
+        app.add_api_route(path, handler, methods=["POST"], dependencies=keyed)
     for path, kind in EVENT_PATHS.items():
         accept = _acceptor(gateway, kind)
         app.add_api_route(f"/v1/{path}", accept, methods=["POST"], dependencies=keyed)

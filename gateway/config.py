@@ -142,3 +142,10 @@ class GatewaySettings(BaseSettings):
         description="`local` backend: LoRA adapters kept loaded at most (least recently used "
         "unloaded first); a canary rollout needs two.",
     )
+    max_lora_rank: int | None = Field(
+        None,
+        ge=1,
+        description="`local` backend: the highest LoRA rank it loads (as vLLM's "
+        "--max-lora-rank); reported in /v1/models so the adapter controller checks it before "
+        "loading. Empty: any rank.",
+    )

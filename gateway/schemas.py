@@ -148,3 +148,16 @@ def usage_chunk_body(*, ident: str, created: int, version: str, usage: Usage) ->
         "choices": [],
         "usage": usage.body(),
     }
+
+
+class LoadAdapter(BaseModel):
+    """``POST /v1/load_lora_adapter`` (vLLM's body)."""
+
+    lora_name: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    lora_path: str = Field(min_length=1)
+
+
+class UnloadAdapter(BaseModel):
+    """``POST /v1/unload_lora_adapter`` (vLLM's body)."""
+
+    lora_name: str = Field(min_length=1, max_length=MAX_ID_CHARS)

@@ -169,7 +169,8 @@ def dead_letter_agent(sink: WarehouseSink, progress: Progress, settings: Setting
 
 
 def health_body(progress: Progress, stuck_after_s: float) -> tuple[int, dict[str, Any]]:
-    """``/health``: 503 when the sink fails, the broker is unreachable or a partition is stuck.
+    """``/health``: 503 when the sink fails, the broker is unreachable, a partition is stuck
+    or a serving replica cannot serve what routing needs (``serving``).
 
     Stuck: lag above zero and no written offset advance for ``stuck_after_s``
     (:meth:`Progress.stuck`), the case in which nothing fails yet nothing moves.
@@ -177,13 +178,14 @@ def health_body(progress: Progress, stuck_after_s: float) -> tuple[int, dict[str
     watch = progress.broker_watch
     broker_down = watch is not None and not watch.up
     stuck = progress.stuck(stuck_after_s)
-    healthy = not (progress.sink_error or broker_down or stuck)
+    healthy = not (progress.sink_error or broker_down or stuck or progress.serving_problem)
     lag = sum(progress.lag.values())
     body: dict[str, Any] = {
         "status": "ok" if healthy else "degraded",
         "sink_error": progress.sink_error,
         "lag": lag,
         "stuck": stuck.describe() if stuck is not None else None,
+        "serving": progress.serving_problem,
     }
     if watch is not None:
         body.update(watch.status())

@@ -78,6 +78,8 @@ class Progress:
     assignment); None where no consumer reports it (an agent fed by hand in a test)."""
     highwater: Callable[[TopicPartition], int | None] = lambda _tp: None
     """The consumer's high watermark of a partition (None until a fetch brought it)."""
+    serving_problem: str | None = None
+    """Why a serving replica cannot serve what routing needs (the rollout service's word)."""
     positions: dict[TopicPartition, int] = field(default_factory=dict)
     """The fetch position of held partitions nothing was taken from yet (the lag monitor's)."""
     clock: Callable[[], float] = time.monotonic

@@ -16,7 +16,13 @@ Closes the loop in the running system (design: Training cycle, steps 6–7). Eac
   longer be rolled out (a newer one exists, its parent was replaced) is retired;
 - the shared :class:`~trainer.router.Router` is set to what the registry and the rollout
   log describe (:func:`trainer.serving.current_table`), so ``GET /v1/route`` serves the
-  split at once.
+  split at once;
+- with serving replicas configured (an :class:`trainer.adapter_fleet.AdapterFleet`), a
+  version starts only once every replica lists its adapter and its parent's, a running
+  canary is looked at only while every replica still serves both (a replica that lost
+  them is reloaded; one that cannot be makes a ``hold`` row in the rollout log), and the
+  registry's versions routing no longer needs are unloaded after every step. What keeps a
+  version from starting is the step's reason, logged, and in the stack's ``/health``.
 
 Statuses are derived from the rollout log on every step (:meth:`RolloutService.settle`),
 so a process killed between the rollout row and the status change is repaired on the
@@ -33,16 +39,19 @@ import contextlib
 import logging
 import threading
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from loraloop.settings import Settings
+from trainer.adapter_fleet import AdapterFleet, FleetProblem
 from trainer.mirror import set_status
 from trainer.registry import Registry
 from trainer.rollout import (
     FINAL_STATUSES,
+    RolloutAction,
     RolloutController,
     RolloutDecision,
     RolloutState,
@@ -78,6 +87,8 @@ class ServiceAction(StrEnum):
     LOOKED = "looked"
     SETTLED = "settled"
     RETIRED = "retired"
+    HELD = "held"
+    """A serving replica cannot serve the version (or its parent) yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +111,17 @@ class RolloutService:
         router: Router,
         *,
         settings: RolloutServiceSettings | None = None,
+        fleet: AdapterFleet | None = None,
     ) -> None:
         self._warehouse = warehouse
         self._registry = registry
         self._router = router
         self.settings = settings or RolloutServiceSettings()
         self.controller = RolloutController(warehouse, router, registry=registry)
+        self.fleet = fleet
         self._last_look: dict[str, datetime] = {}
+        self._held_for: dict[str, str] = {}
+        """Per running canary, the replica problem last written to the rollout log."""
 
     @property
     def rollout_settings(self) -> RolloutSettings:
@@ -118,11 +133,50 @@ class RolloutService:
         versions = self._registry.versions()
         canaries = [v for v in versions if v.status is VersionStatus.CANARY]
         if canaries:
-            report = self._watch(canaries[-1], when)
+            report = self._hold_running(canaries[-1], when) or self._watch(canaries[-1], when)
         else:
             report = self._start_next(versions, when)
         self.refresh_router()
+        self._unload_unrouted(versions)
         return report
+
+    @property
+    def serving_problem(self) -> str | None:
+        """Why a replica cannot serve what routing needs (None: all can, or no replicas)."""
+        if self.fleet is None or not self.fleet.problems:
+            return None
+        return _describe(self.fleet.problems)
+
+    def _prepare(self, versions: set[str]) -> list[FleetProblem]:
+        return [] if self.fleet is None else self.fleet.prepare(versions)
+
+    def _hold_running(self, info: VersionInfo, when: datetime) -> StepReport | None:
+        """A running canary a replica cannot serve: hold it (once per reason in the log)."""
+        state = self.controller.store.load(info.name)
+        if state is None or state.status in FINAL_STATUSES or self.fleet is None:
+            return None
+        problems = self._prepare({info.name, state.parent})
+        if not problems:
+            self._held_for.pop(info.name, None)
+            return None
+        reason = f"adapters not on every replica: {_describe(problems)}"
+        if self._held_for.get(info.name) != reason:
+            held = _held(state)
+            self.controller.store.record(
+                RolloutDecision(RolloutAction.HOLD, held, reason), now=when
+            )
+            self._held_for[info.name] = reason
+        return StepReport(ServiceAction.HELD, info.name, reason)
+
+    def _unload_unrouted(self, versions: list[VersionInfo]) -> None:
+        """Unload from the replicas the registry's versions no route and no next start needs."""
+        if self.fleet is None:
+            return
+        table = self._router.table
+        keep = {table.stable, *([table.canary] if table.canary else [])}
+        ready = [v.name for v in versions if v.status is VersionStatus.TRAINED and v.gate_passed]
+        keep.update(ready[-1:])
+        self.fleet.retire(keep, {v.name for v in versions})
 
     def refresh_router(self) -> None:
         """Serve what the registry mirror and the rollout log describe now."""
@@ -205,6 +259,11 @@ class RolloutService:
 
     def _start(self, info: VersionInfo, when: datetime) -> StepReport:
         parent = info.parent or BASE_VERSION
+        problems = self._prepare({info.name, parent})
+        if problems:  # no user is routed to a version a replica cannot serve
+            reason = f"not started: adapters not on every replica: {_describe(problems)}"
+            logger.warning("rollout of %s %s", info.name, reason)
+            return StepReport(ServiceAction.HELD, info.name, reason)
         self._move(info.name, VersionStatus.CANARY)
         state = self.controller.store.start(info.name, parent, now=when)
         self._last_look[info.name] = when
@@ -220,6 +279,14 @@ class RolloutService:
         logger.warning("retiring %s without a rollout: %s", info.name, reason)
         self._move(info.name, VersionStatus.RETIRED)
         return StepReport(ServiceAction.RETIRED, info.name, reason)
+
+
+def _describe(problems: Sequence[FleetProblem]) -> str:
+    return "; ".join(p.describe() for p in problems)
+
+
+def _held(state: RolloutState) -> RolloutState:
+    return replace(state, status=RolloutStatus.HELD, seq=state.seq + 1)
 
 
 # ---------------------------------------------------------------------------- the stack
@@ -259,18 +326,24 @@ async def serve_rollouts(
     stop: asyncio.Event,
     *,
     registry: Registry | None = None,
+    fleet: AdapterFleet | None = None,
+    on_serving_problem: Callable[[str | None], None] | None = None,
 ) -> None:
     """Run :meth:`RolloutService.step` every ``poll_interval_s`` until ``stop`` is set.
 
     Every warehouse and registry call runs on the warehouse thread; a failing step is
     logged and retried at the next poll. ``registry`` defaults to the training service's
-    (:func:`default_registry`). With ``settings.enabled`` false it only waits.
+    (:func:`default_registry`). With ``settings.enabled`` false it only waits. After
+    every step ``on_serving_problem`` hears :attr:`RolloutService.serving_problem` (for
+    ``/health``).
     """
     if not settings.enabled:
         logger.info("rollout service disabled (LORALOOP_ROLLOUT_SERVICE__ENABLED=false)")
         await stop.wait()
         return
-    service = RolloutService(warehouse, registry or default_registry(), router, settings=settings)
+    service = RolloutService(
+        warehouse, registry or default_registry(), router, settings=settings, fleet=fleet
+    )
     while not stop.is_set():
         try:
             report = await warehouse.run(service.step)
@@ -281,4 +354,6 @@ async def serve_rollouts(
         else:
             if report.action is not ServiceAction.WAITING:
                 logger.debug("rollout step: %s %s %s", report.action, report.version, report.reason)
+            if on_serving_problem is not None:
+                on_serving_problem(service.serving_problem)
         await _pause(stop, settings.poll_interval_s)

@@ -8,7 +8,9 @@ only decides *whether* and *when* the loop acts (design: Training cycle, steps 6
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,6 +43,26 @@ class RolloutServiceSettings(BaseSettings):
         True,
         description="Retire a trained version that can no longer be rolled out: a newer one "
         "was trained, or its parent is no longer the active version.",
+    )
+
+    adapter_replicas: list[str] = Field(
+        default_factory=list,
+        description="Base URLs of the serving replicas the adapter controller keeps loaded "
+        "(vLLM started with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora, or "
+        "loraloop gateways), as a JSON list: '[\"http://vllm-0:8000\"]'. Empty: no "
+        "controller (the local gateway loads adapters on demand).",
+    )
+    adapter_replica_api_key: SecretStr | None = Field(
+        None, description="Bearer key the replicas want (vLLM's --api-key); empty: none."
+    )
+    adapter_replica_timeout_s: float = Field(
+        60.0, gt=0, description="Seconds a replica may take to load, unload or list adapters."
+    )
+    adapter_root: Path | None = Field(
+        None,
+        description="The registry directory as the replicas see it (a shared volume mounted "
+        "elsewhere); each version's adapter is <adapter_root>/model_vN. Empty: the "
+        "registry's own path.",
     )
 
     @model_validator(mode="after")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Final, Protocol
+from pathlib import Path
+from typing import Final, Protocol, runtime_checkable
 
 from gateway.schemas import ChatRequest, Reply, Usage
 
@@ -24,3 +25,22 @@ class ChatBackend(Protocol):
     def stream(self, request: ChatRequest, adapter: str) -> AsyncIterator[str | Usage]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class AdapterHost(Protocol):
+    """A backend that loads and unloads LoRA adapters at runtime (vLLM's endpoints).
+
+    The gateway serves ``POST /v1/load_lora_adapter``, ``POST /v1/unload_lora_adapter``
+    and lists :attr:`loaded` in ``GET /v1/models`` for such a backend, so the rollout
+    service's adapter controller (:mod:`trainer.adapter_fleet`) drives it like vLLM.
+    """
+
+    max_lora_rank: int | None
+
+    @property
+    def loaded(self) -> list[str]: ...
+
+    async def load_adapter(self, name: str, path: Path) -> None: ...
+
+    async def unload_adapter(self, name: str) -> None: ...

@@ -7,6 +7,11 @@ loaded: the least recently used one is unloaded first. Whole replies asked for a
 same time by the same version (and temperature) are generated as one left-padded batch
 of up to ``batch_size``, collected for ``batch_wait_s``; streams are generated one by
 one. Generation runs in a worker thread, so the event loop stays free.
+
+It is also an :class:`gateway.backends.base.AdapterHost`: adapters can be loaded from a
+given path and unloaded at runtime, as vLLM's ``/v1/load_lora_adapter`` does, so the
+rollout service's adapter controller drives it like a vLLM replica. An adapter whose rank
+exceeds ``max_lora_rank`` is refused, on demand or explicitly.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.backends.base import BASE_VERSION
-from gateway.errors import UpstreamError
+from gateway.errors import BadRequestError, NotFoundError, UpstreamError
 from gateway.schemas import ChatRequest, Reply, Usage
+from trainer.adapter_fleet import adapter_rank
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +67,10 @@ class LocalBackend:
         adapter_cache_size: int,
         batch_size: int = 1,
         batch_wait_s: float = 0.0,
+        max_lora_rank: int | None = None,
     ) -> None:
+        self.max_lora_rank = max_lora_rank
+        """The highest LoRA rank this backend loads (None: any)."""
         self._batch_size = batch_size
         self._batch_wait_s = batch_wait_s
         self._pending: list[_Pending] = []
@@ -87,6 +96,7 @@ class LocalBackend:
         adapter_cache_size: int,
         batch_size: int = 1,
         batch_wait_s: float = 0.0,
+        max_lora_rank: int | None = None,
     ) -> LocalBackend:
         """Load the base model at ``checkpoint`` (a local ``from_pretrained`` directory)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy, optional
@@ -104,6 +114,7 @@ class LocalBackend:
             adapter_cache_size=adapter_cache_size,
             batch_size=batch_size,
             batch_wait_s=batch_wait_s,
+            max_lora_rank=max_lora_rank,
         )
 
     @property
@@ -246,13 +257,56 @@ class LocalBackend:
         self._peft.set_adapter(adapter)
         yield self._peft
 
-    def _load(self, adapter: str) -> None:
-        from peft import PeftModel  # heavy, optional
+    async def load_adapter(self, name: str, path: Path) -> None:
+        """Load the adapter at ``path`` as ``name`` (again, when ``name`` is loaded already)."""
+        if name == BASE_VERSION:
+            msg = f"{BASE_VERSION!r} names the base model without an adapter: pick another name"
+            raise BadRequestError(msg, param="lora_name", code="invalid_lora_name")
+        if not (path / "adapter_config.json").is_file():
+            msg = f"no PEFT adapter at {path} (adapter_config.json is missing)"
+            raise BadRequestError(msg, param="lora_path", code="adapter_not_found")
 
+        def load() -> None:
+            with self._lock:
+                if name in self._loaded:
+                    self._drop(name)
+                self._load_from(name, path)
+
+        await asyncio.to_thread(load)
+
+    async def unload_adapter(self, name: str) -> None:
+        """Unload ``name``; a :class:`NotFoundError` when it is not loaded."""
+
+        def unload() -> None:
+            with self._lock:
+                if name not in self._loaded:
+                    msg = f"the adapter {name!r} is not loaded: loaded are {self.loaded}"
+                    raise NotFoundError(msg, param="lora_name", code="adapter_not_loaded")
+                self._drop(name)
+                logger.info("unloaded adapter %s on request", name)
+
+        await asyncio.to_thread(unload)
+
+    def _drop(self, name: str) -> None:
+        """Remove a loaded adapter (the caller holds the lock)."""
+        del self._loaded[name]
+        if not self._loaded:  # PEFT keeps at least one adapter: take the LoRA layers out
+            self._base = self._peft.unload()
+            self._peft = None
+            return
+        self._peft.set_adapter(next(iter(self._loaded)))
+        self._peft.delete_adapter(name)
+
+    def _load(self, adapter: str) -> None:
         if adapter in self._loaded:
             self._loaded.move_to_end(adapter)
             return
-        path = self._adapter_dir(adapter)
+        self._load_from(adapter, self._adapter_dir(adapter))
+
+    def _load_from(self, adapter: str, path: Path) -> None:
+        from peft import PeftModel  # heavy, optional
+
+        self._check_rank(adapter, path)
         if self._peft is None:
             self._peft = PeftModel.from_pretrained(self._base, str(path), adapter_name=adapter)
         else:
@@ -265,3 +319,15 @@ class LocalBackend:
             self._peft.set_adapter(adapter)
             self._peft.delete_adapter(evicted)
             logger.info("unloaded adapter %s (cache of %d)", evicted, self._cache_size)
+
+    def _check_rank(self, adapter: str, path: Path) -> None:
+        limit = self.max_lora_rank
+        if limit is None:
+            return
+        rank = adapter_rank(path)
+        if rank is not None and rank > limit:
+            msg = (
+                f"the adapter {adapter!r} has LoRA rank {rank}, above this server's limit of "
+                f"{limit}: raise LORALOOP_GATEWAY__MAX_LORA_RANK or train with a lower rank"
+            )
+            raise BadRequestError(msg, param="lora_path", code="lora_rank_exceeded")

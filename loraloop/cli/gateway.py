@@ -51,6 +51,7 @@ def build_backend(settings: Settings, gw: GatewaySettings) -> ChatBackend:
         adapter_cache_size=gw.adapter_cache_size,
         batch_size=gw.batch_size,
         batch_wait_s=gw.batch_wait_s,
+        max_lora_rank=gw.max_lora_rank,
     )
 
 

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
     from streams.capture import QaLabeller
     from streams.stack import RunningStack
+    from trainer.adapter_fleet import AdapterFleet
+    from trainer.registry import Registry
+    from trainer.rollout_service_config import RolloutServiceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -136,14 +139,44 @@ def rollout_service(settings: Settings) -> Service:
         stop = asyncio.Event()
         router = await running.warehouse.run(router_for_stack, running.warehouse)
         registry = Registry(TrainerSettings().registry_root(settings.data_dir))
+        config = RolloutServiceSettings()
+
+        def report(problem: str | None) -> None:
+            running.progress.serving_problem = problem
+
         try:
             await serve_rollouts(
-                running.warehouse, RolloutServiceSettings(), router, stop, registry=registry
+                running.warehouse,
+                config,
+                router,
+                stop,
+                registry=registry,
+                fleet=adapter_fleet(config, registry),
+                on_serving_problem=report,
             )
         finally:
             stop.set()
 
     return serve_rollout
+
+
+def adapter_fleet(config: RolloutServiceSettings, registry: Registry) -> AdapterFleet | None:
+    """The adapter controller over ``config.adapter_replicas`` (None when there are none)."""
+    from trainer.adapter_fleet import AdapterFleet, HttpReplica
+
+    if not config.adapter_replicas:
+        return None
+    key = config.adapter_replica_api_key
+    replicas = [
+        HttpReplica(
+            url,
+            api_key=key.get_secret_value() if key else None,
+            timeout_s=config.adapter_replica_timeout_s,
+        )
+        for url in config.adapter_replicas
+    ]
+    root = config.adapter_root
+    return AdapterFleet(replicas, lambda v: root / v if root else registry.path(v))
 
 
 def trainer_service(settings: Settings) -> Service:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
-from loraloop.cli.web import web_app
+from loraloop.cli.web import _serve, web_app
+from streams.broker import free_port
 from tests.pool_seed import fresh_warehouse
 from tests.unit.console.conftest import console_settings
+from trainer.mirror import record_version
+from trainer.registry import Registry, write_version
+from trainer.rollout_service import router_for_stack
+from trainer.route_api import make_route_router
+from trainer.versions import VersionInfo, VersionStatus
 
 SERVICE_KEY = "service-key-for-the-web-test"
 
@@ -26,3 +38,56 @@ def test_api_docs_and_schema_need_the_service_key_pages_do_not(tmp_path: Path) -
                 allowed = client.get(path, headers={"Authorization": f"Bearer {SERVICE_KEY}"})
                 assert allowed.status_code == 200, path
             assert client.get("/login").status_code == 200
+
+
+def test_web_serves_the_route_and_runs_the_rollout_service_beside_the_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compose topology: `loraloop web` is where gateways ask /v1/route and where gated
+    versions are rolled out (no `up` runs there)."""
+    monkeypatch.setenv("LORALOOP_ROLLOUT_SERVICE__POLL_INTERVAL_S", "0.05")
+    monkeypatch.setenv("LORALOOP_ROLLOUT_SERVICE__TICK_INTERVAL_S", "60")
+    with fresh_warehouse(tmp_path) as warehouse:
+        registry = Registry(tmp_path / "registry")
+        name = registry.reserve()
+        info = VersionInfo(
+            name=name, parent=None, base_model={"name": "tiny", "sha256": "0" * 64},
+            created_at=datetime.now(UTC), status=VersionStatus.TRAINED, gate_passed=True,
+        )  # fmt: skip
+        with registry.staged(name) as staging:
+            write_version(staging, info)
+        record_version(warehouse, registry, name)
+        router = router_for_stack(warehouse)
+        port = free_port()
+        app = web_app(
+            warehouse,
+            console_settings(tmp_path),
+            SERVICE_KEY,
+            routers=[make_route_router(router, service_key=SERVICE_KEY)],
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+
+        async def scenario() -> tuple[int, dict[str, object], str]:
+            serving = asyncio.create_task(_serve(server, warehouse, router, registry))
+            deadline = time.monotonic() + 30
+            while registry.get(name).status is not VersionStatus.CANARY:
+                assert time.monotonic() < deadline, "the rollout service never started the canary"
+                await asyncio.sleep(0.05)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                denied = await http.get("/v1/route", params={"user_id": "u1"})
+                answer = await http.get(
+                    "/v1/route",
+                    params={"user_id": "u1"},
+                    headers={"Authorization": f"Bearer {SERVICE_KEY}"},
+                )
+            server.should_exit = True
+            await serving
+            return denied.status_code, answer.json(), registry.get(name).status.value
+
+        denied, answer, status = asyncio.run(scenario())
+    assert denied == 401
+    assert answer["version"] in {"base", name}
+    assert status == "canary"
+    assert router.table.canary == name

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings
 
 from tests.unit.deploy.conftest import COMPOSE_FILE, DEPLOY_DOC, ENV_EXAMPLE
 
-PACKAGES = ("loraloop", "detectors", "streams", "analytics", "trainer")
+PACKAGES = ("loraloop", "detectors", "streams", "analytics", "trainer", "gateway")
 _VAR = re.compile(r"\bLORALOOP_[A-Z0-9_]*[A-Z0-9]\b")
 
 
