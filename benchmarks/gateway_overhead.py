@@ -10,9 +10,17 @@ the upstream and as many through the gateway, from ``--users`` users, and prints
              added_p99_ms=… gateway_rps=…
 
 after checking that every request's two turns were published (the gateway's
-``loraloop_gateway_published_total``).
+``loraloop_gateway_published_total``). At a fixed concurrency the gateway runs
+saturated, so that p99 is mostly queueing (concurrency / throughput); a second phase
+sends the same requests open-loop at ``--rate`` requests/s (at most ``--concurrency`` in
+flight; a request's latency counts from when it was due, so a stall is not hidden) and
+prints the added latency below saturation:
+
+    gateway at <rate> rps: direct_p50_ms=… direct_p99_ms=… gateway_p50_ms=…
+             gateway_p99_ms=… added_p99_ms=…
 
     .venv/bin/python benchmarks/gateway_overhead.py [--requests 4000] [--concurrency 32]
+                                                    [--rate 250]
 """
 
 from __future__ import annotations
@@ -180,6 +188,41 @@ async def _load(
     return latencies, elapsed
 
 
+async def _paced(
+    url: str, *, requests: int, rate: float, concurrency: int, users: int
+) -> list[float]:
+    """Latencies of ``requests`` completions due at ``rate`` per second (open loop),
+    each measured from when it was due; at most ``concurrency`` in flight."""
+    latencies: list[float] = []
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(session: aiohttp.ClientSession, i: int, due: float) -> None:
+        body = orjson.dumps({
+            "model": "loraloop",
+            "user": f"user-{i % users}",
+            "messages": [{"role": "user", "content": f"paced question {i}"}],
+        })  # fmt: skip
+        async with slots:
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                response.raise_for_status()
+        latencies.append(time.perf_counter() - due)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        tasks = []
+        for i in range(requests):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(session, i, due)))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds ``pid`` has used (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -223,7 +266,17 @@ async def _measure(args: argparse.Namespace, direct: str, through: str, gateway_
         f"gateway: direct_p50_ms={d50:.2f} direct_p99_ms={d99:.2f} gateway_p50_ms={g50:.2f} "
         f"gateway_p99_ms={g99:.2f} added_p99_ms={g99 - d99:.2f} "
         f"gateway_rps={args.requests / elapsed:.0f} published_turns={published:.0f}/{want} "
-        f"gateway_cpu_ms_per_request={cpu_ms:.2f} load_average={os.getloadavg()[0]:.1f}"
+        f"gateway_cpu_ms_per_request={cpu_ms:.2f} load_average={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    paced = {"requests": args.requests, "rate": args.rate, "concurrency": args.concurrency}
+    direct_paced = await _paced(direct + chat, users=args.users, **paced)
+    gateway_paced = await _paced(through + chat, users=args.users, **paced)
+    d50, d99 = _pct(direct_paced, 50), _pct(direct_paced, 99)
+    g50, g99 = _pct(gateway_paced, 50), _pct(gateway_paced, 99)
+    print(
+        f"gateway at {args.rate:g} rps: direct_p50_ms={d50:.2f} direct_p99_ms={d99:.2f} "
+        f"gateway_p50_ms={g50:.2f} gateway_p99_ms={g99:.2f} added_p99_ms={g99 - d99:.2f}"
     )
 
 
@@ -232,6 +285,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument(
+        "--rate", type=float, default=250.0, help="requests/s of the open-loop phase"
+    )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-gateway", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
