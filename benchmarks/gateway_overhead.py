@@ -20,7 +20,7 @@ prints the added latency below saturation:
              gateway_p99_ms=… added_p99_ms=…
 
     .venv/bin/python benchmarks/gateway_overhead.py [--requests 4000] [--concurrency 32]
-                                                    [--rate 250]
+                                                    [--rate 500]
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument(
-        "--rate", type=float, default=250.0, help="requests/s of the open-loop phase"
+        "--rate", type=float, default=500.0, help="requests/s of the open-loop phase"
     )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-gateway", nargs=4, help=argparse.SUPPRESS)
