@@ -6,7 +6,11 @@ demo scenario's trainable prompts with their reference replies, or the train spl
 of a cycle's dataset (``--dataset-dir``). The *baseline* is the reference path
 (``fast_path=false``: fp32, logits at every token, micro-batches in shuffled order);
 the *default* is ``TrainConfig()`` as a cycle runs it. Both train the same steps
-from the same seed, so their final losses should agree.
+from the same seed. Their final loss is measured the same way for both once training
+ends: the mean assistant-token loss over every training sample, in fp32 with full
+logits (``trainer.evaluation.assistant_loss``). The last step's batch loss would not
+do: the default path groups micro-batches by length, so its last step trains other
+samples than the baseline's shuffled one (it is printed too, as ``last_step``).
 
 The machine may be shared, so the two alternate within this one process, ``--rounds``
 times each, and each rate is the sum over its rounds (the first step of every run,
@@ -44,6 +48,7 @@ from trainer.base_model import IDENTITY_FILE, BaseModelRef, load_base, resolve_b
 from trainer.config import TrainConfig
 from trainer.dataset import SPLIT_TRAIN
 from trainer.encoding import EncodedSample, encode_rows
+from trainer.evaluation import assistant_loss
 from trainer.lora import StepInfo, attach_adapter, step_backward, train_adapter
 from trainer.manifest import read_rows
 from trainer.precision import cpu_native_bf16, train_bf16
@@ -71,6 +76,7 @@ class Timing:
     tokens: int = 0
     seconds: float = 0.0
     final_losses: list[float] = field(default_factory=list)
+    last_step_losses: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -108,8 +114,9 @@ def base_cache() -> Path:
 
 def timed_run(
     ref: BaseModelRef, samples: list[EncodedSample], config: TrainConfig, pad_id: int
-) -> tuple[int, float, float]:
-    """(tokens, seconds, final loss) of one training run, its first step left out."""
+) -> tuple[int, float, float, float]:
+    """(tokens, seconds, final loss, last step's loss) of one training run, its first step
+    left out of the timing; the final loss is over every sample, after training."""
     base, _ = load_base(ref)
     model = attach_adapter(base, config)
     marks: list[tuple[float, int]] = []
@@ -119,7 +126,10 @@ def timed_run(
 
     metrics = train_adapter(model, samples, config=config, pad_id=pad_id, on_step=on_step)
     tokens = sum(done for _, done in marks[1:])
-    return tokens, marks[-1][0] - marks[0][0], metrics.losses[-1]
+    model.eval()
+    final = assistant_loss(model, samples, pad_id=pad_id, batch_size=config.batch_size)
+    assert final is not None
+    return tokens, marks[-1][0] - marks[0][0], final, metrics.losses[-1]
 
 
 def smollm2(args: argparse.Namespace) -> None:
@@ -151,11 +161,15 @@ def smollm2(args: argparse.Namespace) -> None:
     load_before, wall, cpu = os.getloadavg()[0], time.perf_counter(), time.process_time()
     for round_index in range(args.rounds):
         for name, config in configs.items():
-            tokens, seconds, final = timed_run(ref, samples, config, tokenizer.pad_token_id)
+            tokens, seconds, final, last = timed_run(ref, samples, config, tokenizer.pad_token_id)
             timing = timings[name]
             timing.tokens, timing.seconds = timing.tokens + tokens, timing.seconds + seconds
             timing.final_losses.append(final)
-            print(f"  round {round_index + 1} {name}: {tokens / seconds:,.1f} tokens/s")
+            timing.last_step_losses.append(last)
+            print(
+                f"  round {round_index + 1} {name}: {tokens / seconds:,.1f} tokens/s, "
+                f"final loss {final:.4f} (last step {last:.4f})"
+            )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     base, default = timings["baseline"], timings["default"]
     print(
@@ -168,6 +182,8 @@ def smollm2(args: argparse.Namespace) -> None:
         f"ratio={default.rate / base.rate:.2f} baseline_final_loss={base.final_losses[-1]:.4f} "
         f"default_final_loss={default.final_losses[-1]:.4f}"
     )
+    gap = default.final_losses[-1] / base.final_losses[-1] - 1
+    print(f"final loss: default vs baseline {gap:+.2%} (over all {len(samples)} samples)")
 
 
 def lora_flops_per_token(model: Any, seq_len: int) -> float:
