@@ -157,7 +157,7 @@ def arm_sums(
 ) -> ArmSums:
     """Per-step sums of ``specs`` and each arm's coverage for both versions (one query)."""
     strata = max(1, len(bounds))
-    sql, params = cluster_sql(specs, strata)
+    sql, params = cluster_sql(specs, strata, cluster_by=settings.cluster_by)
     query = {**cluster_params(versions, settings, bounds=bounds, excluded=excluded), **params}
     rows = warehouse.query(sql, query).result_rows
     return parse_cluster_rows(rows, specs, strata)

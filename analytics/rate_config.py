@@ -26,6 +26,16 @@ class RateQuerySettings(BaseSettings):
         default_factory=lambda: sorted(DEFAULT_TAXONOMY),
         description="Problem types compared per version (the targets); the taxonomy.",
     )
+    cluster_by: Literal["user", "opening_prompt"] = Field(
+        "user",
+        description=(
+            "The unit whose conversations count as correlated in the variance: user "
+            "(production: one user's conversations are alike), or opening_prompt (each "
+            "distinct first user message, case and surrounding space aside, is one cluster: "
+            "for a simulator that re-asks fixed prompts of a deterministic model, whose "
+            "repeated conversations are copies, not new observations)."
+        ),
+    )
     target_source: Literal["labels", "qa"] = Field(
         "labels",
         description=(

@@ -145,6 +145,7 @@ labelled AS (
     SELECT
         c.model_version AS version,
         c.user_id AS user_id,
+        {cluster} AS cluster,
         c.first_ts AS first_ts,
         toUInt32({step}) AS step,
         {ys}
@@ -161,14 +162,14 @@ labelled AS (
         SELECT sample_id, problem_types, acceptance AS label_acceptance
         FROM sample_labels FINAL
         WHERE acceptance != ''
-    ) AS p ON p.sample_id = concat('smp-', c.conversation_id)
+    ) AS p ON p.sample_id = concat('smp-', c.conversation_id){opening_join}
 ),
 per_user AS (
-    SELECT version, l.user_id AS user_id, {per_user}
+    SELECT version, l.cluster AS cluster, {per_user}
     FROM labelled AS l
     INNER JOIN exposure AS e ON e.user_id = l.user_id
     WHERE l.first_ts >= e.exposed_at - toIntervalMillisecond({{grace_ms:UInt64}})
-    GROUP BY version, user_id
+    GROUP BY version, cluster
 )
 SELECT
     version,
@@ -202,13 +203,41 @@ def _symmetric(upper: Sequence[float], strata: int) -> list[list[float]]:
     return full
 
 
-def cluster_sql(specs: Sequence[MetricSpec], strata: int = 1) -> tuple[str, dict[str, Any]]:
+_OPENING_JOIN = """
+    LEFT JOIN (
+        SELECT conversation_id, lowerUTF8(trimBoth(argMin(text, turn_index))) AS opening
+        FROM turns FINAL
+        WHERE role = 'user' AND conversation_id IN (
+            SELECT conversation_id FROM conversations FINAL
+            WHERE model_version IN {versions:Array(String)}
+                AND first_ts >= {b1:DateTime64(3, 'UTC')}
+        )
+        GROUP BY conversation_id
+    ) AS o ON o.conversation_id = c.conversation_id"""
+"""Each conversation's first user message, for ``cluster_by="opening_prompt"``."""
+
+_CLUSTERS = {
+    "user": ("c.user_id", ""),
+    "opening_prompt": (
+        "if(o.opening = '', concat('user:', c.user_id), concat('prompt:', o.opening))",
+        _OPENING_JOIN,
+    ),
+}
+"""The cluster key of a conversation and the join it needs, per ``cluster_by``."""
+
+
+def cluster_sql(
+    specs: Sequence[MetricSpec], strata: int = 1, *, cluster_by: str = "user"
+) -> tuple[str, dict[str, Any]]:
     """The per-version, per-step sums query of ``specs`` and the metric parameters it binds.
 
     ``strata`` is the number of rollout steps; bind their start times with
-    ``cluster_params``. Each result row is (version, users, users per step, n per step,
-    n·n per pair of steps a ≤ b, then per metric y per step, y·y per pair a ≤ b and y·n
-    per pair, and last the sampled and reviewed counts): see ``parse_cluster_rows``.
+    ``cluster_params``. ``cluster_by`` is the unit whose conversations are summed
+    together (``RateQuerySettings.cluster_by``): a user, or an opening prompt; the
+    ``users`` of a row count those units. Each result row is (version, users, users per
+    step, n per step, n·n per pair of steps a ≤ b, then per metric y per step, y·y per
+    pair a ≤ b and y·n per pair, and last the sampled and reviewed counts): see
+    ``parse_cluster_rows``.
     """
     params: dict[str, Any] = {}
     ys = []
@@ -235,7 +264,13 @@ def cluster_sql(specs: Sequence[MetricSpec], strata: int = 1) -> tuple[str, dict
         _array([f"sum(y{i}_all)" for i in coverage]) + " AS reviewed",
     ]
     step = " + ".join(f"(c.first_ts >= {{b{k}:DateTime64(3, 'UTC')}})" for k in steps)
+    if cluster_by not in _CLUSTERS:
+        msg = f"cluster_by must be one of {sorted(_CLUSTERS)}, got {cluster_by!r}"
+        raise ValueError(msg)
+    cluster, opening_join = _CLUSTERS[cluster_by]
     sql = _CLUSTER_SQL.format(
+        cluster=cluster,
+        opening_join=opening_join,
         step=step,
         ys=",\n        ".join(ys),
         per_user=",\n        ".join(per_user),

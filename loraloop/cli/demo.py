@@ -30,6 +30,9 @@ DEMO_ENVIRONMENT: Final = {
     "LORALOOP_DETECTORS__REPEAT_MIN_TURNS": "1",
     "LORALOOP_DETECTORS__UNIFORM_QA_RATE": "0.05",
     "LORALOOP_TRAINER__ENABLED": "false",
+    # The simulated users re-ask fixed prompts of a greedy model: a version's conversations
+    # on one prompt are copies, so the comparison's clusters are opening prompts, not users.
+    "LORALOOP_RATES__CLUSTER_BY": "opening_prompt",
 }
 """Settings of other components the demo sets for its own process unless already set."""
 
