@@ -152,8 +152,10 @@ class RolloutService:
 
     def _hold_running(self, info: VersionInfo, when: datetime) -> StepReport | None:
         """A running canary a replica cannot serve: hold it (once per reason in the log)."""
+        if self.fleet is None:  # no replicas: nothing to check, no extra query
+            return None
         state = self.controller.store.load(info.name)
-        if state is None or state.status in FINAL_STATUSES or self.fleet is None:
+        if state is None or state.status in FINAL_STATUSES:
             return None
         problems = self._prepare({info.name, state.parent})
         if not problems:

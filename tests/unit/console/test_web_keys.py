@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from loraloop.cli.web import _serve, web_app
 from streams.broker import free_port
 from tests.pool_seed import fresh_warehouse
+from tests.registry_seed import register_version
 from tests.unit.console.conftest import console_settings
-from trainer.mirror import record_version
-from trainer.registry import Registry, write_version
+from trainer.registry import Registry
 from trainer.rollout_service import router_for_stack
 from trainer.route_api import make_route_router
-from trainer.versions import VersionInfo, VersionStatus
+from trainer.versions import VersionStatus
 
 SERVICE_KEY = "service-key-for-the-web-test"
 
@@ -49,14 +49,7 @@ def test_web_serves_the_route_and_runs_the_rollout_service_beside_the_console(
     monkeypatch.setenv("LORALOOP_ROLLOUT_SERVICE__TICK_INTERVAL_S", "60")
     with fresh_warehouse(tmp_path) as warehouse:
         registry = Registry(tmp_path / "registry")
-        name = registry.reserve()
-        info = VersionInfo(
-            name=name, parent=None, base_model={"name": "tiny", "sha256": "0" * 64},
-            created_at=datetime.now(UTC), status=VersionStatus.TRAINED, gate_passed=True,
-        )  # fmt: skip
-        with registry.staged(name) as staging:
-            write_version(staging, info)
-        record_version(warehouse, registry, name)
+        name = register_version(warehouse, registry, parent=None, at=datetime.now(UTC))
         router = router_for_stack(warehouse)
         port = free_port()
         app = web_app(

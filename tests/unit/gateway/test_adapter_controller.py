@@ -15,7 +15,6 @@ from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
@@ -24,16 +23,17 @@ from analytics.warehouse import Warehouse
 from gateway import GatewayParts, GatewaySettings, RouterSource, TrafficLog, create_gateway
 from gateway.backends import LocalBackend
 from tests.pool_seed import fresh_warehouse
+from tests.registry_seed import register_version
 from tests.unit.gateway.fakes import API_KEY, FakePublisher, table_router
 from trainer.adapter_fleet import AdapterFleet, HttpReplica
-from trainer.mirror import record_version, set_status
-from trainer.registry import Registry, write_version
+from trainer.mirror import set_status
+from trainer.registry import Registry
 from trainer.rollout_config import RolloutSettings
 from trainer.rollout_service import RolloutService, ServiceAction
 from trainer.rollout_service_config import RolloutServiceSettings
 from trainer.router import Router, RoutingTable
 from trainer.serving import current_table
-from trainer.versions import VersionInfo, VersionStatus
+from trainer.versions import VersionStatus
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 RANKS = {"model_v1": 4, "model_v2": 8}
@@ -47,23 +47,15 @@ def _register(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    name = registry.reserve()
-    info = VersionInfo(
-        name=name,
-        parent=parent,
-        base_model={"name": "tiny", "sha256": "0" * 64},
-        created_at=T0 - timedelta(days=1) + timedelta(minutes=len(registry.versions())),
-        status=VersionStatus.TRAINED,
-        gate_passed=True,
-    )
-    config = LoraConfig(r=RANKS[name], target_modules=["q_proj", "v_proj"])
-    with registry.staged(name) as staging:
+    def adapter(name: str, staging: Path) -> None:
+        config = LoraConfig(r=RANKS[name], target_modules=["q_proj", "v_proj"])
         base = AutoModelForCausalLM.from_pretrained(checkpoint)
         get_peft_model(base, config).save_pretrained(staging)
-        write_version(staging, info)
-        (staging / "manifest.json").write_bytes(orjson.dumps({"trained_sample_ids": []}))
-    record_version(warehouse, registry, name)
-    return name
+
+    manifest = {"trained_sample_ids": []}
+    return register_version(
+        warehouse, registry, parent=parent, at=T0, manifest=manifest, fill=adapter
+    )
 
 
 @pytest.fixture

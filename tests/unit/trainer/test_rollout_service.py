@@ -8,7 +8,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 
 from analytics.pool import approval_queue, propose
@@ -18,9 +17,9 @@ from analytics.rows import COLUMNS, CONVERSATION_COLUMNS, SAMPLE_COLUMNS
 from analytics.warehouse import Warehouse
 from loraloop.lifecycle import ActorKind, Role, SampleStatus, build_transition
 from tests.pool_seed import fresh_warehouse
-from trainer.manifest import MANIFEST_FILE
-from trainer.mirror import record_version, set_status
-from trainer.registry import Registry, write_version
+from tests.registry_seed import register_version
+from trainer.mirror import set_status
+from trainer.registry import Registry
 from trainer.rollout import RolloutAction, RolloutDecision, RolloutStatus, RolloutStore
 from trainer.rollout_config import RolloutSettings
 from trainer.rollout_service import (
@@ -32,7 +31,7 @@ from trainer.rollout_service import (
 from trainer.rollout_service_config import RolloutServiceSettings
 from trainer.router import Router, RoutingTable
 from trainer.serving import current_table
-from trainer.versions import VersionInfo, VersionStatus
+from trainer.versions import VersionStatus
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 TYPE = "missing_knowledge"
@@ -76,20 +75,9 @@ def registry(tmp_path: Path, warehouse: Warehouse) -> Registry:
 def _register(
     warehouse: Warehouse, registry: Registry, *, parent: str | None, gate_passed: bool = True
 ) -> str:
-    name = registry.reserve()
-    info = VersionInfo(
-        name=name,
-        parent=parent,
-        base_model={"name": "tiny", "sha256": "0" * 64},
-        created_at=T0 - timedelta(days=1) + timedelta(minutes=len(registry.versions())),
-        status=VersionStatus.TRAINED,
-        gate_passed=gate_passed,
+    return register_version(
+        warehouse, registry, parent=parent, at=T0, manifest=MANIFEST, gate_passed=gate_passed
     )
-    with registry.staged(name) as staging:
-        write_version(staging, info)
-        (staging / MANIFEST_FILE).write_bytes(orjson.dumps(MANIFEST))
-    record_version(warehouse, registry, name)
-    return name
 
 
 def _seed(
