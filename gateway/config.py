@@ -142,6 +142,13 @@ class GatewaySettings(BaseSettings):
         description="`local` backend: LoRA adapters kept loaded at most (least recently used "
         "unloaded first); a canary rollout needs two.",
     )
+    reply_cache_size: int = Field(
+        0,
+        ge=0,
+        description="`local` backend: greedy whole replies (no temperature) kept per adapter, "
+        "conversation and token limit, answered again without generating; identical requests "
+        "in flight share one generation. 0 (default) turns it off.",
+    )
     max_lora_rank: int | None = Field(
         None,
         ge=1,

@@ -34,11 +34,10 @@ import httpx
 import orjson
 
 from loraloop.exceptions import LoraloopError
+from trainer.router import BASE_VERSION
 
 logger = logging.getLogger(__name__)
 
-BASE_VERSION: Final = "base"
-"""The router's name for the base model alone: nothing to load."""
 _REASON_CHARS: Final = 300
 
 

@@ -59,9 +59,9 @@ from trainer.rollout import (
 )
 from trainer.rollout_config import RolloutSettings
 from trainer.rollout_service_config import RolloutServiceSettings
-from trainer.router import Router
+from trainer.router import BASE_VERSION, Router
 from trainer.service_config import TrainerSettings
-from trainer.serving import BASE_VERSION, current_table, router_from_warehouse
+from trainer.serving import current_table, router_from_warehouse
 from trainer.versions import TRANSITIONS, VersionInfo, VersionStatus, utc_now
 
 if TYPE_CHECKING:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from trainer.assignments import AssignmentRecorder
 from trainer.rollout_config import FULL_ROLLOUT_PERCENT, RolloutSettings
@@ -24,6 +25,8 @@ from trainer.versions import utc_now
 
 logger = logging.getLogger(__name__)
 
+BASE_VERSION: Final = "base"
+"""The version name served before any adapter is active: the base model alone."""
 BUCKETS = 10_000
 """Hash buckets per user population: a share has a resolution of 0.01 %."""
 

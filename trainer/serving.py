@@ -7,16 +7,11 @@ Used by the embedded stack to answer ``GET /v1/route``.
 
 from __future__ import annotations
 
-from typing import Final
-
 from analytics.warehouse import Warehouse
 from trainer.assignments import AssignmentRecorder, WarehouseAssignmentStore
 from trainer.rollout import RolloutStore, routing_table
 from trainer.rollout_config import RolloutSettings
-from trainer.router import Router, RoutingTable
-
-BASE_VERSION: Final = "base"
-"""The version name served before any adapter is active: the base model alone."""
+from trainer.router import BASE_VERSION, Router, RoutingTable
 
 _NEWEST_SQL = """
 SELECT version FROM model_versions FINAL

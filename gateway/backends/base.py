@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Final, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from gateway.schemas import ChatRequest, Reply, Usage
+from trainer.router import BASE_VERSION
 
-BASE_VERSION: Final = "base"
-"""The router's name for the base model alone (no adapter)."""
+__all__ = ["BASE_VERSION", "AdapterHost", "ChatBackend"]
 
 
 class ChatBackend(Protocol):

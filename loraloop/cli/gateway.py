@@ -52,6 +52,7 @@ def build_backend(settings: Settings, gw: GatewaySettings) -> ChatBackend:
         batch_size=gw.batch_size,
         batch_wait_s=gw.batch_wait_s,
         max_lora_rank=gw.max_lora_rank,
+        reply_cache_size=gw.reply_cache_size,
     )
 
 
@@ -174,7 +175,7 @@ def gateway_service(settings: Settings) -> Callable[[RunningStack], Awaitable[No
         config = uvicorn.Config(
             create_gateway(parts), host=gw.host, port=gw.port, log_level=settings.log_level.lower()
         )
-        server = _embedded_server(config)
+        server = embedded_server(config)
         console.stdout_console.print(f"chat gateway: http://{gw.host}:{gw.port}/v1")
         try:
             await server.serve()
@@ -184,7 +185,7 @@ def gateway_service(settings: Settings) -> Callable[[RunningStack], Awaitable[No
     return serve_gateway
 
 
-def _embedded_server(config: Any) -> Any:
+def embedded_server(config: Any) -> Any:
     """uvicorn without its own signal handlers: the Faust worker owns SIGINT/SIGTERM."""
     import uvicorn
 

@@ -75,7 +75,27 @@ class SimulationSettings(BaseSettings):
         "about 80 tokens; its facts come within the first 60).",
     )
     fast_max_new_tokens: int = Field(16, ge=1, description="The same with --fast.")
-    generation_batch_size: int = Field(16, ge=1, description="Prompts per generate() call.")
+    generation_batch_size: int = Field(
+        16, ge=1, description="Replies the gateway's local backend generates together at most."
+    )
+    gateway_concurrency: int = Field(
+        64, ge=1, description="Chat requests the simulated users keep in flight at the gateway."
+    )
+    gateway_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds one chat request may take (it waits behind the replies queued "
+        "before it).",
+    )
+    reply_cache_size: int = Field(
+        100_000,
+        ge=1,
+        description="Greedy replies the gateway keeps: the users re-ask a finite prompt set, "
+        "so each (version, conversation) is generated once.",
+    )
+    adapter_cache_size: int = Field(
+        4, ge=2, description="Adapters the gateway keeps loaded (a canary serves two)."
+    )
     stream_timeout_s: float = Field(
         120.0, gt=0, description="How long to wait for the stack to write a batch."
     )

@@ -68,6 +68,10 @@ def test_summary_structure(demo_dir: Path) -> None:
         assert {"rate", "std_error", "conversations"} <= set(metric["new"])
     assert first["rollout"]["recomputed_check"] == []
     assert summary["warehouse_check"] == []
+    gateway = summary["gateway"]  # every reply went through the gateway over HTTP
+    assert gateway["url"].startswith("http://")
+    assert gateway["requests"] == gateway["generated"] + gateway["cached"]
+    assert 0 < gateway["generated"] < gateway["requests"]  # the reply cache answered repeats
 
 
 def test_summary_matches_warehouse_and_report_exists(demo_dir: Path) -> None:

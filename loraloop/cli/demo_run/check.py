@@ -3,7 +3,9 @@
 Every comparison in the summary must equal the latest look recorded in
 ``comparisons`` (and, checked by the driver right after the look, the rates
 recomputed from the raw tables); every dataset
-must equal its ``training_cycles`` row; approvals must be in ``sample_transitions``.
+must equal its ``training_cycles`` row; approvals must be in ``sample_transitions``;
+every chat the gateway answered must be an assistant turn in ``turns``, each
+conversation's first reply under the version the simulated user was told it got.
 """
 
 from __future__ import annotations
@@ -87,6 +89,38 @@ def _check_approvals(warehouse: Warehouse, summary: dict[str, Any], problems: li
         problems.append(f"approvals by {approver}: summary {approved}, warehouse {count}")
 
 
+def _served_per_version(summary: dict[str, Any]) -> dict[str, int]:
+    """First replies per version, as the simulated users counted them."""
+    counts: dict[str, int] = {}
+    for cycle in summary["cycles"]:
+        for traffic in (cycle.get("production"), (cycle.get("rollout") or {}).get("traffic")):
+            for version, n in ((traffic or {}).get("per_version") or {}).items():
+                counts[version] = counts.get(version, 0) + int(n)
+    return counts
+
+
+def _check_gateway(warehouse: Warehouse, summary: dict[str, Any], problems: list[str]) -> None:
+    gateway = summary.get("gateway")
+    if gateway is None:
+        return
+    replies = int(
+        warehouse.query("SELECT count() FROM turns FINAL WHERE role = 'assistant'").result_rows[0][
+            0
+        ]
+    )
+    if replies != gateway["requests"]:
+        problems.append(f"gateway answered {gateway['requests']} chats, turns hold {replies}")
+    rows = warehouse.query(
+        "SELECT model_version, count() FROM turns FINAL WHERE role = 'assistant' "
+        "AND turn_index = 1 AND user_id != {curator:String} GROUP BY model_version",
+        {"curator": summary["seed_baseline"].get("curator", "")},
+    ).result_rows
+    stored = {str(v): int(n) for v, n in rows}
+    if stored != _served_per_version(summary):
+        problems.append(f"first replies per version: summary {_served_per_version(summary)}, "
+                        f"turns {stored}")  # fmt: skip
+
+
 def verify(warehouse: Warehouse, summary: dict[str, Any]) -> list[str]:
     """Disagreements between ``summary`` and the warehouse (empty when they agree)."""
     problems: list[str] = []
@@ -94,4 +128,5 @@ def verify(warehouse: Warehouse, summary: dict[str, Any]) -> list[str]:
         check_comparison(warehouse, cycle, problems, recompute=False)
         _check_dataset(warehouse, cycle, problems)
     _check_approvals(warehouse, summary, problems)
+    _check_gateway(warehouse, summary, problems)
     return problems

@@ -1,4 +1,4 @@
-"""What every stage of the demo shares: the stack, the publisher, the model, the router."""
+"""What every stage of the demo shares: the stack, the publisher, the gateway, the router."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from loraloop.simulation.exceptions import StreamTimeoutError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from loraloop.cli.demo_run.serving import DemoGateway
     from loraloop.settings import Settings
     from streams.producer import EventPublisher, Outgoing
     from streams.stack import RunningStack
-    from trainer.generate import ReplyGenerator
     from trainer.rollout import Router
     from trainer.rollout_config import RolloutSettings
 
@@ -44,7 +44,8 @@ class DemoContext:
     sim: SimulationSettings
     rollout: RolloutSettings
     publisher: EventPublisher
-    generator: ReplyGenerator
+    gateway: DemoGateway
+    """Where the simulated users chat (the served replies and their turns go through it)."""
     router: Router
     items: list[ScenarioItem]
     users: list[SimUser]

@@ -276,7 +276,7 @@ async def run_cycle(ctx: DemoContext, cycle: int, stable: str) -> dict[str, Any]
     summary["rollout"] = await rollout(ctx, cycle, version, stable, trained)
     canary = summary["rollout"]["traffic"]
     summary.update(generalisation(canary, prev=stable, new=version, types=_targeted(manifest)))
-    summary["distinct_replies"] = {v: ctx.generator.distinct(v) for v in (stable, version)}
+    summary["distinct_replies"] = {v: ctx.gateway.generated(v) for v in (stable, version)}
     status = summary["rollout"]["status"]
     summary["shipped"] = status == "completed"
     if not summary["shipped"]:

@@ -70,13 +70,14 @@ async def _drive(
 
     from loraloop.cli.demo_run.cycle import run_cycle
     from loraloop.cli.demo_run.labelling import seed_baseline
-    from loraloop.cli.demo_run.model import load_generator
+    from loraloop.cli.demo_run.model import load_backend
     from loraloop.cli.demo_run.report import write_report
+    from loraloop.cli.demo_run.serving import serve_gateway
     from loraloop.cli.demo_run.text import not_shipped_line, seed_line
     from streams.producer import EventPublisher
-    from trainer.generate import BASE_VERSION
     from trainer.rollout import Router, RoutingTable
     from trainer.rollout_config import RolloutSettings
+    from trainer.router import BASE_VERSION
     from trainer.service_config import TrainerSettings
 
     settings = running.settings
@@ -100,19 +101,24 @@ async def _drive(
     router = Router(RoutingTable(stable=BASE_VERSION), settings=rollout, recorder=recorder)
     registry_root = TrainerSettings().registry_root(settings.data_dir)
     console.print("[dim]loading the base model…[/]")
-    generator, base_model = await asyncio.to_thread(
-        load_generator, settings.data_dir, sim, fast=fast, registry_root=registry_root
+    backend, base_model = await asyncio.to_thread(
+        load_backend, settings.data_dir, sim, fast=fast, registry_root=registry_root
     )
     items = scenario_items(sim.fast_phrasings_per_family if fast else sim.phrasings_per_family)
     evaluation = await asyncio.to_thread(write_evaluation, settings.data_dir, items)
-    async with EventPublisher(running.bootstrap, settings.stream) as publisher:
+    serving = serve_gateway(
+        running, backend, router, concurrency=sim.gateway_concurrency,
+        timeout_s=sim.gateway_timeout_s,
+    )  # fmt: skip
+    async with EventPublisher(running.bootstrap, settings.stream) as publisher, serving as gateway:
+        console.print(f"[dim]simulated users chat with the gateway at {gateway.url}[/]")
         ctx = DemoContext(
             running=running, settings=settings, sim=sim, rollout=rollout, publisher=publisher,
-            generator=generator, router=router, items=items,
+            gateway=gateway, router=router, items=items,
             users=make_users(sim, fast=fast, rng=rng), console=console, approver=approver,
             fast=fast, rng=rng, evaluation_set=evaluation,
         )  # fmt: skip
-        generator.on_progress = _generation_progress(ctx)
+        gateway.on_progress = _chat_progress(ctx)
         await _profiles(ctx)
         ctx.stage("seeding the baseline from the scenario's reference answers")
         seed = await seed_baseline(ctx)
@@ -132,7 +138,11 @@ async def _drive(
             "prompts": len(items), "families": len({i.family for i in items}),
             "evaluation_families": len({i.family for i in items if i.evaluation}),
         },
-        "cycles": cycles, "served_generations": generator.generated,
+        "cycles": cycles, "served_generations": sum(backend.generated.values()),
+        "gateway": {
+            "url": gateway.url, "requests": gateway.requests,
+            "generated": sum(backend.generated.values()), "cached": backend.cache_hits,
+        },
         "seconds": round(ctx_elapsed(ctx), 1),
     }  # fmt: skip
     from loraloop.cli.demo_run.check import verify
@@ -158,12 +168,12 @@ def write_evaluation(data_dir: Path, items: list[ScenarioItem]) -> Path:
     return path
 
 
-def _generation_progress(ctx: DemoContext) -> Any:
-    """Print a line per generated chunk when a call has more than one chunk to generate."""
+def _chat_progress(ctx: DemoContext) -> Any:
+    """A line now and then while the gateway answers a long round of chats."""
 
-    def report(version: str, done: int, total: int) -> None:
-        if total > ctx.sim.generation_batch_size:
-            ctx.stage(f"  generating replies of {version}: {done}/{total}")
+    def report(done: int, total: int) -> None:
+        generated = sum(ctx.gateway.backend.generated.values())
+        ctx.stage(f"  the gateway answered {done}/{total} chats ({generated} replies generated)")
 
     return report
 

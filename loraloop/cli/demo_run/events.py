@@ -1,4 +1,9 @@
-"""Events of one simulated conversation, as the production producer sends them."""
+"""Events of one simulated conversation, as the chatbot's backend publishes them.
+
+The chat turns that get a model's reply go through the gateway, which publishes them;
+these are the rest: user and human-agent turns without a model reply, feedback,
+handoffs, outcomes, profiles, QA verdicts (and the seed conversations' turns).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,10 @@ class ConversationEvents:
         self._ts = start
         self._count = 0
         self.messages: list[Outgoing] = []
+
+    def resume(self, at: datetime) -> None:
+        """Continue at ``at`` at the earliest (after turns another producer published)."""
+        self._ts = max(self._ts, at)
 
     def _next(self) -> tuple[str, datetime]:
         self._count += 1

@@ -9,18 +9,19 @@ per sample on ``llm.qa``; the stream labels the sample from it
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from loraloop.cli.demo_run.context import DemoContext
-from loraloop.cli.demo_run.events import ConversationEvents, qa_verdict
+from loraloop.cli.demo_run.events import qa_verdict
+from loraloop.cli.demo_run.serving import Ask
 from loraloop.simulation import review
+from loraloop.simulation.exceptions import DemoError
 from loraloop.simulation.reviewer import REVIEWER
 from loraloop.simulation.scenario import BASELINE_INTENTS, item_for_text
-from trainer.generate import BASE_VERSION
+from trainer.router import BASE_VERSION
 
 CURATOR: Final = "seed-curator"
 SEED_REASON: Final = "seed baseline: the scenario's reference answer, curated before launch"
@@ -126,20 +127,17 @@ async def label_captured(ctx: DemoContext, conversation_ids: list[str]) -> Label
 
 
 async def seed_conversations(ctx: DemoContext) -> list[str]:
-    """The curator asks each launch-FAQ prompt; the base model answers (published)."""
+    """The curator asks each launch-FAQ prompt at the gateway, which serves the base model
+    before any rollout and publishes the turns."""
     items = [i for i in ctx.items if i.intent in BASELINE_INTENTS and not i.evaluation]
-    prompts = [(("user", i.text),) for i in items]
-    replies = await asyncio.to_thread(ctx.generator.replies, BASE_VERSION, prompts)
-    start = datetime.now(UTC)
-    ids, messages = [], []
-    for item, reply in zip(items, replies, strict=True):
-        events = ConversationEvents(ctx.next_id("seed-"), CURATOR, "standard", start)
-        events.turn(0, "user", item.text)
-        events.assistant(1, reply, BASE_VERSION, has_cta=False)
-        ids.append(events.conversation_id)
-        messages.extend(events.messages)
-    await ctx.publish(messages)
-    return ids
+    asks = [Ask(CURATOR, ctx.next_id("seed-"), (("user", i.text),)) for i in items]
+    answers = await ctx.gateway.ask_all(asks)
+    served = {a.version for a in answers}
+    if served != {BASE_VERSION}:
+        msg = f"the seed conversations were served by {sorted(served)}, not the base model alone"
+        raise DemoError(msg)
+    await ctx.gateway.flushed()
+    return [a.conversation_id for a in asks]
 
 
 async def seed_baseline(ctx: DemoContext) -> dict[str, Any]:
@@ -155,6 +153,7 @@ async def seed_baseline(ctx: DemoContext) -> dict[str, Any]:
         promoted = await promote_to_core(ctx, labelled)
     return {
         "conversations": len(ids),
+        "curator": CURATOR,
         "labelled_problems": len(labelled),
         "moved_to_core": promoted,
         "approver": ctx.approver,

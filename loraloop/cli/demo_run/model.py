@@ -9,9 +9,9 @@ from loraloop.simulation import SimulationSettings
 from loraloop.simulation.scenario import REPEAT_SUFFIX, SIGNUP_URL, scenario_items
 
 if TYPE_CHECKING:
+    from gateway.backends import LocalBackend
     from loraloop.cli.demo_run.context import DemoContext
     from trainer.config import TrainConfig
-    from trainer.generate import ReplyGenerator
     from trainer.service import CycleConfigs
 
 TINY_DIR = "cache/tiny-demo-model"
@@ -72,12 +72,13 @@ def cycle_configs(ctx: DemoContext) -> CycleConfigs:
     return CycleConfigs(dataset=dataset, train=train, gate=gate)
 
 
-def load_generator(
+def load_backend(
     data_dir: Path, sim: SimulationSettings, *, fast: bool, registry_root: Path
-) -> tuple[ReplyGenerator, str]:
-    """The base model (converted once, cached) behind a reply generator, and its name."""
+) -> tuple[LocalBackend, str]:
+    """The gateway's local backend over the base model (converted once, cached), and the
+    model's name."""
+    from gateway.backends import LocalBackend
     from trainer.base_model import load_base, resolve_base_model
-    from trainer.generate import ReplyGenerator
 
     cfg = train_config(data_dir, sim, fast=fast)
     cache = cfg.base_model_cache or data_dir / "cache" / "base-model"
@@ -85,10 +86,12 @@ def load_generator(
     model, tokenizer = load_base(ref)
     model.eval()
     name = f"tiny random model {ref.name} (--fast)" if fast else ref.name
-    return ReplyGenerator(
+    return LocalBackend(
         model,
         tokenizer,
         registry_root=registry_root,
         max_new_tokens=sim.fast_max_new_tokens if fast else sim.max_new_tokens,
+        adapter_cache_size=sim.adapter_cache_size,
         batch_size=sim.generation_batch_size,
+        reply_cache_size=sim.reply_cache_size,
     ), name

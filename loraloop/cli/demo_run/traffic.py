@@ -1,9 +1,13 @@
-"""Simulated traffic: users open conversations, the routed version replies, users react.
+"""Simulated traffic: users chat with the gateway, the routed version replies, users react.
 
-Each conversation: the user's question (turn 0), the reply of the version the router
-assigns the user (turn 1), then the judge's reaction (``loraloop.simulation.judge``):
-feedback, a click and conversion, or a second ask (turns 2-3) and, if that fails too,
-a demand for a human (turn 4), a handoff and the human agent's reference answer (turn 5).
+Each conversation: the user's question (turn 0), sent to the demo's gateway with the
+``openai`` client, and the reply of the version the router assigns the user (turn 1);
+the gateway publishes both turns. Then the judge's reaction
+(``loraloop.simulation.judge``): feedback, a click and conversion, or a second ask
+through the gateway (turns 2-3) and, if that fails too, a demand for a human (turn 4),
+a handoff and the human agent's reference answer (turn 5). Those reactions are what the
+chatbot's own backend publishes through the producer (``events``), once the gateway's
+turns are handed to the broker, with event times after them.
 
 Each batch also tallies, per version and per prompt group (``seen``: a family that
 may be trained; ``unseen``: an evaluation family no cycle trains on), the
@@ -13,19 +17,17 @@ demo's ground truth for "did the fix generalise to phrasings it never trained on
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from loraloop.cli.demo_run.context import DemoContext, SimUser
 from loraloop.cli.demo_run.events import ConversationEvents
+from loraloop.cli.demo_run.serving import Answer, Ask, Messages
 from loraloop.simulation import ScenarioItem, judge_reply
 from loraloop.simulation.judge import demands_human
 from loraloop.simulation.reviewer import problem_types_of
 from loraloop.simulation.scenario import HUMAN_DEMAND, REPEAT_SUFFIX
-from loraloop.simulation.text_rules import has_cta
-from trainer.generate import Messages
 
 USER, ASSISTANT = "user", "assistant"
 SEEN, UNSEEN = "seen", "unseen"
@@ -60,20 +62,17 @@ class _Chat:
     conversation_id: str
     user: SimUser
     item: ScenarioItem
-    version: str
     first: Messages
+    version: str = ""
+    """The version the gateway served (its answer says)."""
     reply: str = ""
     second: str | None = None
 
 
-async def _replies(ctx: DemoContext, chats: list[_Chat], contexts: list[Messages]) -> list[str]:
-    """Replies of each chat's version to its context (grouped by version, in a thread)."""
-    out: dict[int, str] = {}
-    for version in sorted({c.version for c in chats}):
-        idx = [i for i, c in enumerate(chats) if c.version == version]
-        texts = await asyncio.to_thread(ctx.generator.replies, version, [contexts[i] for i in idx])
-        out.update(zip(idx, texts, strict=True))
-    return [out[i] for i in range(len(chats))]
+async def _ask(ctx: DemoContext, chats: list[_Chat], contexts: list[Messages]) -> list[Answer]:
+    """Each chat's context sent to the gateway; the answers in the same order."""
+    asks = [Ask(c.user.user_id, c.conversation_id, m) for c, m in zip(chats, contexts, strict=True)]
+    return await ctx.gateway.ask_all(asks)
 
 
 def _open(ctx: DemoContext, count: int, prefix: str) -> list[_Chat]:
@@ -81,8 +80,7 @@ def _open(ctx: DemoContext, count: int, prefix: str) -> list[_Chat]:
     for _ in range(count):
         user = ctx.rng.choice(ctx.users)
         item = ctx.rng.choice(ctx.items)
-        version = ctx.router.route(user.user_id).version
-        chats.append(_Chat(ctx.next_id(prefix), user, item, version, ((USER, item.text),)))
+        chats.append(_Chat(ctx.next_id(prefix), user, item, ((USER, item.text),)))
     return chats
 
 
@@ -96,10 +94,8 @@ def _tally(ctx: DemoContext, chats: list[_Chat], stats: BatchStats) -> None:
 async def run_batch(ctx: DemoContext, count: int, prefix: str) -> BatchStats:
     """Simulate and publish ``count`` conversations; returns what happened."""
     chats = _open(ctx, count, prefix)
-    for chat, reply in zip(
-        chats, await _replies(ctx, chats, [c.first for c in chats]), strict=True
-    ):
-        chat.reply = reply
+    for chat, answer in zip(chats, await _ask(ctx, chats, [c.first for c in chats]), strict=True):
+        chat.reply, chat.version = answer.text, answer.version
     start = datetime.now(UTC)
     stats = BatchStats()
     builders: dict[str, ConversationEvents] = {}
@@ -107,9 +103,6 @@ async def run_batch(ctx: DemoContext, count: int, prefix: str) -> BatchStats:
     for chat in chats:
         events = ConversationEvents(chat.conversation_id, chat.user.user_id, chat.user.tier, start)
         builders[chat.conversation_id] = events
-        events.turn(0, USER, chat.item.text)
-        cta = has_cta(chat.reply, ctx.sim.rules)
-        events.assistant(1, chat.reply, chat.version, has_cta=cta)
         reaction = judge_reply(chat.item, chat.reply, ctx.sim, ctx.rng)
         stats.rules[reaction.rule] += 1
         stats.per_version[chat.version] += 1
@@ -122,19 +115,20 @@ async def run_batch(ctx: DemoContext, count: int, prefix: str) -> BatchStats:
             events.outcome("conversion", ctx.sim.course_price)
         if reaction.ask_again:
             repeat = chat.item.text + REPEAT_SUFFIX[chat.item.lang]
-            events.turn(2, USER, repeat)
             again.append((chat, (*chat.first, (ASSISTANT, chat.reply), (USER, repeat))))
     if again:
-        seconds = await _replies(ctx, [c for c, _ in again], [m for _, m in again])
-        for (chat, _), second in zip(again, seconds, strict=True):
+        answers = await _ask(ctx, [c for c, _ in again], [m for _, m in again])
+        after = datetime.now(UTC)
+        for (chat, _), answer in zip(again, answers, strict=True):
             events = builders[chat.conversation_id]
-            chat.second = second
-            events.assistant(3, second, chat.version, has_cta=has_cta(second, ctx.sim.rules))
+            events.resume(after)  # what follows the second reply comes after it
+            chat.second = second = answer.text
             if demands_human(chat.item, second, ctx.sim):
                 stats.rules["handoff"] += 1
                 events.turn(4, USER, HUMAN_DEMAND[chat.item.lang])
                 events.handoff(4, "the assistant did not answer")
                 events.turn(5, "human_agent", chat.item.reference)
     _tally(ctx, chats, stats)
+    await ctx.gateway.flushed()
     await ctx.publish([m for b in builders.values() for m in b.messages])
     return stats

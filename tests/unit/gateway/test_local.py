@@ -143,3 +143,67 @@ def test_concurrent_replies_of_a_version_share_a_batch(
     assert batched.batches == 2
     assert texts == [alone.text] * 4
     assert alone.completion_tokens <= 6
+
+
+def test_greedy_replies_are_cached_and_shared_in_flight(
+    tiny_checkpoint: Path, registry: Path
+) -> None:
+    import asyncio
+
+    from gateway.schemas import ChatRequest
+
+    cached = LocalBackend.from_checkpoint(
+        tiny_checkpoint, registry_root=registry, max_new_tokens=8, adapter_cache_size=1,
+        batch_size=4, batch_wait_s=0.05, reply_cache_size=16,
+    )  # fmt: skip
+    ask = ChatRequest(model="loraloop", messages=MESSAGES, max_tokens=6)
+    other = ChatRequest(model="loraloop", messages=[{"role": "user", "content": "refund"}])
+
+    async def run() -> None:
+        first = await asyncio.gather(*(cached.complete(ask, "model_v1") for _ in range(3)))
+        assert cached.generated["model_v1"] == 1  # three identical requests, one generation
+        assert cached.cache_hits == 2
+        again = await cached.complete(ask, "model_v1")
+        assert again == first[0]
+        assert cached.generated["model_v1"] == 1
+        await cached.complete(other, "model_v1")  # another conversation is generated
+        await cached.complete(ask.model_copy(update={"max_tokens": 3}), "model_v1")
+        assert cached.generated["model_v1"] == 3  # and so is another token limit
+        await cached.complete(ask, "model_v2")  # evicts model_v1 (a cache of one adapter)
+        await cached.complete(ask, "model_v1")  # reloaded: its earlier replies are forgotten
+        assert cached.generated == {"model_v1": 4, "model_v2": 1}
+        sampled = ask.model_copy(update={"temperature": 0.7})
+        await cached.complete(sampled, "model_v1")
+        await cached.complete(sampled, "model_v1")
+        assert cached.generated["model_v1"] == 6  # sampled replies are never cached
+
+    asyncio.run(run())
+
+
+def test_merged_adapter_serves_the_same_greedy_reply(tiny_checkpoint: Path, registry: Path) -> None:
+    """Folding the adapter into the weights while generating changes no greedy reply."""
+    import asyncio
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gateway.schemas import ChatRequest
+
+    served = LocalBackend.from_checkpoint(
+        tiny_checkpoint, registry_root=registry, max_new_tokens=8, adapter_cache_size=1
+    )
+    request = ChatRequest(model="loraloop", messages=MESSAGES, max_tokens=8)
+    reply = asyncio.run(served.complete(request, "model_v2"))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_checkpoint), str(registry / "model_v2")
+    ).eval()
+    prompt = tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(
+            **ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.eos_token_id
+        )
+    unmerged = tokenizer.decode(out[0][ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert reply.text == unmerged.strip()
