@@ -122,6 +122,8 @@ class RolloutService:
         self._last_look: dict[str, datetime] = {}
         self._held_for: dict[str, str] = {}
         """Per running canary, the replica problem last written to the rollout log."""
+        self._wanted: set[str] = set()
+        """The versions the replicas were last asked to serve."""
 
     @property
     def rollout_settings(self) -> RolloutSettings:
@@ -145,9 +147,11 @@ class RolloutService:
         """Why a replica cannot serve what routing needs (None: all can, or no replicas)."""
         if self.fleet is None or not self.fleet.problems:
             return None
-        return _describe(self.fleet.problems)
+        wanted = ", ".join(sorted(self._wanted - {BASE_VERSION})) or BASE_VERSION
+        return f"{wanted} cannot be served: {_describe(self.fleet.problems)}"
 
     def _prepare(self, versions: set[str]) -> list[FleetProblem]:
+        self._wanted = versions
         return [] if self.fleet is None else self.fleet.prepare(versions)
 
     def _hold_running(self, info: VersionInfo, when: datetime) -> StepReport | None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Final, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from analytics import pool, pool_queries, snapshots
@@ -33,6 +34,9 @@ from loraloop.lifecycle import Role, SampleStatus, Transition
 from loraloop.pii import mask_pii
 
 T = TypeVar("T")
+
+OK: Final = 200
+SERVICE_UNAVAILABLE: Final = 503
 
 router = APIRouter(prefix="/api")
 Ctx = Annotated[ConsoleContext, Depends(context)]
@@ -209,10 +213,17 @@ def label_as(
 
 
 @router.get("/health")
-async def health(ctx: Ctx) -> dict[str, str]:
-    """Liveness and warehouse reachability; needs no key."""
+async def health(ctx: Ctx) -> JSONResponse:
+    """Liveness, warehouse reachability and serving; needs no key.
+
+    503 with ``serving`` (the reason) while a replica cannot serve the rollout's adapters,
+    so a load balancer or an operator's probe sees the held rollout.
+    """
     await ctx.warehouse.run(ctx.warehouse.query, "SELECT 1")
-    return {"status": "ok", "database": ctx.warehouse.database}
+    problem = ctx.serving_problem() if ctx.serving_problem is not None else None
+    body = {"status": "degraded" if problem else "ok", "database": ctx.warehouse.database,
+            "serving": problem}  # fmt: skip
+    return JSONResponse(body, status_code=SERVICE_UNAVAILABLE if problem else OK)
 
 
 @router.get("/samples")

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from analytics.console import api, dashboards, pages
 from analytics.console.auth import key_principal
 from analytics.console.config import ConsoleSettings
-from analytics.console.context import ConsoleContext, LagProvider
+from analytics.console.context import ConsoleContext, LagProvider, ServingProblem
 from analytics.console.exceptions import (
     BodyTooLarge,
     InvalidRequest,
@@ -173,15 +173,18 @@ def create_console(
     settings: ConsoleSettings,
     extra_routers: Sequence[APIRouter] = (),
     lag_provider: LagProvider | None = None,
+    serving_problem: ServingProblem | None = None,
 ) -> FastAPI:
     """The review console on a migrated ``warehouse``; makes sure the bootstrap admin exists.
 
     ``extra_routers`` are mounted as they are (e.g. another component's ``/v1/...``).
     ``lag_provider`` returns the stream consumer's lag per topic for the dashboards
-    (None: the dashboards show "n/a").
+    (None: the dashboards show "n/a"). ``serving_problem`` says why the rollout service
+    cannot serve the rollout's adapters (``/api/health`` answers 503 with it).
     """
     ctx = ConsoleContext.build(warehouse, settings)
     ctx.lag_provider = lag_provider
+    ctx.serving_problem = serving_problem
     ctx.users.ensure_admin(bootstrap_key(settings))
     app = FastAPI(title="loraloop review console", docs_url="/api/docs", redoc_url=None)
     app.state.console = ctx

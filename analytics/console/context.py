@@ -18,6 +18,9 @@ SECRET_BYTES: Final = 32
 LagProvider = Callable[[], Mapping[str, int]]
 """Consumer lag per topic (or partition) of the running stream worker, for the dashboards."""
 
+ServingProblem = Callable[[], str | None]
+"""Why the rollout service cannot serve the rollout's adapters now (None: nothing)."""
+
 
 @dataclass
 class ConsoleContext:
@@ -28,6 +31,7 @@ class ConsoleContext:
     users: UserStore
     session_secret: bytes = field(default_factory=lambda: secrets.token_bytes(SECRET_BYTES))
     lag_provider: LagProvider | None = None
+    serving_problem: ServingProblem | None = None
 
     @classmethod
     def build(cls, warehouse: Warehouse, settings: ConsoleSettings) -> ConsoleContext:

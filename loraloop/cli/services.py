@@ -93,6 +93,7 @@ def console_service(settings: Settings, port: int) -> Service:
             settings=ConsoleSettings(data_dir=settings.data_dir),
             extra_routers=_route_routers(running),
             lag_provider=partial(_lag_of, running),
+            serving_problem=lambda: running.progress.serving_problem,
         )
         keyed = KeyedPaths(app, service_key=running.service_key, paths=api_description_paths(app))
         config = uvicorn.Config(

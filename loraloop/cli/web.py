@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from analytics.console.config import ConsoleSettings
+    from analytics.console.context import ServingProblem
     from analytics.warehouse import Warehouse
     from trainer.registry import Registry
     from trainer.router import Router
@@ -37,13 +38,19 @@ def web_app(
     service_key: str,
     *,
     routers: Sequence[APIRouter] = (),
+    serving_problem: ServingProblem | None = None,
 ) -> ASGIApp:
     """The console as ``loraloop web`` serves it: its API description behind the key,
     ``routers`` (``/v1/route``) mounted next to it."""
     from analytics.console.app import create_console
     from loraloop.cli.services import KeyedPaths, api_description_paths
 
-    app = create_console(warehouse=warehouse, settings=settings, extra_routers=routers)
+    app = create_console(
+        warehouse=warehouse,
+        settings=settings,
+        extra_routers=routers,
+        serving_problem=serving_problem,
+    )
     return KeyedPaths(app, service_key=service_key, paths=api_description_paths(app))
 
 
@@ -76,11 +83,13 @@ def web(
     try:
         key = service_key(settings)
         router = router_for_stack(warehouse)
+        serving = ServingState()
         app = web_app(
             warehouse,
             console_settings,
             key,
             routers=[make_route_router(router, service_key=key)],
+            serving_problem=serving.problem,
         )
         bind_host = host or console_settings.host
         bind_port = port or console_settings.port
@@ -91,13 +100,29 @@ def web(
             app, host=bind_host, port=bind_port, log_level=settings.log_level.lower()
         )
         registry = Registry(TrainerSettings().registry_root(settings.data_dir))
-        asyncio.run(_serve(uvicorn.Server(config), warehouse, router, registry))
+        asyncio.run(_serve(uvicorn.Server(config), warehouse, router, registry, serving))
     finally:
         warehouse.close()
 
 
-async def _serve(server: Any, warehouse: Warehouse, router: Router, registry: Registry) -> None:
-    """uvicorn and the rollout service side by side until uvicorn stops (SIGINT/SIGTERM)."""
+class ServingState:
+    """What the rollout service last reported as stopping its adapters being served."""
+
+    def __init__(self) -> None:
+        self._problem: str | None = None
+
+    def report(self, problem: str | None) -> None:
+        self._problem = problem
+
+    def problem(self) -> str | None:
+        return self._problem
+
+
+async def _serve(
+    server: Any, warehouse: Warehouse, router: Router, registry: Registry, serving: ServingState
+) -> None:
+    """uvicorn and the rollout service side by side until uvicorn stops (SIGINT/SIGTERM);
+    the service's serving problems show in ``/api/health``."""
     from loraloop.cli.services import adapter_fleet
     from trainer.rollout_service import serve_rollouts
     from trainer.rollout_service_config import RolloutServiceSettings
@@ -112,6 +137,7 @@ async def _serve(server: Any, warehouse: Warehouse, router: Router, registry: Re
             stop,
             registry=registry,
             fleet=adapter_fleet(config, registry),
+            on_serving_problem=serving.report,
         ),
         name="rollout-service",
     )

@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from loraloop.cli.web import _serve, web_app
+from loraloop.cli.web import ServingState, _serve, web_app
 from streams.broker import free_port
 from tests.pool_seed import fresh_warehouse
 from tests.registry_seed import register_version
@@ -63,7 +63,9 @@ def test_web_serves_the_route_and_runs_the_rollout_service_beside_the_console(
         )
 
         async def scenario() -> tuple[int, dict[str, object], str]:
-            serving = asyncio.create_task(_serve(server, warehouse, router, registry))
+            serving = asyncio.create_task(
+                _serve(server, warehouse, router, registry, ServingState())
+            )
             deadline = time.monotonic() + 30
             while registry.get(name).status is not VersionStatus.CANARY:
                 assert time.monotonic() < deadline, "the rollout service never started the canary"
@@ -84,3 +86,45 @@ def test_web_serves_the_route_and_runs_the_rollout_service_beside_the_console(
     assert answer["version"] in {"base", name}
     assert status == "canary"
     assert router.table.canary == name
+
+
+def test_web_health_reports_a_replica_that_cannot_serve_the_rollout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gated version waits for an unreachable adapter replica: /api/health says so (503)."""
+    replica = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("LORALOOP_ROLLOUT_SERVICE__POLL_INTERVAL_S", "0.05")
+    monkeypatch.setenv("LORALOOP_ROLLOUT_SERVICE__TICK_INTERVAL_S", "60")
+    monkeypatch.setenv("LORALOOP_ROLLOUT_SERVICE__ADAPTER_REPLICAS", f'["{replica}/v1"]')
+    monkeypatch.setenv("LORALOOP_ROLLOUT_SERVICE__ADAPTER_REPLICA_TIMEOUT_S", "1")
+    with fresh_warehouse(tmp_path) as warehouse:
+        registry = Registry(tmp_path / "registry")
+        name = register_version(warehouse, registry, parent=None, at=datetime.now(UTC))
+        router = router_for_stack(warehouse)
+        state = ServingState()
+        port = free_port()
+        app = web_app(
+            warehouse, console_settings(tmp_path), SERVICE_KEY, serving_problem=state.problem
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+
+        async def scenario() -> tuple[int, dict[str, object]]:
+            serving = asyncio.create_task(_serve(server, warehouse, router, registry, state))
+            deadline = time.monotonic() + 30
+            while state.problem() is None:
+                assert time.monotonic() < deadline, "the rollout service reported no problem"
+                await asyncio.sleep(0.05)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                health = await http.get("/api/health")
+            server.should_exit = True
+            await serving
+            return health.status_code, health.json()
+
+        status, body = asyncio.run(scenario())
+        assert registry.get(name).status is VersionStatus.TRAINED  # held: no user routed to it
+    assert status == 503
+    assert body["status"] == "degraded"
+    assert replica in str(body["serving"])
+    assert name in str(body["serving"])

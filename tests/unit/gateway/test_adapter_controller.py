@@ -120,7 +120,7 @@ def test_a_rollout_starts_only_when_every_replica_serves_it_and_retired_versions
         assert (held.action, held.version) == (ServiceAction.HELD, v2)
         reason = f"{v2} on http://replica-b: LoRA rank 8 is above the replica's max_lora_rank 4"
         assert reason in held.reason
-        assert service.serving_problem == reason
+        assert service.serving_problem == f"{v1}, {v2} cannot be served: {reason}"
         assert registry.get(v2).status is VersionStatus.TRAINED  # no rollout, no user routed
         assert _decisions(warehouse, v2) == []
         assert router.table == RoutingTable(v1)
