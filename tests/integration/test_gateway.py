@@ -29,8 +29,11 @@ from loraloop.settings import KafkaSettings, StreamSettings
 from streams.broker import EmbeddedBroker, free_port
 from streams.producer import EventPublisher
 from streams.topics import ensure_topics, topic_name
+from tests.trainer_fixtures import tiny_checkpoint
 from tests.unit.gateway.fakes import API_KEY, Server, fake_upstream, table_router
 from trainer.route_api import make_route_router
+
+__all__ = ["tiny_checkpoint"]  # the fixture, for the test that serves a real model
 
 SERVICE_KEY = "svc-key"
 READ_TIMEOUT_S = 1.0
@@ -282,3 +285,74 @@ def test_up_serves_the_gateway_turns_and_feedback_land_in_the_warehouse(
     assert turns == [(0, "user", "", conversation), (1, "assistant", "base", conversation)]
     [(kind, index)] = _stack_rows(isolated_env, "SELECT kind, turn_index FROM feedback FINAL")
     assert (kind, index) == ("thumbs_down", 1)
+
+
+def test_up_serves_the_tiny_model_whole_and_streamed_and_logs_both_exchanges(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path
+) -> None:
+    """The embedded default: `loraloop up`'s gateway with the local backend on a real (tiny)
+    model, a completion then a streamed follow-up in one conversation, through `openai`."""
+    from tests.integration.conftest import run_cli
+
+    port = free_port()
+    for name, value in {
+        "LORALOOP_GATEWAY__IN_STACK": "true",
+        "LORALOOP_GATEWAY__BACKEND": "local",
+        "LORALOOP_GATEWAY__BASE_MODEL": str(tiny_checkpoint),
+        "LORALOOP_GATEWAY__MAX_NEW_TOKENS": "8",
+        "LORALOOP_GATEWAY__PORT": str(port),
+    }.items():
+        monkeypatch.setenv(name, value)
+    with subprocess.Popen(
+        [sys.executable, "-m", "loraloop", "up"], env=dict(os.environ, NO_COLOR="1")
+    ) as stack:
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_for(url + "/health", stack)
+            key = (isolated_env / "gateway.key").read_text().strip()
+            client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+            question = [{"role": "user", "content": "where is my order"}]
+            raw = client.chat.completions.with_raw_response.create(
+                model="loraloop",
+                messages=question,
+                user="ivy",  # type: ignore[arg-type]
+            )
+            first = raw.parse()
+            conversation = raw.headers["X-Loraloop-Conversation"]
+            assert (first.model, raw.headers["X-Loraloop-Version"]) == ("base", "base")
+            assert first.usage is not None
+            assert 0 < first.usage.completion_tokens <= 8
+            history: Any = [
+                *question,
+                {"role": "assistant", "content": first.choices[0].message.content},
+                {"role": "user", "content": "and the refund?"},
+            ]
+            chunks = list(
+                client.chat.completions.create(
+                    model="loraloop", messages=history, user="ivy", stream=True,
+                    metadata={"conversation_id": conversation},
+                )
+            )  # fmt: skip
+            assert {c.model for c in chunks} == {"base"}
+            streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            deadline = time.monotonic() + CONSUME_TIMEOUT_S
+            status = run_cli("status")
+            while "turns              │    4" not in status.stdout:
+                assert time.monotonic() < deadline, status.stdout + status.stderr
+                time.sleep(1)
+                status = run_cli("status")
+        finally:
+            stack.send_signal(signal.SIGTERM)
+            stack.wait(timeout=60)
+    turns = _stack_rows(
+        isolated_env,
+        "SELECT turn_index, role, model_version, text, conversation_id FROM turns FINAL "
+        "ORDER BY turn_index",
+    )
+    assert {t[4] for t in turns} == {conversation}
+    assert [t[:3] for t in turns] == [
+        (0, "user", ""), (1, "assistant", "base"), (2, "user", ""), (3, "assistant", "base"),
+    ]  # fmt: skip
+    assert turns[1][3] == first.choices[0].message.content
+    assert turns[2][3] == "and the refund?"
+    assert turns[3][3] == streamed
