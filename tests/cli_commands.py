@@ -35,7 +35,7 @@ class Written:
 
 
 def words_of(line: str) -> tuple[str, ...]:
-    command = line.split(" #", 1)[0].strip()
+    command = line.split(" #", 1)[0].strip().removesuffix("&").strip()  # `... &`: in background
     command = re.sub(r"\[(--[^\]]+)\]", r"\1", command)  # `[--print-ddl]`: optional, shown
     return tuple(shlex.split(command)[1:])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loraloop.cli import app
+from streams.broker import free_port
 from tests.cli_commands import (
     BLOCK,
     REPO,
@@ -34,6 +36,9 @@ from tests.cli_commands import (
     written_commands,
 )
 from tests.conftest import EXAMPLES
+from tests.trainer_fixtures import tiny_checkpoint
+
+__all__ = ["tiny_checkpoint"]  # the fixture, for the gateway try-out
 
 DOCS = ("README.md", "docs/detectors.md", "docs/architecture.md", "docs/deploy.md")
 #: click's exit code for a usage error (unknown option, missing argument).
@@ -212,6 +217,108 @@ def test_readme_walk_against_a_running_stack(isolated_env: Path) -> None:
     assert f"review console: {info['console_url']}" in said  # status says where to label
     assert "no dataset can be built yet" in said  # train --dry-run on a pool with no labels
     assert "versions with traffic: model_v1" in said  # compare model_v2: an error naming them
+
+
+GATEWAY_SECTION = "### Pointing loraloop at real traffic"
+
+
+def gateway_try_out() -> list[str]:
+    """The lines of the console block under ``GATEWAY_SECTION``, without ``$`` and comments."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"\n{GATEWAY_SECTION}\n")
+    [block] = BLOCK.findall(text[start : text.index("\n## ", start)])
+    lines = (ln.strip().removeprefix("$ ").split(" #", 1)[0].strip() for ln in block.splitlines())
+    return [ln for ln in lines if ln]
+
+
+def _wait_for_gateway(data_dir: Path, proc: subprocess.Popen[str]) -> dict[str, str]:
+    """stack.json once the gateway it advertises answers its /health."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        info = _wait_for_stack(data_dir, proc)
+        if info.get("gateway_url") and _answers(
+            info["gateway_url"].removesuffix("/v1") + "/health"
+        ):
+            return info
+        time.sleep(0.5)
+    msg = f"the gateway in {data_dir}/stack.json never answered"
+    raise AssertionError(msg)
+
+
+def test_readme_gateway_try_out_shows_the_conversation_in_the_console(
+    isolated_env: Path, tiny_checkpoint: Path
+) -> None:
+    """Each line of the README's try-out, as written (the tiny model instead of SmolLM2, a
+    free port instead of 8400): the example's conversation becomes a sample a labeller
+    finds with `samples list` and opens at the link the example prints."""
+    lines = gateway_try_out()
+    assert lines[0] == ". .venv/bin/activate"  # the test runs this interpreter instead
+    env = dict(
+        os.environ, NO_COLOR="1", LORALOOP_DATA_DIR=str(isolated_env),
+        LORALOOP_GATEWAY__IN_STACK="true", LORALOOP_GATEWAY__BACKEND="local",
+        LORALOOP_GATEWAY__BASE_MODEL=str(tiny_checkpoint),
+        LORALOOP_GATEWAY__MAX_NEW_TOKENS="8", LORALOOP_GATEWAY__PORT=str(free_port()),
+    )  # fmt: skip
+    stack: subprocess.Popen[str] | None = None
+    info: dict[str, str] = {}
+    said: dict[str, str] = {}
+    try:
+        for line in lines[1:]:
+            words = shlex.split(line.replace(".loraloop", str(isolated_env)))
+            if words[0] == "export":
+                name, _, value = words[1].partition("=")
+                env[name] = value
+            elif words[:2] == ["loraloop", "up"]:
+                assert words[-1] == "&", f"{line}: the try-out runs up in the background"
+                stack = subprocess.Popen(
+                    [sys.executable, "-m", *words[:-1]], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE, text=True, env=env,
+                )  # fmt: skip
+                info = _wait_for_gateway(isolated_env, stack)
+            elif words[0] == "python":
+                done = subprocess.run(
+                    [sys.executable, *words[1:]], capture_output=True, text=True, env=env,
+                    cwd=REPO, timeout=COMMAND_TIMEOUT_S, check=False,
+                )  # fmt: skip
+                assert done.returncode == 0, f"{line}: {done.stdout}{done.stderr}"
+                said[line] = done.stdout
+            elif words[:3] == ["loraloop", "samples", "list"]:
+                env["LORALOOP_API_KEY"] = _labeller_key(info["console_url"], isolated_env)
+                env["COLUMNS"] = "200"  # a terminal wide enough for the ids
+                said[line] = _until_listed(words, env)
+                sample = re.search(r"smp-readme-[a-z]+", said[line])
+                assert sample, said[line]
+                detail = httpx.get(
+                    f"{info['console_url']}/api/samples/{sample.group()}",
+                    headers={"Authorization": f"Bearer {env['LORALOOP_API_KEY']}"},
+                    timeout=COMMAND_TIMEOUT_S,
+                )
+                assert detail.status_code == httpx.codes.OK, detail.text
+                said["detail"] = detail.text
+            else:
+                pytest.fail(f"README try-out line {line!r}: this test does not know it")
+    finally:
+        if stack is not None:
+            stack.send_signal(signal.SIGINT)
+            stack.communicate(timeout=COMMAND_TIMEOUT_S)
+    [printed] = [out for line, out in said.items() if line.startswith("python ")]
+    link = re.search(r"review console: (\S+/samples/(smp-readme-[a-z]+))", printed)
+    assert link, printed
+    assert link.group(2) in said[lines[-1]]  # samples list shows it
+    assert "complaint" in said["detail"]  # the detector that captured it
+    assert printed.count("\nbase: ") == 2  # both replies came from the served version
+
+
+def _until_listed(words: list[str], env: dict[str, str]) -> str:
+    """`samples list` again until the example's sample is in it (capture takes seconds)."""
+    deadline = time.monotonic() + COMMAND_TIMEOUT_S
+    while True:
+        written = Written("README.md", " ".join(words), tuple(words[1:]))
+        done = _run(written, Path(env["LORALOOP_DATA_DIR"]), env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        if "smp-readme-" in done.stdout or time.monotonic() > deadline:
+            return done.stdout
+        time.sleep(1)
 
 
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")

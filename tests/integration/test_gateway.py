@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -223,6 +224,38 @@ def _wait_for(url: str, child: subprocess.Popen[bytes]) -> None:
     pytest.fail(f"loraloop gateway did not answer on {url}")
 
 
+@contextlib.contextmanager
+def _stack_with_gateway(monkeypatch: pytest.MonkeyPatch, gateway: dict[str, str]) -> Iterator[str]:
+    """`loraloop up` in a child process with these LORALOOP_GATEWAY__ settings (and its
+    port); yields the gateway's address once it answers, stops the stack after."""
+    port = free_port()
+    for name, value in {**gateway, "IN_STACK": "true", "PORT": str(port)}.items():
+        monkeypatch.setenv(f"LORALOOP_GATEWAY__{name}", value)
+    with subprocess.Popen(
+        [sys.executable, "-m", "loraloop", "up"], env=dict(os.environ, NO_COLOR="1")
+    ) as stack:
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_for(url + "/health", stack)
+            yield url
+        finally:
+            stack.send_signal(signal.SIGTERM)
+            stack.wait(timeout=60)
+
+
+def _wait_for_turns(count: int) -> str:
+    """Polls `loraloop status` until the warehouse holds `count` turns; its last output."""
+    from tests.integration.conftest import run_cli
+
+    deadline = time.monotonic() + CONSUME_TIMEOUT_S
+    status = run_cli("status")
+    while f"turns              │    {count}" not in status.stdout:
+        assert time.monotonic() < deadline, status.stdout + status.stderr
+        time.sleep(1)
+        status = run_cli("status")
+    return status.stdout
+
+
 def _stack_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
     from tests.integration.conftest import open_warehouse
 
@@ -233,50 +266,30 @@ def _stack_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
 def test_up_serves_the_gateway_turns_and_feedback_land_in_the_warehouse(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.integration.conftest import run_cli
-
-    port = free_port()
-    with Server(fake_upstream()) as upstream:
-        for name, value in {
-            "LORALOOP_GATEWAY__IN_STACK": "true",
-            "LORALOOP_GATEWAY__BACKEND": "openai",
-            "LORALOOP_GATEWAY__UPSTREAMS": f'["{upstream.url}/v1"]',
-            "LORALOOP_GATEWAY__PORT": str(port),
-        }.items():
-            monkeypatch.setenv(name, value)
-        with subprocess.Popen(
-            [sys.executable, "-m", "loraloop", "up"], env=dict(os.environ, NO_COLOR="1")
-        ) as stack:
-            try:
-                url = f"http://127.0.0.1:{port}"
-                _wait_for(url + "/health", stack)
-                key = (isolated_env / "gateway.key").read_text().strip()
-                stack_info = json.loads((isolated_env / "stack.json").read_text())
-                assert stack_info["gateway_url"] == url + "/v1"  # clients find it there
-                client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-                raw = client.chat.completions.with_raw_response.create(
-                    model="loraloop", messages=[{"role": "user", "content": "hi"}], user="amy"
-                )
-                conversation = raw.headers["X-Loraloop-Conversation"]
-                assert raw.parse().model == "base"
-                feedback = httpx.post(
-                    url + "/v1/feedback",
-                    headers={"Authorization": f"Bearer {key}"},
-                    json={"conversation_id": conversation, "user_id": "amy",
-                          "turn_index": int(raw.headers["X-Loraloop-Turn-Index"]),
-                          "kind": "thumbs_down"},
-                )  # fmt: skip
-                assert feedback.status_code == 202
-                deadline = time.monotonic() + CONSUME_TIMEOUT_S
-                status = run_cli("status")
-                while "turns              │    2" not in status.stdout:
-                    assert time.monotonic() < deadline, status.stdout + status.stderr
-                    time.sleep(1)
-                    status = run_cli("status")
-                assert f"chat gateway: {url}/v1" in status.stdout
-            finally:
-                stack.send_signal(signal.SIGTERM)
-                stack.wait(timeout=60)
+    with (
+        Server(fake_upstream()) as upstream,
+        _stack_with_gateway(
+            monkeypatch, {"BACKEND": "openai", "UPSTREAMS": f'["{upstream.url}/v1"]'}
+        ) as url,
+    ):
+        key = (isolated_env / "gateway.key").read_text().strip()
+        stack_info = json.loads((isolated_env / "stack.json").read_text())
+        assert stack_info["gateway_url"] == url + "/v1"  # clients find it there
+        client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="loraloop", messages=[{"role": "user", "content": "hi"}], user="amy"
+        )
+        conversation = raw.headers["X-Loraloop-Conversation"]
+        assert raw.parse().model == "base"
+        feedback = httpx.post(
+            url + "/v1/feedback",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"conversation_id": conversation, "user_id": "amy",
+                  "turn_index": int(raw.headers["X-Loraloop-Turn-Index"]),
+                  "kind": "thumbs_down"},
+        )  # fmt: skip
+        assert feedback.status_code == 202
+        assert f"chat gateway: {url}/v1" in _wait_for_turns(2)
     turns = _stack_rows(
         isolated_env,
         "SELECT turn_index, role, model_version, conversation_id FROM turns FINAL "
@@ -292,58 +305,35 @@ def test_up_serves_the_tiny_model_whole_and_streamed_and_logs_both_exchanges(
 ) -> None:
     """The embedded default: `loraloop up`'s gateway with the local backend on a real (tiny)
     model, a completion then a streamed follow-up in one conversation, through `openai`."""
-    from tests.integration.conftest import run_cli
-
-    port = free_port()
-    for name, value in {
-        "LORALOOP_GATEWAY__IN_STACK": "true",
-        "LORALOOP_GATEWAY__BACKEND": "local",
-        "LORALOOP_GATEWAY__BASE_MODEL": str(tiny_checkpoint),
-        "LORALOOP_GATEWAY__MAX_NEW_TOKENS": "8",
-        "LORALOOP_GATEWAY__PORT": str(port),
-    }.items():
-        monkeypatch.setenv(name, value)
-    with subprocess.Popen(
-        [sys.executable, "-m", "loraloop", "up"], env=dict(os.environ, NO_COLOR="1")
-    ) as stack:
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_for(url + "/health", stack)
-            key = (isolated_env / "gateway.key").read_text().strip()
-            client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-            question = [{"role": "user", "content": "where is my order"}]
-            raw = client.chat.completions.with_raw_response.create(
-                model="loraloop",
-                messages=question,
-                user="ivy",  # type: ignore[arg-type]
+    settings = {"BACKEND": "local", "BASE_MODEL": str(tiny_checkpoint), "MAX_NEW_TOKENS": "8"}
+    with _stack_with_gateway(monkeypatch, settings) as url:
+        key = (isolated_env / "gateway.key").read_text().strip()
+        client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+        question = [{"role": "user", "content": "where is my order"}]
+        raw = client.chat.completions.with_raw_response.create(
+            model="loraloop",
+            messages=question,
+            user="ivy",  # type: ignore[arg-type]
+        )
+        first = raw.parse()
+        conversation = raw.headers["X-Loraloop-Conversation"]
+        assert (first.model, raw.headers["X-Loraloop-Version"]) == ("base", "base")
+        assert first.usage is not None
+        assert 0 < first.usage.completion_tokens <= 8
+        history: Any = [
+            *question,
+            {"role": "assistant", "content": first.choices[0].message.content},
+            {"role": "user", "content": "and the refund?"},
+        ]
+        chunks = list(
+            client.chat.completions.create(
+                model="loraloop", messages=history, user="ivy", stream=True,
+                metadata={"conversation_id": conversation},
             )
-            first = raw.parse()
-            conversation = raw.headers["X-Loraloop-Conversation"]
-            assert (first.model, raw.headers["X-Loraloop-Version"]) == ("base", "base")
-            assert first.usage is not None
-            assert 0 < first.usage.completion_tokens <= 8
-            history: Any = [
-                *question,
-                {"role": "assistant", "content": first.choices[0].message.content},
-                {"role": "user", "content": "and the refund?"},
-            ]
-            chunks = list(
-                client.chat.completions.create(
-                    model="loraloop", messages=history, user="ivy", stream=True,
-                    metadata={"conversation_id": conversation},
-                )
-            )  # fmt: skip
-            assert {c.model for c in chunks} == {"base"}
-            streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-            deadline = time.monotonic() + CONSUME_TIMEOUT_S
-            status = run_cli("status")
-            while "turns              │    4" not in status.stdout:
-                assert time.monotonic() < deadline, status.stdout + status.stderr
-                time.sleep(1)
-                status = run_cli("status")
-        finally:
-            stack.send_signal(signal.SIGTERM)
-            stack.wait(timeout=60)
+        )  # fmt: skip
+        assert {c.model for c in chunks} == {"base"}
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        _wait_for_turns(4)
     turns = _stack_rows(
         isolated_env,
         "SELECT turn_index, role, model_version, text, conversation_id FROM turns FINAL "
