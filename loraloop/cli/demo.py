@@ -33,6 +33,9 @@ DEMO_ENVIRONMENT: Final = {
     # The simulated users re-ask fixed prompts of a greedy model: a version's conversations
     # on one prompt are copies, so the comparison's clusters are opening prompts, not users.
     "LORALOOP_RATES__CLUSTER_BY": "opening_prompt",
+    # The demo publishes a batch at once and then waits for capture: one quiet second says
+    # the batch is complete (the 5 s default cost about 10 s a batch, twice a look).
+    "LORALOOP_STREAM__WATERMARK_IDLE_S": "1",
 }
 """Settings of other components the demo sets for its own process unless already set."""
 

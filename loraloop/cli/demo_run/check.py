@@ -5,7 +5,8 @@ Every comparison in the summary must equal the latest look recorded in
 recomputed from the raw tables); every dataset
 must equal its ``training_cycles`` row; approvals must be in ``sample_transitions``;
 every chat the gateway answered must be an assistant turn in ``turns``, each
-conversation's first reply under the version the simulated user was told it got.
+conversation's first reply under the version the simulated user was told it got;
+no captured sample may be left unlabelled (the simulated reviewer labels every one).
 """
 
 from __future__ import annotations
@@ -121,6 +122,14 @@ def _check_gateway(warehouse: Warehouse, summary: dict[str, Any], problems: list
                         f"turns {stored}")  # fmt: skip
 
 
+def _check_labelled(warehouse: Warehouse, problems: list[str]) -> None:
+    left = int(
+        warehouse.query("SELECT count() FROM pool WHERE status = 'captured'").result_rows[0][0]
+    )
+    if left:
+        problems.append(f"{left} captured samples were never labelled by the reviewer")
+
+
 def verify(warehouse: Warehouse, summary: dict[str, Any]) -> list[str]:
     """Disagreements between ``summary`` and the warehouse (empty when they agree)."""
     problems: list[str] = []
@@ -129,4 +138,5 @@ def verify(warehouse: Warehouse, summary: dict[str, Any]) -> list[str]:
         _check_dataset(warehouse, cycle, problems)
     _check_approvals(warehouse, summary, problems)
     _check_gateway(warehouse, summary, problems)
+    _check_labelled(warehouse, problems)
     return problems

@@ -70,7 +70,7 @@ async def traffic(ctx: DemoContext, prefix: str, count: int, totals: dict[str, A
     """One batch: publish, wait for the stack, label what was captured; adds to ``totals``."""
     stats: BatchStats = await run_batch(ctx, count, prefix)
     _merge_groups(totals, stats)
-    await wait_written(ctx, stats.conversation_ids)
+    await wait_written(ctx, stats.events)
     labels: LabelStats = await label_captured(ctx, stats.conversation_ids)
     totals["conversations"] = totals.get("conversations", 0) + len(stats.conversation_ids)
     for key, counter in (("per_version", stats.per_version), ("reactions", stats.rules)):

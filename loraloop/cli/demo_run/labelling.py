@@ -10,13 +10,14 @@ per sample on ``llm.qa``; the stream labels the sample from it
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from loraloop.cli.demo_run.context import DemoContext
 from loraloop.cli.demo_run.events import qa_verdict
-from loraloop.cli.demo_run.serving import Ask
+from loraloop.cli.demo_run.serving import TURNS_PER_EXCHANGE, Ask
 from loraloop.simulation import review
 from loraloop.simulation.exceptions import DemoError
 from loraloop.simulation.reviewer import REVIEWER
@@ -26,8 +27,9 @@ from trainer.router import BASE_VERSION
 CURATOR: Final = "seed-curator"
 SEED_REASON: Final = "seed baseline: the scenario's reference answer, curated before launch"
 
-_CONVERSATIONS_SQL = (
-    "SELECT count() FROM conversations FINAL WHERE conversation_id IN {ids:Array(String)}"
+_APPLIED_SQL = (
+    "SELECT count() FROM conversations FINAL WHERE conversation_id IN {ids:Array(String)} "
+    "AND revision >= {events:Array(UInt64)}[indexOf({ids:Array(String)}, conversation_id)]"
 )
 _CAPTURED_SQL = (
     "SELECT sample_id, conversation_id FROM pool "
@@ -68,9 +70,16 @@ class LabelStats:
         self.acceptance.update(other.acceptance)
 
 
-async def wait_written(ctx: DemoContext, ids: list[str]) -> None:
-    """Wait until the stack wrote a conversation row for each id."""
-    await ctx.wait_count(_CONVERSATIONS_SQL, {"ids": ids}, len(ids), "conversations")
+async def wait_written(ctx: DemoContext, events: Mapping[str, int]) -> None:
+    """Wait until capture has applied all ``events[id]`` events of each conversation.
+
+    A conversation's row appears with its first turns (the gateway publishes them as it
+    answers), before the feedback, handoffs and outcomes that may capture it: labelling
+    once the row exists would miss the samples those make.
+    """
+    ids = list(events)
+    params = {"ids": ids, "events": [events[i] for i in ids]}
+    await ctx.wait_count(_APPLIED_SQL, params, len(ids), "conversations with all their events")
 
 
 async def _transcripts(ctx: DemoContext, ids: list[str]) -> dict[str, list[tuple[str, str]]]:
@@ -143,7 +152,7 @@ async def seed_conversations(ctx: DemoContext) -> list[str]:
 async def seed_baseline(ctx: DemoContext) -> dict[str, Any]:
     """Label the seed conversations (sim-qa); an approver moves them into core."""
     ids = await seed_conversations(ctx)
-    await wait_written(ctx, ids)
+    await wait_written(ctx, dict.fromkeys(ids, TURNS_PER_EXCHANGE))
     stats = LabelStats()
     labelled = await _review(ctx, [(None, c) for c in ids], stats)
     if labelled:

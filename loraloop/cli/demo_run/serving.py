@@ -50,6 +50,10 @@ class Ask:
     messages: Messages
 
 
+TURNS_PER_EXCHANGE: Final = 2
+"""Events the gateway publishes for each answered chat: the user's and the assistant's turn."""
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """The reply and the version the gateway served it with."""

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from loraloop.cli.demo_run.context import DemoContext, SimUser
 from loraloop.cli.demo_run.events import ConversationEvents
-from loraloop.cli.demo_run.serving import Answer, Ask, Messages
+from loraloop.cli.demo_run.serving import TURNS_PER_EXCHANGE, Answer, Ask, Messages
 from loraloop.simulation import ScenarioItem, judge_reply
 from loraloop.simulation.judge import demands_human
 from loraloop.simulation.reviewer import problem_types_of
@@ -44,6 +44,8 @@ class BatchStats:
     per (version, prompt group) the conversations and those showing each problem type."""
 
     conversation_ids: list[str] = field(default_factory=list)
+    events: dict[str, int] = field(default_factory=dict)
+    """Per conversation, the events published for it (the gateway's turns and the rest)."""
     per_version: Counter[str] = field(default_factory=Counter)
     rules: Counter[str] = field(default_factory=Counter)
     groups: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -91,6 +93,15 @@ def _tally(ctx: DemoContext, chats: list[_Chat], stats: BatchStats) -> None:
         stats.tally(chat, problem_types_of(chat.item, replies, ctx.sim.rules))
 
 
+def _published(chats: list[_Chat], builders: dict[str, ConversationEvents]) -> dict[str, int]:
+    """Per conversation, the gateway's turns and the events the demo builds for it."""
+    return {
+        c.conversation_id: TURNS_PER_EXCHANGE * (1 if c.second is None else 2)
+        + len(builders[c.conversation_id].messages)
+        for c in chats
+    }
+
+
 async def run_batch(ctx: DemoContext, count: int, prefix: str) -> BatchStats:
     """Simulate and publish ``count`` conversations; returns what happened."""
     chats = _open(ctx, count, prefix)
@@ -129,6 +140,7 @@ async def run_batch(ctx: DemoContext, count: int, prefix: str) -> BatchStats:
                 events.handoff(4, "the assistant did not answer")
                 events.turn(5, "human_agent", chat.item.reference)
     _tally(ctx, chats, stats)
+    stats.events = _published(chats, builders)
     await ctx.gateway.flushed()
     await ctx.publish([m for b in builders.values() for m in b.messages])
     return stats
