@@ -67,6 +67,13 @@ class GatewaySettings(BaseSettings):
         description="Seconds an upstream may go silent (between stream chunks, or before a "
         "whole reply) before the request fails with 502.",
     )
+    keep_alive_s: int = Field(
+        75,
+        ge=1,
+        description="Seconds the gateway keeps an idle client connection open. Longer than "
+        "a client's own pool expiry (httpx, and so the openai client: 5 s), so a client never "
+        "reuses a connection the gateway is closing that instant (a read error, not a retry).",
+    )
     max_connections: int = Field(
         256, ge=1, description="Open connections to the upstreams at most (all replicas)."
     )

@@ -95,7 +95,7 @@ def demo(
         ),
     ] = None,
     fast: Annotated[
-        bool, typer.Option("--fast", help="Tiny model and small scenario (about 4½ minutes).")
+        bool, typer.Option("--fast", help="Tiny model and small scenario (under 2 minutes).")
     ] = False,
     report_dir: Annotated[
         Path | None, typer.Option("--report-dir", help="Default: <data dir>/report.")

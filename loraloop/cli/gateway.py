@@ -120,7 +120,10 @@ def gateway(
         f"gateway on http://{gw.host}:{gw.port}/v1 ({gw.backend} backend); API key in "
         f"{gateway_key_file(settings.data_dir)} unless LORALOOP_GATEWAY__API_KEY is set"
     )
-    uvicorn.run(app, host=gw.host, port=gw.port, log_level=settings.log_level.lower())
+    uvicorn.run(
+        app, host=gw.host, port=gw.port, log_level=settings.log_level.lower(),
+        timeout_keep_alive=gw.keep_alive_s,
+    )  # fmt: skip
 
 
 def gateway_service(settings: Settings) -> Callable[[RunningStack], Awaitable[None]]:
@@ -173,8 +176,9 @@ def gateway_service(settings: Settings) -> Callable[[RunningStack], Awaitable[No
             api_key=gateway_key(settings.data_dir, gw.api_key),
         )
         config = uvicorn.Config(
-            create_gateway(parts), host=gw.host, port=gw.port, log_level=settings.log_level.lower()
-        )
+            create_gateway(parts), host=gw.host, port=gw.port,
+            log_level=settings.log_level.lower(), timeout_keep_alive=gw.keep_alive_s,
+        )  # fmt: skip
         server = embedded_server(config)
         console.stdout_console.print(f"chat gateway: http://{gw.host}:{gw.port}/v1")
         try:

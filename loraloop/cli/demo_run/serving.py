@@ -179,7 +179,13 @@ async def serve_gateway(
         traffic=traffic, api_key=key,
     )  # fmt: skip
     server = embedded_server(
-        uvicorn.Config(create_gateway(parts), host=gw.host, port=gw.port, log_level="warning")
+        uvicorn.Config(
+            create_gateway(parts),
+            host=gw.host,
+            port=gw.port,
+            log_level="warning",
+            timeout_keep_alive=gw.keep_alive_s,
+        )  # fmt: skip
     )
     task = asyncio.create_task(server.serve(), name="demo-gateway")
     await _started(server, task)
