@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -204,12 +205,32 @@ def test_loraloop_gateway_command_serves_and_publishes(
                 )
                 assert reply.model == table_router().assign("zoe").version
                 assert reply.choices[0].message.content == f"echo hi from {reply.model}"
+                assert _kept_alive(port, UVICORN_KEEP_ALIVE_S + 1)
             finally:
                 child.terminate()
                 child.wait(timeout=30)
     turns = asyncio.run(_turns(broker.bootstrap, topic_name(stream, "llm.turns"), 2))
     assert [t["role"] for t in turns] == ["user", "assistant"]
     assert turns[1]["model_version"] == reply.model
+
+
+UVICORN_KEEP_ALIVE_S = 5
+"""uvicorn's default, and httpx's pool expiry: a server closing at the client's expiry races it."""
+
+
+def _kept_alive(port: int, idle_s: float) -> bool:
+    """Whether one connection answers a second request after ``idle_s`` of silence."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/health")
+        assert conn.getresponse().read()
+        time.sleep(idle_s)
+        conn.request("GET", "/health")  # on the same socket: http.client does not reconnect
+        return conn.getresponse().status == httpx.codes.OK
+    except (http.client.RemoteDisconnected, ConnectionError):  # closed by the server
+        return False
+    finally:
+        conn.close()
 
 
 def _wait_for(url: str, child: subprocess.Popen[bytes]) -> None:
