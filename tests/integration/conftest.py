@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,17 @@ def run_cli(*args: str, timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedP
         env=env,
         check=False,
     )
+
+
+def wait_for_turns(count: int, timeout_s: float) -> str:
+    """Polls `loraloop status` until the warehouse holds ``count`` turns; its last output."""
+    deadline = time.monotonic() + timeout_s
+    status = run_cli("status")
+    while f"turns              │ {count:>4}" not in status.stdout:
+        assert time.monotonic() < deadline, status.stdout + status.stderr
+        time.sleep(1)
+        status = run_cli("status")
+    return status.stdout
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from loraloop.settings import KafkaSettings, StreamSettings
 from streams.broker import EmbeddedBroker, free_port
 from streams.producer import EventPublisher
 from streams.topics import ensure_topics, topic_name
+from tests.integration.conftest import wait_for_turns
 from tests.trainer_fixtures import tiny_checkpoint
 from tests.unit.gateway.fakes import API_KEY, Server, fake_upstream, table_router
 from trainer.route_api import make_route_router
@@ -264,19 +265,6 @@ def _stack_with_gateway(monkeypatch: pytest.MonkeyPatch, gateway: dict[str, str]
             stack.wait(timeout=60)
 
 
-def _wait_for_turns(count: int) -> str:
-    """Polls `loraloop status` until the warehouse holds `count` turns; its last output."""
-    from tests.integration.conftest import run_cli
-
-    deadline = time.monotonic() + CONSUME_TIMEOUT_S
-    status = run_cli("status")
-    while f"turns              │    {count}" not in status.stdout:
-        assert time.monotonic() < deadline, status.stdout + status.stderr
-        time.sleep(1)
-        status = run_cli("status")
-    return status.stdout
-
-
 def _stack_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
     from tests.integration.conftest import open_warehouse
 
@@ -310,7 +298,7 @@ def test_up_serves_the_gateway_turns_and_feedback_land_in_the_warehouse(
                   "kind": "thumbs_down"},
         )  # fmt: skip
         assert feedback.status_code == 202
-        assert f"chat gateway: {url}/v1" in _wait_for_turns(2)
+        assert f"chat gateway: {url}/v1" in wait_for_turns(2, CONSUME_TIMEOUT_S)
     turns = _stack_rows(
         isolated_env,
         "SELECT turn_index, role, model_version, conversation_id FROM turns FINAL "
@@ -354,7 +342,7 @@ def test_up_serves_the_tiny_model_whole_and_streamed_and_logs_both_exchanges(
         )  # fmt: skip
         assert {c.model for c in chunks} == {"base"}
         streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        _wait_for_turns(4)
+        wait_for_turns(4, CONSUME_TIMEOUT_S)
     turns = _stack_rows(
         isolated_env,
         "SELECT turn_index, role, model_version, text, conversation_id FROM turns FINAL "

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import EXAMPLES
-from tests.integration.conftest import open_warehouse, run_cli
+from tests.integration.conftest import open_warehouse, run_cli, wait_for_turns
 
 START_TIMEOUT_S = 60
 EXAMPLE_TURNS = sum(1 for line in EXAMPLES.read_text().splitlines() if '"type": "turn"' in line)
@@ -45,14 +45,9 @@ def test_up_produce_status_and_clean_shutdown(isolated_env: Path) -> None:
             assert produced.returncode == 0, produced.stderr
             assert "published 69 events" in produced.stdout
 
-            deadline = time.monotonic() + START_TIMEOUT_S
-            status = run_cli("status")
-            while f"turns              │ {EXAMPLE_TURNS:>4}" not in status.stdout:
-                assert time.monotonic() < deadline, status.stdout + status.stderr
-                time.sleep(1)
-                status = run_cli("status")
-            assert "stack: running" in status.stdout
-            assert "llm.turns" in status.stdout
+            status = wait_for_turns(EXAMPLE_TURNS, START_TIMEOUT_S)
+            assert "stack: running" in status
+            assert "llm.turns" in status
         finally:
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=60)
