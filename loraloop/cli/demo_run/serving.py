@@ -185,7 +185,7 @@ async def serve_gateway(
             port=gw.port,
             log_level="warning",
             timeout_keep_alive=gw.keep_alive_s,
-        )  # fmt: skip
+        )
     )
     task = asyncio.create_task(server.serve(), name="demo-gateway")
     await _started(server, task)
