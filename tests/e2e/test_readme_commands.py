@@ -312,9 +312,9 @@ def test_readme_gateway_try_out_shows_the_conversation_in_the_console(
 
 def _until_listed(words: list[str], env: dict[str, str]) -> str:
     """`samples list` again until the example's sample is in it (capture takes seconds)."""
+    written = Written("README.md", " ".join(words), tuple(words[1:]))
     deadline = time.monotonic() + COMMAND_TIMEOUT_S
     while True:
-        written = Written("README.md", " ".join(words), tuple(words[1:]))
         done = _run(written, Path(env["LORALOOP_DATA_DIR"]), env)
         assert done.returncode == 0, done.stdout + done.stderr
         if "smp-readme-" in done.stdout or time.monotonic() > deadline:

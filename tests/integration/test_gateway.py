@@ -31,7 +31,7 @@ from loraloop.settings import KafkaSettings, StreamSettings
 from streams.broker import EmbeddedBroker, free_port
 from streams.producer import EventPublisher
 from streams.topics import ensure_topics, topic_name
-from tests.integration.conftest import wait_for_turns
+from tests.integration.conftest import open_warehouse, wait_for_turns
 from tests.trainer_fixtures import tiny_checkpoint
 from tests.unit.gateway.fakes import API_KEY, Server, fake_upstream, table_router
 from trainer.route_api import make_route_router
@@ -266,8 +266,6 @@ def _stack_with_gateway(monkeypatch: pytest.MonkeyPatch, gateway: dict[str, str]
 
 
 def _stack_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
-    from tests.integration.conftest import open_warehouse
-
     with open_warehouse(data_dir) as warehouse:
         return list(warehouse.query(sql).result_rows)
 
